@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fs.h - one mount: its parameters, layers and node table.
+ *
+ * Created by main() before the daemon forks, read-only afterwards except for the fields that say
+ * otherwise. Every request handler gets it as the session's userdata.
+ */
+#ifndef PLYFS_FS_H
+#define PLYFS_FS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "layer.h"
+#include "node.h"
+#include "params.h"
+
+struct plyfs {
+	struct plyfs_params *params;
+	struct layer *layers; /* upper first if any, then lowers top first */
+	size_t n_layers;
+	bool has_upper;
+	int work_fd;	      /* O_PATH fd of workdir, -1 without upper */
+	unsigned xino_bits;   /* see inode.h */
+	bool is_root;	      /* running as uid 0: trusted.* xattrs readable */
+	const char *xattr_prefix; /* OVL_XATTR_TRUSTED_PREFIX or OVL_XATTR_USER_PREFIX: written format */
+
+	struct node_table *nodes;
+
+	/* Directory fds cached in nodes (struct node_layer.fd): at most fd_budget at once, so the
+	 * daemon stays far below RLIMIT_NOFILE however many directories the kernel keeps. */
+	atomic_long fds_cached;
+	long fd_budget;
+
+	double timeout; /* entry and attr timeout handed to the kernel */
+};
+
+#endif

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * layer.h - the layers, and the only place that makes raw filesystem syscalls on them.
+ *
+ * A layer is a directory: the upper (writable, index 0 when present) and the lowers, top first.
+ * Each layer root is opened once, O_PATH|O_DIRECTORY, before the daemon forks (errors go to the
+ * caller's terminal), and checked: it exists and is a directory; no layer, workdir or the mountpoint
+ * overlaps another (one inside the other); workdir is on the same filesystem as upperdir.
+ *
+ * Names inside a layer are resolved relative to a directory fd of that layer, never through a
+ * symlink (AT_SYMLINK_NOFOLLOW, O_NOFOLLOW, openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
+ * RESOLVE_NO_MAGICLINKS): a symlink inside a layer is data, never a path the daemon follows.
+ *
+ * Every wrapper returns >= 0 or -errno, and traces the call and its result at debug level (-d).
+ */
+#ifndef PLYFS_LAYER_H
+#define PLYFS_LAYER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+struct layer {
+	int index;     /* position in fs->layers */
+	int root_fd;   /* O_PATH|O_DIRECTORY, open for the whole mount */
+	char *path;    /* canonical absolute path, for messages */
+	dev_t dev;     /* st_dev of the root */
+	unsigned fsid; /* 0..n: index of `dev` among the distinct devices of all layers */
+	bool upper;
+};
+
+struct plyfs_params;
+
+/* Opens and checks every layer named in `p` (relative paths resolve against the current directory;
+ * symlinked layer paths are followed here, once, as the user meant them). On success *layers_out is
+ * a g_malloc'd array (upper first if any, then lowers top first), *n_out its length, and *work_fd an
+ * O_PATH fd of workdir (or -1). On error returns -errno and *err names the offending path. */
+int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t *n_out,
+		int *work_fd, char **err);
+void layers_close(struct layer *layers, size_t n);
+
+/* Number of bits needed for fsids (0 when every layer is on one filesystem). */
+unsigned layers_xino_bits(const struct layer *layers, size_t n);
+
+/* --- syscall wrappers (all relative to a directory fd of some layer) --- */
+int layer_fstatat(int dirfd, const char *name, struct stat *st); /* AT_SYMLINK_NOFOLLOW */
+int layer_fstat(int fd, struct stat *st);
+/* openat with O_NOFOLLOW|O_CLOEXEC added; name is a single component. */
+int layer_openat(int dirfd, const char *name, int flags, mode_t mode);
+/* openat2 of a multi-component relative path, beneath dirfd, never through a symlink. Paths of any
+ * length are resolved in pieces shorter than PATH_MAX. */
+int layer_open_beneath(int dirfd, const char *path, int flags);
+/* Reopens an O_PATH directory fd for reading entries (O_RDONLY|O_DIRECTORY). */
+int layer_opendir_fd(int dirfd);
+ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size);
+ssize_t layer_getdents(int fd, void *buf, size_t size);
+int layer_fstatvfs(int fd, struct statvfs *st);
+ssize_t layer_pread(int fd, void *buf, size_t size, off_t off);
+
+/* xattrs of the entry `name` in directory `dirfd`, never following a symlink; name == NULL means
+ * the directory itself. Implemented through /proc/self/fd so that O_PATH fds and symlinks work. */
+ssize_t layer_getxattr(int dirfd, const char *name, const char *xname, void *buf, size_t size);
+ssize_t layer_listxattr(int dirfd, const char *name, char *buf, size_t size);
+
+#endif

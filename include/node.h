@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * node.h - the node table: the daemon's objects behind FUSE nodeids, and their lifetime.
+ *
+ * LIFETIME RULES
+ *
+ * Two counters, kept apart (as QEMU virtiofsd does):
+ *   nlookup   what the kernel holds: +1 for every entry reply (LOOKUP, CREATE, MKNOD, MKDIR,
+ *             SYMLINK, LINK, each READDIRPLUS entry that fit except "." and "..", LOOKUP of "." and
+ *             ".."); -n for FORGET(n) / each BATCH_FORGET item.
+ *   refcount  who may still touch the node:
+ *               1 while nlookup > 0 (the kernel's share),
+ *             + 1 per child node (a child pins its parent, as kernel dentries do),
+ *             + 1 per open file or directory handle,
+ *             + 1 per request in flight that uses it (node_get ... node_put).
+ *
+ * States:
+ *   LIVE    nlookup > 0 (so refcount >= 1). Reachable by nodeid and by identity.
+ *   PINNED  nlookup == 0, refcount > 0: the kernel forgot it, but a child, an open handle or a
+ *           request still uses it. Still reachable by nodeid and identity; a new lookup of the same
+ *           file makes it LIVE again with the same nodeid.
+ *   FREED   refcount == 0: removed from both maps, its parent's reference dropped (which may free
+ *           the parent in turn, iteratively, never recursively), memory released. Its nodeid is
+ *           never handed out again; node_table_get() of it fails with NULL.
+ *
+ * Transitions:
+ *   (new) --node_table_insert_lookup--> LIVE            nlookup 1, refcount 1, parent refcount+1
+ *   LIVE  --lookup again-->            LIVE             nlookup+1
+ *   LIVE  --forget to 0-->             PINNED or FREED  refcount-1
+ *   PINNED --lookup again-->           LIVE             refcount+1
+ *   PINNED --last node_put / handle release / child freed--> FREED
+ * A FORGET therefore never orphans a child and never frees a node with an open handle, a child or
+ * a request in flight. The root (nodeid 1) holds a permanent reference and is never freed before
+ * node_table_free().
+ *
+ * Underflow (forget more than was looked up, put more than was got) is a bug: it is logged and
+ * clamped in release builds and aborts in debug builds (NDEBUG unset).
+ *
+ * IDENTITY
+ * Every node has an identity key (dev, ino) of the file it stands for (the origin file: the lowest
+ * layer it came from, kept across copy-up), so a second lookup of the same file through another
+ * name (a hard link) returns the same node. node_table_unhash() drops a node's identity (on
+ * unlink/rmdir, because ext4 reuses inode numbers at once); it stays reachable by nodeid.
+ *
+ * LOCKS (order: rename_lock -> node->lock -> table lock)
+ *   table->lock (a GMutex inside node_table) protects: both maps, nlookup, refcount, parent, name,
+ *   hashed. It is never held across a syscall or a fuse_reply_*.
+ *   node->lock protects the overlay state (layers, copy-up) and is owned by the overlay modules.
+ */
+#ifndef PLYFS_NODE_H
+#define PLYFS_NODE_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define NODE_ROOT_ID 1
+
+enum node_state { NODE_LIVE, NODE_PINNED, NODE_FREED };
+
+struct node_key {
+	dev_t dev;
+	ino_t ino;
+};
+
+/* One layer a node is present in. `fd` is an O_PATH fd of this node's directory in that layer,
+ * opened lazily and cached while the fd budget allows (see layer.h); -1 when not cached. Written
+ * once from -1 to an fd (atomically), closed only when the node is freed. */
+struct node_layer {
+	int layer; /* index into fs->layers */
+	int fd;
+};
+
+struct node {
+	uint64_t nodeid;     /* immutable */
+	uint64_t generation; /* immutable */
+	mode_t type;	     /* S_IFMT bits; immutable */
+	struct node_key key; /* immutable while hashed */
+
+	/* protected by table->lock */
+	struct node *parent; /* holds a reference; NULL only for the root */
+	char *name;	     /* g_malloc'd; "" for the root */
+	uint64_t nlookup;
+	uint64_t refcount;
+	bool hashed; /* present in the identity map */
+	bool root;
+
+	/* Overlay state, protected by `lock` (readers that run without it see a consistent snapshot
+	 * because `stack` is replaced, never edited, and freed only with the node). */
+	GMutex lock;
+	struct node_layer *stack; /* g_malloc'd; where this node is present, top layer first */
+	unsigned int n_stack;
+	bool merged; /* a directory present in more than one layer */
+};
+
+struct node_table;
+
+/* Creates the table and its root node (nodeid 1, nlookup 1, permanently referenced).
+ * `destroy` is called for every freed node after it left the table, without the table lock: it
+ * releases the overlay state (closes stack fds); the node memory is released by the table. */
+struct node_table *node_table_new(void (*destroy)(struct node *));
+/* Frees every node regardless of counts (at unmount). */
+void node_table_free(struct node_table *t);
+struct node *node_table_root(struct node_table *t);
+
+/* Allocates an unhashed node with refcount 0, nlookup 0: a candidate for insert_lookup. */
+struct node *node_new(const char *name, mode_t type, struct node_key key);
+/* Releases a node that was never inserted (calls the table's destroy first). */
+void node_discard(struct node_table *t, struct node *n);
+
+/*
+ * Accounts one entry reply for the file `fresh` stands for, found under `parent` as `name`.
+ * If a hashed node with the same key and type exists, it gets nlookup+1 and is returned; `fresh`
+ * is discarded. Otherwise `fresh` is inserted: new nodeid, parent pinned (parent refcount+1),
+ * nlookup 1, refcount 1, and returned. A hashed node with the same key but a different type is an
+ * inode number reused by a new file: it is unhashed first.
+ * The returned node also carries one extra reference for the caller (a request in flight): drop it
+ * with node_put() once the reply is built.
+ */
+struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
+				      struct node *fresh);
+
+/* nlookup+1 on a node the caller holds (LOOKUP of "." and "..", READDIRPLUS of a known node). */
+void node_table_add_lookup(struct node_table *t, struct node *n);
+
+/* Returns the node with a reference for the caller, or NULL when the nodeid is unknown or freed. */
+struct node *node_table_get(struct node_table *t, uint64_t nodeid);
+/* Takes one more reference on a node the caller already holds. */
+struct node *node_ref(struct node_table *t, struct node *n);
+/* Drops a reference; frees the node (and, iteratively, ancestors) when it reaches zero.
+ * Returns NULL so callers write `n = node_put(t, n);`. */
+struct node *node_put(struct node_table *t, struct node *n);
+
+/* FORGET: nlookup -= count. Unknown nodeids are ignored (the kernel cannot be answered). */
+void node_table_forget(struct node_table *t, uint64_t nodeid, uint64_t count);
+struct node_forget_item {
+	uint64_t nodeid;
+	uint64_t count;
+};
+/* BATCH_FORGET: one table lock for the whole batch; O(n). */
+void node_table_forget_batch(struct node_table *t, const struct node_forget_item *items, size_t n);
+
+/* Drops n's identity so a new file with the same (dev, ino) gets a new node. */
+void node_table_unhash(struct node_table *t, struct node *n);
+/* Moves n under new_parent as new_name (rename): the pin moves from the old parent to the new one. */
+void node_table_move(struct node_table *t, struct node *n, struct node *new_parent,
+		     const char *new_name);
+
+/* Returns the parent with a reference (NULL for the root) and, if name_out, a g_malloc'd copy of the
+ * name, both read consistently under the table lock. */
+struct node *node_parent_name(struct node_table *t, struct node *n, char **name_out);
+/* Builds the path of n relative to the root ("" for the root, "a/b/c" otherwise) under the table
+ * lock, stopping early at the first ancestor `stop(anc, data)` accepts: then *stop_at gets that
+ * ancestor with a reference (caller puts it) and the path is relative to it. Returns a g_malloc'd
+ * string. */
+char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *, void *),
+		void *data, struct node **stop_at);
+
+enum node_state node_state(struct node_table *t, struct node *n);
+
+struct node_table_stats {
+	uint64_t live;	 /* nlookup > 0 */
+	uint64_t pinned; /* nlookup == 0, refcount > 0 */
+	uint64_t total;	 /* nodes in the nodeid map */
+};
+void node_table_stats(struct node_table *t, struct node_table_stats *out);
+
+#endif

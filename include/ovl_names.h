@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * ovl_names.h - every name plyfs reads or writes on disk, in one place.
+ *
+ * The on-disk format is the one of kernel overlayfs, so that layers written by plyfs read back the
+ * same under `mount -t overlay`:
+ *  - whiteout: a character device 0/0 named like the hidden entry, or (where mknod is not
+ *    permitted, and in OCI image layers) a file ".wh.NAME";
+ *  - opaque directory: xattr "<prefix>opaque" = "y" (prefix "trusted.overlay." as root, the kernel's
+ *    "userxattr" format "user.overlay." rootless), or an entry ".wh..wh..opq" inside it;
+ *  - fuse-overlayfs also wrote "user.fuseoverlayfs.opaque": read, never written.
+ * Which xattr prefix is written is chosen once per mount (struct plyfs.xattr_prefix).
+ */
+#ifndef PLYFS_OVL_NAMES_H
+#define PLYFS_OVL_NAMES_H
+
+#define OVL_XATTR_TRUSTED_PREFIX "trusted.overlay."
+#define OVL_XATTR_USER_PREFIX	 "user.overlay."
+#define OVL_XATTR_FOVL_PREFIX	 "user.fuseoverlayfs."
+#define PLYFS_XATTR_PREFIX	 "user.plyfs."
+
+#define OVL_XATTR_OPAQUE_SUFFIX	  "opaque"
+#define OVL_XATTR_REDIRECT_SUFFIX "redirect"
+#define OVL_XATTR_ORIGIN_SUFFIX	  "origin"
+
+#define OVL_WH_PREFIX	  ".wh."
+#define OVL_WH_PREFIX_LEN 4
+#define OVL_OPQ_NAME	  ".wh..wh..opq"
+
+/* Names of the work directory's own entries (inside workdir=W). */
+#define PLYFS_WORK_SUBDIR  "work"
+#define PLYFS_INDEX_SUBDIR "index"
+
+#endif

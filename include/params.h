@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * params.h - the command line: argv forms, the -o option table, validation.
+ *
+ * Two argv forms are accepted:
+ *	plyfs [-f] [-d] [-s] [-o OPTS]... MOUNTPOINT
+ *	plyfs SOURCE MOUNTPOINT [-o OPTS]...		(what mount.fuse3 and fstab call)
+ * plus --help/-h and --version/-V. SOURCE is free text (shown as fsname) and otherwise ignored.
+ *
+ * -o may be given many times; its value is split on commas not preceded by a backslash.
+ * In lowerdir=, "\:" is a literal colon, "\," a literal comma, "\\" a literal backslash.
+ * Option strings of any length (podman passes kilobytes) and any number of layers are accepted.
+ *
+ * Every option is in one fuse_opt table (params.c). Options are in three groups:
+ *  - plyfs' own (fuse-overlayfs compatible): lowerdir, upperdir, workdir, uidmapping,
+ *    gidmapping, squash_to_root, squash_to_uid, squash_to_gid, static_nlink, noacl, fsync,
+ *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, context (ignored), and the
+ *    fuse-overlayfs compatibility options threaded, fast_ino, writeback, plugins,
+ *    redirect_dir (accepted, documented as without effect);
+ *  - the generic mount options libfuse understands (rw, ro, dev, nodev, suid, nosuid, exec,
+ *    noexec, atime, noatime, diratime, nodiratime, relatime, norelatime, strictatime,
+ *    nostrictatime, sync, async, dirsync, lazytime, nolazytime, allow_other, allow_root,
+ *    default_permissions, fsname=, subtype=, max_read=, blkdev, auto_unmount): collected in
+ *    `fuse_args` and handed to fuse_session_new;
+ *  - options that only mean something to mount(8)/fstab (defaults, auto, noauto, user, users,
+ *    nouser, owner, group, nofail, _netdev, x-*, comment=*): accepted and
+ *    dropped.
+ * Anything else is an error that names the option.
+ */
+#ifndef PLYFS_PARAMS_H
+#define PLYFS_PARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <glib.h>
+
+#include "idmap.h"
+
+enum xattr_mode {
+	XATTR_MODE_NORMAL = 0,	 /* noxattrs=0 (default) */
+	XATTR_MODE_DISABLED = 1, /* noxattrs=1: every xattr call fails with ENOTSUP */
+	XATTR_MODE_IGNORED = 2,	 /* noxattrs=2: reads find nothing, writes succeed and do nothing */
+};
+
+struct plyfs_params {
+	/* Layers, exactly as given (unescaped, not yet resolved); see layer.h for resolution. */
+	char **lowerdirs; /* g_strfreev; NULL-terminated; top layer first */
+	size_t n_lower;
+	char *upperdir; /* NULL: read-only mount */
+	char *workdir;	/* required iff upperdir */
+	char *mountpoint;
+	char *source; /* first positional of the mount.fuse3 form, or NULL */
+
+	struct idmap uidmap, gidmap;
+	bool squash_to_root;
+	long squash_to_uid; /* -1: unset */
+	long squash_to_gid; /* -1: unset */
+	bool static_nlink;
+	bool noacl;
+	bool fsync;	/* fsync=0 clears it; default true */
+	bool volatile_; /* volatile: no fsync at all, like kernel overlayfs */
+	double timeout; /* entry/attr cache timeout in seconds (timeout=); default PARAMS_DEFAULT_TIMEOUT */
+	int xattr_permissions; /* 0, 1 or 2 (fuse-overlayfs meaning); stored, used by the write path */
+	enum xattr_mode noxattrs;
+	bool ino32;	 /* ino32_t: fold st_ino into 32 bits */
+	bool read_only;	 /* "ro" was given (also forced when there is no upperdir) */
+
+	bool foreground; /* -f */
+	bool debug;	 /* -d, -o debug */
+	bool single_thread; /* -s */
+	bool show_help;
+	bool show_version;
+
+	/* argv for fuse_session_new: argv[0] then "-o" "generic,options" (may be just argv[0]). */
+	GPtrArray *fuse_args; /* of g_malloc'd char*, NULL-terminated by params_fuse_argv() */
+};
+
+#define PARAMS_DEFAULT_TIMEOUT 86400.0
+
+/* Fills `p` from argv. Returns 0, or -EINVAL with `*err` set to a g_malloc'd one-line message that
+ * names the offending argument or option. `p` must be params_clear()ed in both cases. */
+int params_parse(int argc, char **argv, struct plyfs_params *p, char **err);
+
+/* Cross-option checks that need no filesystem access: lowerdir present and non-empty, no empty
+ * layer path, workdir iff upperdir, squash ids in range, timeout >= 0, mountpoint present.
+ * Same error contract as params_parse. */
+int params_validate(struct plyfs_params *p, char **err);
+
+/* Splits a lowerdir value on unescaped ':' and unescapes "\:" "\," "\\". Returns a g_strfreev
+ * vector, or NULL with *err set when an element is empty. Exposed for the unit tests. */
+char **params_split_lowerdir(const char *value, char **err);
+
+/* The argv for fuse_session_new; valid until params_clear. *argc_out gets its length. */
+char **params_fuse_argv(struct plyfs_params *p, int *argc_out);
+
+void params_usage(FILE *out, const char *progname);
+void params_clear(struct plyfs_params *p);
+
+#endif
