@@ -166,4 +166,8 @@ struct node_table_stats {
 };
 void node_table_stats(struct node_table *t, struct node_table_stats *out);
 
+/* Whether an underflow (or another accounting bug) aborts after it is logged: on by default unless
+ * NDEBUG is defined; unit tests turn it off to test the clamping. */
+void node_table_set_abort_on_underflow(struct node_table *t, bool on);
+
 #endif

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * dir.h - open directory handles: OPENDIR / READDIR / READDIRPLUS / RELEASEDIR.
+ *
+ * OPENDIR takes no snapshot. The first READDIR at offset 0 (and every later one at offset 0: a
+ * rewind) builds the merged list (readdir.h). Positions: 0 is ".", 1 is "..", then the merged
+ * entries; the offset handed to the kernel for position i is i + 1, so telldir/seekdir positions
+ * stay valid until the next rewind. Memory is per handle, released by dir_release().
+ * A handle holds a reference on its node (the node cannot be freed while the directory is open).
+ */
+#ifndef PLYFS_DIR_H
+#define PLYFS_DIR_H
+
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+
+struct dir_handle;
+
+int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out);
+/*
+ * Fills `buf` (capacity `size`) with entries from offset `off`, plain or plus. Returns the number
+ * of bytes used (0 at the end) or -errno. For plus, each entry that fits is a lookup (nlookup+1),
+ * except "." and ".."; an entry that did not fit is not counted.
+ */
+ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,
+		 off_t off, bool plus);
+void dir_release(struct plyfs *fs, struct dir_handle *dh);
+
+#endif

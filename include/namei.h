@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * namei.h - LOOKUP: finding a name in a merged directory.
+ *
+ * The layers of the parent are scanned top-down, touching only the name asked for (never the whole
+ * directory): a whiteout (0/0 char device, or ".wh.NAME" beside where NAME would be) hides the name
+ * in the layers below; a non-directory ends the scan; a directory continues it through the layers
+ * below where the name is a directory too, until an opaque one. So file-over-dir shows the file, and
+ * dir-over-file shows only the upper directory.
+ */
+#ifndef PLYFS_NAMEI_H
+#define PLYFS_NAMEI_H
+
+#include <sys/stat.h>
+
+#include "fs.h"
+
+/*
+ * Looks `name` up in directory `parent`. On success returns 0, *out is the node with nlookup
+ * already incremented (an entry reply must follow) plus one request reference the caller drops
+ * with node_put(), and *st its attributes in the merged view.
+ * Errors: -ENOENT (absent or whited out), -ENAMETOOLONG (a component over 255 bytes), -ENOTDIR,
+ * -EINVAL for a name with '/', or the layer's error.
+ */
+int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
+		 struct stat *st);
+
+/* LOOKUP of "." (the node itself) and ".." (its parent; the root's parent is the root), as export
+ * support needs: counted as lookups. Same contract as namei_lookup. */
+int namei_lookup_dot(struct plyfs *fs, struct node *dir, const char *name, struct node **out,
+		     struct stat *st);
+
+#endif

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * xattr.h - extended attributes in the merged view: GETXATTR / LISTXATTR.
+ *
+ * A node's xattrs are those of its top entry. The overlay's own attributes (trusted.overlay.*,
+ * user.overlay.*, user.fuseoverlayfs.*, user.plyfs.*) are never listed and read as absent
+ * (-ENODATA). noxattrs=1 answers -ENOTSUP to everything; noxattrs=2 shows no xattrs at all.
+ * Size semantics are getxattr(2)'s: size 0 asks for the length; a short buffer gives -ERANGE.
+ */
+#ifndef PLYFS_XATTR_H
+#define PLYFS_XATTR_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "fs.h"
+
+bool xattr_is_private(const char *name);
+ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf, size_t size);
+ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size);
+
+#endif

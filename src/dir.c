@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* dir.c - directory handles and the FUSE readdir buffers (see dir.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+
+#include "dir.h"
+#include "inode.h"
+#include "namei.h"
+#include "readdir.h"
+
+struct dir_handle {
+	struct node *node; /* referenced for the handle's lifetime */
+	GMutex lock;	   /* protects entries; the kernel serialises readdir per file anyway */
+	GPtrArray *entries;
+};
+
+int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out)
+{
+	if (!S_ISDIR(n->type))
+		return -ENOTDIR;
+	struct dir_handle *dh = g_new0(struct dir_handle, 1);
+	dh->node = node_ref(fs->nodes, n);
+	g_mutex_init(&dh->lock);
+	*out = dh;
+	return 0;
+}
+
+void dir_release(struct plyfs *fs, struct dir_handle *dh)
+{
+	if (dh->entries)
+		g_ptr_array_unref(dh->entries);
+	g_mutex_clear(&dh->lock);
+	node_put(fs->nodes, dh->node);
+	g_free(dh);
+}
+
+static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
+{
+	struct node *n = dh->node;
+	struct lfd *dirs = g_new0(struct lfd, n->n_stack);
+	int *fds = g_new(int, n->n_stack);
+	int r = 0;
+	for (unsigned i = 0; i < n->n_stack && r == 0; i++) {
+		dirs[i] = (struct lfd)LFD_INIT;
+		r = inode_dirfd(fs, n, i, &dirs[i]);
+		fds[i] = dirs[i].fd;
+	}
+	GPtrArray *list = NULL;
+	if (r == 0)
+		r = readdir_merge(fds, n->n_stack, &list);
+	for (unsigned i = 0; i < n->n_stack; i++)
+		lfd_release(&dirs[i]);
+	g_free(dirs);
+	g_free(fds);
+	if (r < 0)
+		return r;
+	if (dh->entries)
+		g_ptr_array_unref(dh->entries);
+	dh->entries = list;
+	return 0;
+}
+
+/* Plain entry: only st_ino and the type bits are used by the kernel. */
+static size_t add_plain(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf,
+			size_t size, const char *name, const struct merged_entry *e, off_t next)
+{
+	struct stat st = {0};
+	if (e) {
+		int layer = dh->node->stack[e->layer].layer;
+		struct node_key k = {.dev = fs->layers[layer].dev, .ino = e->ino};
+		st.st_ino = inode_map_ino(fs, k);
+		st.st_mode = (mode_t)e->type << 12;
+	} else {
+		/* "." is this directory, ".." its parent (the root's parent is the root). */
+		struct node *dir = strcmp(name, "..") == 0 ?
+			node_parent_name(fs->nodes, dh->node, NULL) : NULL;
+		st.st_ino = inode_map_ino(fs, (dir ? dir : dh->node)->key);
+		st.st_mode = S_IFDIR;
+		node_put(fs->nodes, dir);
+	}
+	return fuse_add_direntry(req, buf, size, name, &st, next);
+}
+
+/* Plus entry: a real lookup, undone when the entry does not fit. Returns bytes used; 0 when the
+ * entry did not fit; SIZE_MAX when the name vanished meanwhile (skip it). */
+static size_t add_plus(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf,
+		       size_t size, const char *name, off_t next)
+{
+	struct fuse_entry_param ep = {0};
+	bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+	struct node *child = NULL;
+	if (dot) {
+		/* nodeid 0: the kernel neither instantiates nor forgets "." and "..". */
+		ep.attr.st_ino = inode_map_ino(fs, dh->node->key);
+		ep.attr.st_mode = S_IFDIR;
+	} else {
+		int r = namei_lookup(fs, dh->node, name, &child, &ep.attr);
+		if (r < 0)
+			return SIZE_MAX;
+		ep.ino = child->nodeid;
+		ep.generation = child->generation;
+		ep.attr_timeout = fs->timeout;
+		ep.entry_timeout = fs->timeout;
+	}
+	size_t need = fuse_add_direntry_plus(req, buf, size, name, &ep, next);
+	if (child) {
+		if (need > size)
+			node_table_forget(fs->nodes, child->nodeid, 1);
+		node_put(fs->nodes, child);
+	}
+	return need > size ? 0 : need;
+}
+
+ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,
+		 off_t off, bool plus)
+{
+	g_mutex_lock(&dh->lock);
+	ssize_t used = 0;
+	if (off == 0 || !dh->entries) {
+		int r = build_list_locked(fs, dh);
+		if (r < 0) {
+			g_mutex_unlock(&dh->lock);
+			return r;
+		}
+	}
+	size_t total = dh->entries->len + 2;
+	for (size_t pos = (size_t)off; pos < total; pos++) {
+		const struct merged_entry *e = pos >= 2 ? dh->entries->pdata[pos - 2] : NULL;
+		const char *name = e ? e->name : (pos == 0 ? "." : "..");
+		size_t n;
+		if (plus) {
+			n = add_plus(fs, req, dh, buf + used, size - (size_t)used, name,
+				     (off_t)pos + 1);
+			if (n == SIZE_MAX)
+				continue;
+		} else {
+			n = add_plain(fs, req, dh, buf + used, size - (size_t)used, name, e,
+				      (off_t)pos + 1);
+			if (n > size - (size_t)used)
+				n = 0;
+		}
+		if (n == 0)
+			break;
+		used += (ssize_t)n;
+	}
+	g_mutex_unlock(&dh->lock);
+	return used;
+}

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* layer.c - the syscall wrappers: every raw filesystem call on a layer goes through here. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "autofd.h"
+#include "layer.h"
+#include "log.h"
+
+/* Turns a libc result into >= 0 / -errno and traces it. */
+static long traced(long r, const char *call, int fd, const char *arg)
+{
+	long ret = r < 0 ? -errno : r;
+	if (log_debug_enabled())
+		log_msg(LOG_DEBUG, "%s(%d, \"%s\") = %ld%s%s", call, fd, arg ? arg : "", ret,
+			ret < 0 ? " " : "", ret < 0 ? strerror((int)-ret) : "");
+	return ret;
+}
+
+int layer_fstatat(int dirfd, const char *name, struct stat *st)
+{
+	return (int)traced(fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW), "fstatat", dirfd, name);
+}
+
+int layer_fstat(int fd, struct stat *st)
+{
+	return (int)traced(fstat(fd, st), "fstat", fd, NULL);
+}
+
+int layer_openat(int dirfd, const char *name, int flags, mode_t mode)
+{
+	return (int)traced(openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode), "openat",
+			   dirfd, name);
+}
+
+static int openat2_beneath(int dirfd, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	return (int)traced(syscall(SYS_openat2, dirfd, path, &how, sizeof(how)), "openat2", dirfd,
+			   path);
+}
+
+/* Longest piece handed to one openat2: comfortably below PATH_MAX. */
+#define PIECE_MAX 3072
+
+int layer_open_beneath(int dirfd, const char *path, int flags)
+{
+	if (path[0] == '\0')
+		return openat2_beneath(dirfd, ".", flags);
+
+	size_t len = strlen(path);
+	if (len < PIECE_MAX)
+		return openat2_beneath(dirfd, path, flags);
+
+	/* A deep directory: walk it in pieces cut at component boundaries, each piece opened
+	 * O_PATH relative to the previous one, still never through a symlink. */
+	autofd int cur = -1;
+	const char *p = path;
+	while (strlen(p) >= PIECE_MAX) {
+		const char *cut = p + PIECE_MAX;
+		while (cut > p && *cut != '/')
+			cut--;
+		if (cut == p)
+			return -ENAMETOOLONG; /* one component longer than PIECE_MAX */
+		g_autofree char *piece = g_strndup(p, (gsize)(cut - p));
+		int next = openat2_beneath(cur >= 0 ? cur : dirfd, piece, O_PATH | O_DIRECTORY);
+		if (next < 0)
+			return next;
+		autofd_close(&cur);
+		cur = next;
+		p = cut + 1;
+	}
+	return openat2_beneath(cur, p, flags);
+}
+
+int layer_opendir_fd(int dirfd)
+{
+	return (int)traced(openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), "opendir", dirfd,
+			   ".");
+}
+
+ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size)
+{
+	return traced(readlinkat(dirfd, name, buf, size), "readlinkat", dirfd, name);
+}
+
+ssize_t layer_getdents(int fd, void *buf, size_t size)
+{
+	return traced(syscall(SYS_getdents64, fd, buf, size), "getdents64", fd, NULL);
+}
+
+int layer_fstatvfs(int fd, struct statvfs *st)
+{
+	return (int)traced(fstatvfs(fd, st), "fstatvfs", fd, NULL);
+}
+
+ssize_t layer_pread(int fd, void *buf, size_t size, off_t off)
+{
+	return traced(pread(fd, buf, size, off), "pread", fd, NULL);
+}
+
+/* /proc/self/fd/N[/name]: lets the l*xattr calls act on O_PATH fds and on symlinks themselves.
+ * `name` is always a single component, so nothing here resolves through a layer symlink. */
+static char *proc_path(int dirfd, const char *name)
+{
+	if (name)
+		return g_strdup_printf("/proc/self/fd/%d/%s", dirfd, name);
+	return g_strdup_printf("/proc/self/fd/%d", dirfd);
+}
+
+ssize_t layer_getxattr(int dirfd, const char *name, const char *xname, void *buf, size_t size)
+{
+	g_autofree char *p = proc_path(dirfd, name);
+	/* Without a name the magic link itself must be followed to reach the directory. */
+	ssize_t r = name ? lgetxattr(p, xname, buf, size) : getxattr(p, xname, buf, size);
+	return traced(r, "getxattr", dirfd, xname);
+}
+
+ssize_t layer_listxattr(int dirfd, const char *name, char *buf, size_t size)
+{
+	g_autofree char *p = proc_path(dirfd, name);
+	ssize_t r = name ? llistxattr(p, buf, size) : listxattr(p, buf, size);
+	return traced(r, "listxattr", dirfd, name);
+}

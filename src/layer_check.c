@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* layer_check.c - opening the layers at mount time and refusing setups that cannot work. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "autofd.h"
+#include "layer.h"
+#include "params.h"
+
+/* A layer path as the user gave it, canonicalised: relative paths against the current directory
+ * (before the daemon forks and chdirs to /), symlinks in the path followed once, here. */
+struct named_path {
+	const char *what; /* "lowerdir", "upperdir", "workdir", "mountpoint" */
+	const char *given;
+	char *real; /* g_malloc'd */
+	struct stat st;
+};
+
+static int resolve_dir(struct named_path *np, char **err)
+{
+	char *r = realpath(np->given, NULL);
+	if (!r) {
+		int e = errno;
+		*err = g_strdup_printf("%s '%s': %s", np->what, np->given, g_strerror(e));
+		return -e;
+	}
+	np->real = g_strdup(r);
+	free(r);
+	if (stat(np->real, &np->st) < 0) {
+		int e = errno;
+		*err = g_strdup_printf("%s '%s': %s", np->what, np->given, g_strerror(e));
+		return -e;
+	}
+	if (!S_ISDIR(np->st.st_mode)) {
+		*err = g_strdup_printf("%s '%s': not a directory", np->what, np->given);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+/* Is `inner` equal to `outer` or below it? Both canonical. */
+static bool path_inside(const char *inner, const char *outer)
+{
+	size_t n = strlen(outer);
+	if (strcmp(outer, "/") == 0)
+		return true;
+	return strncmp(inner, outer, n) == 0 && (inner[n] == '\0' || inner[n] == '/');
+}
+
+static int refuse_overlap(const struct named_path *a, const struct named_path *b, char **err)
+{
+	if (path_inside(a->real, b->real)) {
+		*err = g_strdup_printf("%s '%s' is inside %s '%s': overlapping layers are not supported",
+				       a->what, a->given, b->what, b->given);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The pairs kernel overlayfs refuses too (mountpoint inside a layer; upper and work inside a lower
+ * or the reverse; work inside upper or the reverse). Lowers may overlap each other (read-only). */
+static int check_overlaps(struct named_path *paths, size_t n, char **err)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < n; j++) {
+			if (i == j)
+				continue;
+			bool i_low = strcmp(paths[i].what, "lowerdir") == 0;
+			bool j_low = strcmp(paths[j].what, "lowerdir") == 0;
+			if (i_low && j_low)
+				continue;
+			/* Layers below the mountpoint are fine: the daemon holds their fds. */
+			if (strcmp(paths[j].what, "mountpoint") == 0)
+				continue;
+			int r = refuse_overlap(&paths[i], &paths[j], err);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static void assign_fsids(struct layer *layers, size_t n)
+{
+	unsigned next = 0;
+	for (size_t i = 0; i < n; i++) {
+		layers[i].fsid = next;
+		for (size_t j = 0; j < i; j++) {
+			if (layers[j].dev == layers[i].dev) {
+				layers[i].fsid = layers[j].fsid;
+				break;
+			}
+		}
+		if (layers[i].fsid == next)
+			next++;
+	}
+}
+
+unsigned layers_xino_bits(const struct layer *layers, size_t n)
+{
+	unsigned max = 0;
+	for (size_t i = 0; i < n; i++)
+		max = layers[i].fsid > max ? layers[i].fsid : max;
+	if (max == 0)
+		return 0;
+	unsigned bits = 0;
+	while ((1u << bits) <= max)
+		bits++;
+	return bits;
+}
+
+static void paths_free(struct named_path *paths, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		g_free(paths[i].real);
+	g_free(paths);
+}
+
+static int collect_paths(const struct plyfs_params *p, struct named_path **out, size_t *n_out,
+			 char **err)
+{
+	size_t n = p->n_lower + (p->upperdir ? 2 : 0) + 1;
+	struct named_path *paths = g_new0(struct named_path, n);
+	size_t k = 0;
+	if (p->upperdir) {
+		paths[k++] = (struct named_path){.what = "upperdir", .given = p->upperdir};
+		paths[k++] = (struct named_path){.what = "workdir", .given = p->workdir};
+	}
+	for (size_t i = 0; i < p->n_lower; i++)
+		paths[k++] = (struct named_path){.what = "lowerdir", .given = p->lowerdirs[i]};
+	paths[k++] = (struct named_path){.what = "mountpoint", .given = p->mountpoint};
+
+	for (size_t i = 0; i < n; i++) {
+		int r = resolve_dir(&paths[i], err);
+		if (r < 0) {
+			paths_free(paths, n);
+			return r;
+		}
+	}
+	*out = paths;
+	*n_out = n;
+	return 0;
+}
+
+static int open_layer(struct layer *l, const struct named_path *np, int index, char **err)
+{
+	int fd = open(np->real, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		*err = g_strdup_printf("%s '%s': %s", np->what, np->given, g_strerror(e));
+		return -e;
+	}
+	*l = (struct layer){
+		.index = index,
+		.root_fd = fd,
+		.path = g_strdup(np->real),
+		.dev = np->st.st_dev,
+		.upper = strcmp(np->what, "upperdir") == 0,
+	};
+	return 0;
+}
+
+int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t *n_out,
+		int *work_fd, char **err)
+{
+	struct named_path *paths;
+	size_t n_paths;
+	int r = collect_paths(p, &paths, &n_paths, err);
+	if (r < 0)
+		return r;
+	r = check_overlaps(paths, n_paths, err);
+	if (r == 0 && p->upperdir && paths[0].st.st_dev != paths[1].st.st_dev) {
+		*err = g_strdup_printf("workdir '%s' and upperdir '%s' are on different filesystems",
+				       p->workdir, p->upperdir);
+		r = -EXDEV;
+	}
+
+	size_t n_layers = p->n_lower + (p->upperdir ? 1 : 0);
+	struct layer *layers = g_new0(struct layer, n_layers);
+	size_t opened = 0;
+	autofd int wfd = -1;
+	for (size_t i = 0; r == 0 && i < n_paths - 1; i++) {
+		if (strcmp(paths[i].what, "workdir") == 0) {
+			wfd = open(paths[i].real, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			r = wfd < 0 ? -errno : 0;
+			if (r < 0)
+				*err = g_strdup_printf("workdir '%s': %s", p->workdir, g_strerror(-r));
+			continue;
+		}
+		r = open_layer(&layers[opened], &paths[i], (int)opened, err);
+		if (r == 0)
+			opened++;
+	}
+	paths_free(paths, n_paths);
+	if (r < 0) {
+		layers_close(layers, opened);
+		return r;
+	}
+	assign_fsids(layers, n_layers);
+	*layers_out = layers;
+	*n_out = n_layers;
+	*work_fd = steal_fd(&wfd);
+	return 0;
+}
+
+void layers_close(struct layer *layers, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (layers[i].root_fd >= 0)
+			close(layers[i].root_fd);
+		g_free(layers[i].path);
+	}
+	g_free(layers);
+}

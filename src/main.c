@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* main.c - parse the command line, open the layers, mount, detach, serve, clean up. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+#include "inode.h"
+#include "log.h"
+#include "ops.h"
+#include "ovl_names.h"
+#include "params.h"
+
+/* libfuse's own messages go through our sink too (stderr, or syslog once detached). */
+static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+	g_strchomp(msg);
+	log_msg((int)level, "%s", msg);
+}
+
+/* The directory fd cache may use a quarter of the fd limit: the rest is for open files, the
+ * /dev/fuse clones of the worker threads and copy-up. */
+static long raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl); /* best effort */
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	long n = rl.rlim_cur == RLIM_INFINITY ? 65536 : (long)rl.rlim_cur;
+	return n / 4;
+}
+
+static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
+{
+	fs->params = p;
+	int r = layers_open(p, &fs->layers, &fs->n_layers, &fs->work_fd, err);
+	if (r < 0)
+		return r;
+	fs->has_upper = p->upperdir != NULL;
+	fs->xino_bits = layers_xino_bits(fs->layers, fs->n_layers);
+	fs->is_root = geteuid() == 0;
+	fs->xattr_prefix = fs->is_root ? OVL_XATTR_TRUSTED_PREFIX : OVL_XATTR_USER_PREFIX;
+	fs->timeout = p->timeout;
+	fs->fd_budget = raise_nofile();
+	inode_set_fs(fs);
+
+	fs->nodes = node_table_new(inode_destroy);
+	struct node *root = node_table_root(fs->nodes);
+	root->n_stack = (unsigned)fs->n_layers;
+	root->stack = g_new(struct node_layer, fs->n_layers);
+	for (size_t i = 0; i < fs->n_layers; i++)
+		root->stack[i] = (struct node_layer){.layer = (int)i, .fd = fs->layers[i].root_fd};
+	root->merged = fs->n_layers > 1;
+	struct stat st;
+	if (layer_fstat(fs->layers[0].root_fd, &st) == 0)
+		root->key = (struct node_key){.dev = st.st_dev, .ino = st.st_ino};
+	return 0;
+}
+
+static void fs_fini(struct plyfs *fs)
+{
+	if (fs->nodes)
+		node_table_free(fs->nodes);
+	if (fs->layers)
+		layers_close(fs->layers, fs->n_layers);
+	if (fs->work_fd >= 0)
+		close(fs->work_fd);
+}
+
+/*
+ * The options for libfuse. As root the defaults are kernel overlayfs' (everybody may use the mount,
+ * setuid binaries and device nodes of a container image work), placed before the user's options
+ * so that an explicit nosuid or nodev still wins. A user mount keeps libfuse's safe defaults.
+ */
+static void fuse_args_for(struct plyfs_params *p, struct fuse_args *args)
+{
+	int fargc;
+	char **fargv = params_fuse_argv(p, &fargc);
+	fuse_opt_add_arg(args, fargv[0]);
+	if (geteuid() == 0)
+		fuse_opt_add_arg(args, "-oallow_other,suid,dev");
+	for (int i = 1; i < fargc; i++)
+		fuse_opt_add_arg(args, fargv[i]);
+}
+
+static int serve(struct fuse_session *se, const struct plyfs_params *p)
+{
+	if (p->single_thread)
+		return fuse_session_loop(se);
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	fuse_loop_cfg_set_max_threads(cfg, 64);
+	int r = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	struct plyfs_params p = {0};
+	g_autofree char *err = NULL;
+	fuse_set_log_func(fuse_log_sink);
+
+	if (params_parse(argc, argv, &p, &err) < 0 || (!p.show_help && !p.show_version &&
+						       params_validate(&p, &err) < 0)) {
+		fprintf(stderr, "plyfs: %s\n", err);
+		fprintf(stderr, "Try 'plyfs --help' for more information.\n");
+		params_clear(&p);
+		return 1;
+	}
+	if (p.show_version) {
+		printf("plyfs %s (libfuse %s)\n", PLYFS_VERSION, fuse_pkgversion());
+		params_clear(&p);
+		return 0;
+	}
+	if (p.show_help) {
+		params_usage(stdout, "plyfs");
+		params_clear(&p);
+		return 0;
+	}
+	log_set_debug(p.debug);
+
+	struct plyfs fs = {.work_fd = -1};
+	int ret = 1;
+	struct fuse_session *se = NULL;
+	if (fs_init(&fs, &p, &err) < 0) {
+		fprintf(stderr, "plyfs: %s\n", err);
+		goto out;
+	}
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	fuse_args_for(&p, &args);
+	se = fuse_session_new(&args, &plyfs_ops, sizeof(plyfs_ops), &fs);
+	fuse_opt_free_args(&args);
+	if (!se) {
+		fprintf(stderr, "plyfs: cannot create the FUSE session (see the message above)\n");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, p.mountpoint) != 0) {
+		fprintf(stderr, "plyfs: cannot mount on '%s'\n", p.mountpoint);
+		goto out_signals;
+	}
+	/* The mount is live: only now may the parent exit 0. fuse_daemonize() also points stdio at
+	 * /dev/null so that a caller's $(plyfs ... 2>&1) does not wait on us forever. */
+	if (fuse_daemonize(p.foreground) != 0) {
+		fuse_session_unmount(se);
+		goto out_signals;
+	}
+	if (!p.foreground)
+		log_to_syslog();
+	ret = serve(se, &p) == 0 ? 0 : 1;
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out:
+	fs_fini(&fs);
+	params_clear(&p);
+	return ret;
+}

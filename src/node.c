@@ -1,0 +1,555 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* node.c - the node table: nodeid and identity maps, lookup counts, references and lifetimes. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "node.h"
+
+/*
+ * Nodeids are 64-bit, handed out from a counter starting at 2 (the root is 1) and never reused
+ * within a table, so one generation number for the whole table is enough: every node gets
+ * NODE_GENERATION. (A new mount is a new table and a new kernel superblock.)
+ */
+#define NODE_GENERATION 1
+
+#ifdef NDEBUG
+#define ABORT_ON_UNDERFLOW_DEFAULT false
+#else
+#define ABORT_ON_UNDERFLOW_DEFAULT true
+#endif
+
+struct node_table {
+	GMutex lock; /* the table lock; see node.h for what it protects */
+	/* &node->nodeid -> node, for every inserted node not yet freed (hashed or not). */
+	GHashTable *by_id;
+	/* &node->key -> node, for hashed nodes only; at most one hashed node per key. */
+	GHashTable *by_key;
+	uint64_t next_id;
+	/* Kept incrementally on every state change so node_table_stats() is O(1). */
+	uint64_t n_live;
+	uint64_t n_pinned;
+	struct node *root;
+	void (*destroy)(struct node *);
+	bool abort_on_underflow;
+};
+
+/*
+ * What one locked section leaves to do after the unlock: nodes to destroy and an accounting bug to
+ * report. Neither the destroy callback nor a log write (a syscall) runs under the table lock.
+ */
+struct pending {
+	GPtrArray *dead; /* freed nodes, children before their parents; NULL while empty */
+	unsigned int bugs;
+	const char *what; /* the first bug seen */
+	uint64_t nodeid;
+	uint64_t have;
+	uint64_t drop;
+	bool abort;
+};
+
+static guint key_hash(gconstpointer p)
+{
+	const struct node_key *k = p;
+	uint64_t h = (uint64_t)k->dev * 0x9e3779b97f4a7c15ULL ^ (uint64_t)k->ino;
+
+	/* Final mix of MurmurHash3: inode numbers are dense, spread them over all bits. */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (guint)h;
+}
+
+static gboolean key_equal(gconstpointer a, gconstpointer b)
+{
+	const struct node_key *x = a, *y = b;
+
+	return x->dev == y->dev && x->ino == y->ino;
+}
+
+static enum node_state state_locked(const struct node *n)
+{
+	if (n->refcount == 0)
+		return NODE_FREED;
+	return n->nlookup > 0 ? NODE_LIVE : NODE_PINNED;
+}
+
+/* Moves n's contribution to the counters from state `old` to its current state. */
+static void account(struct node_table *t, const struct node *n, enum node_state old)
+{
+	enum node_state now = state_locked(n);
+
+	if (now == old)
+		return;
+	if (old == NODE_LIVE)
+		t->n_live--;
+	else if (old == NODE_PINNED)
+		t->n_pinned--;
+	if (now == NODE_LIVE)
+		t->n_live++;
+	else if (now == NODE_PINNED)
+		t->n_pinned++;
+}
+
+static void record_bug(struct node_table *t, struct pending *p, const char *what, uint64_t nodeid,
+		       uint64_t have, uint64_t drop)
+{
+	if (p->bugs++ == 0) {
+		p->what = what;
+		p->nodeid = nodeid;
+		p->have = have;
+		p->drop = drop;
+	}
+	p->abort = t->abort_on_underflow;
+}
+
+/*
+ * The table frees only what it allocated: the name, the mutex and the struct. `stack` and the fds
+ * in it belong to the overlay modules; `destroy` releases them.
+ */
+static void free_node(struct node_table *t, struct node *n)
+{
+	if (t && t->destroy)
+		t->destroy(n);
+	g_mutex_clear(&n->lock);
+	g_free(n->name);
+	g_free(n);
+}
+
+/* Called with the table lock dropped. */
+static void finish(struct node_table *t, struct pending *p)
+{
+	if (p->bugs) {
+		log_msg(LOG_ERR,
+			"node table bug: %s on nodeid %" PRIu64 " (count %" PRIu64
+			", dropping %" PRIu64 "; %u such errors in this call), clamped",
+			p->what, p->nodeid, p->have, p->drop, p->bugs);
+		if (p->abort)
+			abort();
+	}
+	if (!p->dead)
+		return;
+	for (guint i = 0; i < p->dead->len; i++)
+		free_node(t, g_ptr_array_index(p->dead, i));
+	g_ptr_array_unref(p->dead);
+	p->dead = NULL;
+}
+
+static void unhash_locked(struct node_table *t, struct node *n)
+{
+	if (!n->hashed)
+		return;
+	if (g_hash_table_lookup(t->by_key, &n->key) == n)
+		g_hash_table_remove(t->by_key, &n->key);
+	n->hashed = false;
+}
+
+/* Takes n (refcount just reached 0, so PINNED before) out of the table and queues it. */
+static void unlink_locked(struct node_table *t, struct node *n, struct pending *p)
+{
+	unhash_locked(t, n);
+	g_hash_table_remove(t->by_id, &n->nodeid);
+	t->n_pinned--;
+	if (!p->dead)
+		p->dead = g_ptr_array_new();
+	g_ptr_array_add(p->dead, n);
+}
+
+/*
+ * Drops one reference on n. A node whose count reaches 0 leaves the table and drops the
+ * reference it held on its parent, which may free the parent in turn: a loop, not recursion,
+ * since chains can be thousands of levels deep. The kernel's share (nlookup > 0) and the root's
+ * permanent reference are a floor the count never goes below.
+ */
+static void release_locked(struct node_table *t, struct node *n, struct pending *p)
+{
+	while (n) {
+		uint64_t floor = (n->nlookup > 0 ? 1 : 0) + (n->root ? 1 : 0);
+		struct node *parent;
+
+		if (n->refcount <= floor) {
+			record_bug(t, p, "reference count underflow", n->nodeid, n->refcount, 1);
+			return;
+		}
+		if (--n->refcount > 0)
+			return;
+		unlink_locked(t, n, p);
+		parent = n->parent;
+		n->parent = NULL; /* destroy() must not follow it: the parent may be freed next */
+		n = parent;
+	}
+}
+
+static void add_lookup_locked(struct node_table *t, struct node *n)
+{
+	enum node_state old = state_locked(n);
+
+	if (n->nlookup++ == 0)
+		n->refcount++; /* the kernel's share: PINNED -> LIVE */
+	account(t, n, old);
+}
+
+static void forget_locked(struct node_table *t, uint64_t nodeid, uint64_t count, struct pending *p)
+{
+	struct node *n = g_hash_table_lookup(t->by_id, &nodeid);
+	enum node_state old;
+
+	if (!n || count == 0)
+		return;
+	if (count > n->nlookup) {
+		record_bug(t, p, "lookup count underflow", nodeid, n->nlookup, count);
+		count = n->nlookup;
+		if (count == 0)
+			return;
+	}
+	old = state_locked(n);
+	n->nlookup -= count;
+	if (n->nlookup > 0)
+		return;
+	account(t, n, old); /* LIVE -> PINNED, then the kernel's share goes */
+	release_locked(t, n, p);
+}
+
+struct node *node_new(const char *name, mode_t type, struct node_key key)
+{
+	struct node *n = g_new0(struct node, 1);
+
+	n->type = type & S_IFMT;
+	n->key = key;
+	n->name = g_strdup(name ? name : "");
+	n->stack = NULL;
+	n->n_stack = 0;
+	g_mutex_init(&n->lock);
+	return n;
+}
+
+void node_discard(struct node_table *t, struct node *n)
+{
+	if (n)
+		free_node(t, n);
+}
+
+struct node_table *node_table_new(void (*destroy)(struct node *))
+{
+	struct node_table *t = g_new0(struct node_table, 1);
+	struct node *root = node_new("", S_IFDIR, (struct node_key){0, 0});
+
+	g_mutex_init(&t->lock);
+	t->by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
+	t->by_key = g_hash_table_new(key_hash, key_equal);
+	t->next_id = NODE_ROOT_ID + 1;
+	t->destroy = destroy;
+	t->abort_on_underflow = ABORT_ON_UNDERFLOW_DEFAULT;
+
+	/*
+	 * The root is reachable by nodeid only (its key is not known here and it is never hashed):
+	 * LOOKUP of "." and ".." that lands on it goes through node_table_add_lookup(). It holds
+	 * the kernel's share plus a permanent reference, so a FORGET can make it PINNED, never
+	 * FREED.
+	 */
+	root->nodeid = NODE_ROOT_ID;
+	root->generation = NODE_GENERATION;
+	root->root = true;
+	root->nlookup = 1;
+	root->refcount = 2;
+	g_hash_table_insert(t->by_id, &root->nodeid, root);
+	t->n_live = 1;
+	t->root = root;
+	return t;
+}
+
+void node_table_free(struct node_table *t)
+{
+	GPtrArray *all;
+	GHashTableIter it;
+	gpointer value;
+
+	if (!t)
+		return;
+	g_mutex_lock(&t->lock);
+	all = g_ptr_array_sized_new(g_hash_table_size(t->by_id));
+	g_hash_table_iter_init(&it, t->by_id);
+	while (g_hash_table_iter_next(&it, NULL, &value))
+		g_ptr_array_add(all, value);
+	g_hash_table_remove_all(t->by_key);
+	g_hash_table_remove_all(t->by_id);
+	t->n_live = t->n_pinned = 0;
+	g_mutex_unlock(&t->lock);
+
+	/* Nodes go in no particular order, so no destroy() may see a dangling parent. */
+	for (guint i = 0; i < all->len; i++)
+		((struct node *)g_ptr_array_index(all, i))->parent = NULL;
+	for (guint i = 0; i < all->len; i++)
+		free_node(t, g_ptr_array_index(all, i));
+	g_ptr_array_unref(all);
+
+	g_hash_table_unref(t->by_key);
+	g_hash_table_unref(t->by_id);
+	g_mutex_clear(&t->lock);
+	g_free(t);
+}
+
+struct node *node_table_root(struct node_table *t)
+{
+	return t->root;
+}
+
+/* Puts fresh in the table under parent: a new nodeid, LIVE, plus the caller's reference. */
+static void insert_locked(struct node_table *t, struct node *parent, struct node *fresh)
+{
+	fresh->nodeid = t->next_id++;
+	fresh->generation = NODE_GENERATION;
+	fresh->parent = parent;
+	parent->refcount++; /* the child's pin; the caller holds parent, so its state is unchanged
+			     */
+	fresh->nlookup = 1;
+	fresh->refcount = 2; /* the kernel's share and the caller's */
+	fresh->hashed = true;
+	g_hash_table_insert(t->by_id, &fresh->nodeid, fresh);
+	g_hash_table_insert(t->by_key, &fresh->key, fresh);
+	t->n_live++;
+}
+
+/*
+ * An existing node keeps its parent and name: a second name of the same file (a hard link) does
+ * not move it; renames go through node_table_move().
+ */
+struct node *node_table_insert_lookup(struct node_table *t, struct node *parent, struct node *fresh)
+{
+	struct node *n;
+
+	g_mutex_lock(&t->lock);
+	n = g_hash_table_lookup(t->by_key, &fresh->key);
+	if (n && n->type != fresh->type) {
+		/* The inode number was reused by a file of another type. */
+		unhash_locked(t, n);
+		n = NULL;
+	}
+	if (n) {
+		add_lookup_locked(t, n);
+		n->refcount++; /* the caller's */
+	} else {
+		n = g_steal_pointer(&fresh);
+		insert_locked(t, parent, n);
+	}
+	g_mutex_unlock(&t->lock);
+
+	node_discard(t, fresh);
+	return n;
+}
+
+void node_table_add_lookup(struct node_table *t, struct node *n)
+{
+	g_mutex_lock(&t->lock);
+	add_lookup_locked(t, n);
+	g_mutex_unlock(&t->lock);
+}
+
+struct node *node_table_get(struct node_table *t, uint64_t nodeid)
+{
+	struct node *n;
+
+	g_mutex_lock(&t->lock);
+	n = g_hash_table_lookup(t->by_id, &nodeid);
+	if (n)
+		n->refcount++; /* in the map, so refcount > 0: the state does not change */
+	g_mutex_unlock(&t->lock);
+	return n;
+}
+
+struct node *node_ref(struct node_table *t, struct node *n)
+{
+	struct pending p = {0};
+
+	g_mutex_lock(&t->lock);
+	if (n->refcount == 0)
+		/* Freed or never inserted: a reference would resurrect nothing. */
+		record_bug(t, &p, "reference to an unreferenced node", n->nodeid, 0, 0);
+	else
+		n->refcount++;
+	g_mutex_unlock(&t->lock);
+	finish(t, &p);
+	return n;
+}
+
+struct node *node_put(struct node_table *t, struct node *n)
+{
+	struct pending p = {0};
+
+	if (!n)
+		return NULL;
+	g_mutex_lock(&t->lock);
+	release_locked(t, n, &p);
+	g_mutex_unlock(&t->lock);
+	finish(t, &p);
+	return NULL;
+}
+
+void node_table_forget(struct node_table *t, uint64_t nodeid, uint64_t count)
+{
+	struct pending p = {0};
+
+	g_mutex_lock(&t->lock);
+	forget_locked(t, nodeid, count, &p);
+	g_mutex_unlock(&t->lock);
+	finish(t, &p);
+}
+
+/*
+ * A nodeid freed by an earlier item of the same batch is no longer in the map, so a later item
+ * for it is ignored like any unknown nodeid: the freed memory is only released after the unlock.
+ */
+void node_table_forget_batch(struct node_table *t, const struct node_forget_item *items, size_t n)
+{
+	struct pending p = {0};
+
+	g_mutex_lock(&t->lock);
+	for (size_t i = 0; i < n; i++)
+		forget_locked(t, items[i].nodeid, items[i].count, &p);
+	g_mutex_unlock(&t->lock);
+	finish(t, &p);
+}
+
+void node_table_unhash(struct node_table *t, struct node *n)
+{
+	g_mutex_lock(&t->lock);
+	unhash_locked(t, n);
+	g_mutex_unlock(&t->lock);
+}
+
+/*
+ * The new parent is referenced before the old one is released, so moving within one directory
+ * never drops that directory to zero; the old parent may be freed (with its own ancestors) if
+ * this child was all that pinned it. The caller holds n and new_parent and has ruled out moving
+ * a directory under itself (which would make a cycle).
+ */
+void node_table_move(struct node_table *t, struct node *n, struct node *new_parent,
+		     const char *new_name)
+{
+	struct pending p = {0};
+	char *name = g_strdup(new_name);
+	char *old_name;
+	struct node *old_parent;
+
+	g_mutex_lock(&t->lock);
+	if (n->root || !new_parent) {
+		record_bug(t, &p, "move of the root or to no parent", n->nodeid, 0, 0);
+		g_mutex_unlock(&t->lock);
+		finish(t, &p);
+		g_free(name);
+		return;
+	}
+	new_parent->refcount++;
+	old_parent = n->parent;
+	n->parent = new_parent;
+	old_name = n->name;
+	n->name = name;
+	release_locked(t, old_parent, &p);
+	g_mutex_unlock(&t->lock);
+
+	finish(t, &p);
+	g_free(old_name);
+}
+
+struct node *node_parent_name(struct node_table *t, struct node *n, char **name_out)
+{
+	struct node *parent;
+
+	g_mutex_lock(&t->lock);
+	parent = n->parent;
+	if (parent)
+		parent->refcount++;
+	if (name_out)
+		*name_out = g_strdup(n->name);
+	g_mutex_unlock(&t->lock);
+	return parent;
+}
+
+/*
+ * Returns the node the path of n ends at: the first of n and its ancestors that `stop` accepts
+ * (then *stopped is true), else the root (or the top of a chain with no parent). *len gets the
+ * path's size with its NUL.
+ */
+static struct node *path_end_locked(struct node *n, bool (*stop)(struct node *, void *), void *data,
+				    size_t *len, bool *stopped)
+{
+	size_t size = 0;
+
+	*stopped = false;
+	for (; n; n = n->parent) {
+		if (stop && stop(n, data)) {
+			*stopped = true;
+			break;
+		}
+		if (n->root || !n->parent)
+			break;
+		size += strlen(n->name) + 1; /* the name and its '/' or the final NUL */
+	}
+	*len = size ? size : 1;
+	return n;
+}
+
+/*
+ * `stop` runs under the table lock, on n first and then on each ancestor: it must not block, take
+ * the table lock or call into the table; it may read the node's immutable fields and its overlay
+ * state atomically. Two passes over the chain (measure, then fill from the end) keep this
+ * iterative and O(depth) for any depth.
+ */
+char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *, void *),
+		void *data, struct node **stop_at)
+{
+	struct node *end;
+	size_t len, pos;
+	bool stopped;
+	char *buf;
+
+	if (stop_at)
+		*stop_at = NULL;
+	g_mutex_lock(&t->lock);
+	end = path_end_locked(n, stop, data, &len, &stopped);
+	buf = g_malloc(len);
+	pos = len - 1;
+	buf[pos] = '\0';
+	for (struct node *a = n; a != end; a = a->parent) {
+		size_t l = strlen(a->name);
+
+		pos -= l;
+		memcpy(buf + pos, a->name, l);
+		if (pos > 0)
+			buf[--pos] = '/';
+	}
+	if (stopped && stop_at) {
+		end->refcount++;
+		*stop_at = end;
+	}
+	g_mutex_unlock(&t->lock);
+	return buf;
+}
+
+enum node_state node_state(struct node_table *t, struct node *n)
+{
+	enum node_state s;
+
+	g_mutex_lock(&t->lock);
+	s = state_locked(n);
+	g_mutex_unlock(&t->lock);
+	return s;
+}
+
+void node_table_stats(struct node_table *t, struct node_table_stats *out)
+{
+	g_mutex_lock(&t->lock);
+	out->live = t->n_live;
+	out->pinned = t->n_pinned;
+	out->total = g_hash_table_size(t->by_id);
+	g_mutex_unlock(&t->lock);
+}
+
+void node_table_set_abort_on_underflow(struct node_table *t, bool on)
+{
+	g_mutex_lock(&t->lock);
+	t->abort_on_underflow = on;
+	g_mutex_unlock(&t->lock);
+}

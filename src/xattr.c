@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* xattr.c - extended attributes in the merged view (see xattr.h). */
+#include <errno.h>
+#include <string.h>
+
+#include "inode.h"
+#include "ovl_names.h"
+#include "xattr.h"
+
+static const char *const private_prefixes[] = {
+	OVL_XATTR_TRUSTED_PREFIX,
+	OVL_XATTR_USER_PREFIX,
+	OVL_XATTR_FOVL_PREFIX,
+	PLYFS_XATTR_PREFIX,
+};
+
+bool xattr_is_private(const char *name)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(private_prefixes); i++) {
+		if (g_str_has_prefix(name, private_prefixes[i]))
+			return true;
+	}
+	return false;
+}
+
+ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf, size_t size)
+{
+	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
+		return -ENOTSUP;
+	if (fs->params->noxattrs == XATTR_MODE_IGNORED || xattr_is_private(name))
+		return -ENODATA;
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *entry = NULL;
+	int r = inode_locate(fs, n, &dir, &entry);
+	if (r < 0)
+		return r;
+	return layer_getxattr(dir.fd, entry, name, buf, size);
+}
+
+/* The raw list of the top entry, grown until it fits (it may change between the two calls). */
+static ssize_t list_raw(int dirfd, const char *entry, char **out)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		ssize_t len = layer_listxattr(dirfd, entry, NULL, 0);
+		if (len <= 0) {
+			*out = NULL;
+			return len == -ENOTSUP ? 0 : len;
+		}
+		char *buf = g_malloc((gsize)len);
+		ssize_t got = layer_listxattr(dirfd, entry, buf, (size_t)len);
+		if (got >= 0) {
+			*out = buf;
+			return got;
+		}
+		g_free(buf);
+		if (got != -ERANGE)
+			return got;
+	}
+	return -EIO;
+}
+
+ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
+{
+	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
+		return -ENOTSUP;
+	if (fs->params->noxattrs == XATTR_MODE_IGNORED)
+		return 0;
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *entry = NULL;
+	int r = inode_locate(fs, n, &dir, &entry);
+	if (r < 0)
+		return r;
+	g_autofree char *raw = NULL;
+	ssize_t len = list_raw(dir.fd, entry, &raw);
+	if (len <= 0)
+		return len;
+
+	/* Filter in place: the kept names only move towards the start. */
+	size_t kept = 0;
+	for (size_t pos = 0; pos < (size_t)len;) {
+		size_t l = strlen(raw + pos) + 1;
+		if (!xattr_is_private(raw + pos)) {
+			memmove(raw + kept, raw + pos, l);
+			kept += l;
+		}
+		pos += l;
+	}
+	if (size == 0)
+		return (ssize_t)kept;
+	if (size < kept)
+		return -ERANGE;
+	memcpy(buf, raw, kept);
+	return (ssize_t)kept;
+}
