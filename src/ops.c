@@ -29,9 +29,11 @@ static struct node *req_node(fuse_req_t req, fuse_ino_t ino)
 	return n;
 }
 
-static void put(fuse_req_t req, struct node *n)
+/* Drops a request reference. Takes the mount, not the request: a request is freed by its reply,
+ * and some references are dropped after replying. */
+static void put(struct plyfs *fs, struct node *n)
 {
-	node_put(req_fs(req)->nodes, n);
+	node_put(fs->nodes, n);
 }
 
 static void ops_init(void *userdata, struct fuse_conn_info *conn)
@@ -80,7 +82,7 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = namei_lookup_dot(fs, dir, name, &n, &st);
 	else
 		r = namei_lookup(fs, dir, name, &n, &st);
-	put(req, dir);
+	put(fs, dir);
 	if (r == -ENOENT) {
 		/* A negative entry the kernel may cache as long as positive ones. */
 		struct fuse_entry_param e = {.ino = 0, .entry_timeout = fs->timeout};
@@ -92,7 +94,7 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	reply_entry(req, n, &st);
-	put(req, n);
+	put(fs, n);
 }
 
 static void ops_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -126,7 +128,7 @@ static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	} else {
 		r = inode_getattr(fs, n, &st);
 	}
-	put(req, n);
+	put(fs, n);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -135,12 +137,13 @@ static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
 	char buf[PATH_MAX + 1];
-	ssize_t len = file_readlink(req_fs(req), n, buf, sizeof(buf) - 1);
-	put(req, n);
+	ssize_t len = file_readlink(fs, n, buf, sizeof(buf) - 1);
+	put(fs, n);
 	if (len < 0) {
 		fuse_reply_err(req, (int)-len);
 		return;
@@ -151,12 +154,13 @@ static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
 	struct open_file *of = NULL;
-	int r = file_open(req_fs(req), n, fi->flags, &of);
-	put(req, n);
+	int r = file_open(fs, n, fi->flags, &of);
+	put(fs, n);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -164,7 +168,7 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uint64_t)(uintptr_t)of;
 	fi->keep_cache = of->from_lower;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		file_release(req_fs(req), of); /* interrupted: no RELEASE will come */
+		file_release(fs, of); /* interrupted: no RELEASE will come */
 }
 
 static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -196,19 +200,20 @@ static void ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_
 
 static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
 	struct dir_handle *dh = NULL;
-	int r = dir_open(req_fs(req), n, &dh);
-	put(req, n);
+	int r = dir_open(fs, n, &dh);
+	put(fs, n);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		dir_release(req_fs(req), dh);
+		dir_release(fs, dh);
 }
 
 static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
@@ -281,7 +286,7 @@ static void ops_access(fuse_req_t req, fuse_ino_t ino, int mask)
 		return;
 	struct stat st;
 	int r = inode_getattr(fs, n, &st);
-	put(req, n);
+	put(fs, n);
 	if (r == 0)
 		r = check_access(&st, fuse_req_ctx(req), mask);
 	if (r == 0 && (mask & W_OK) && fs->params->read_only)
@@ -301,23 +306,25 @@ static void reply_xattr_result(fuse_req_t req, ssize_t r, size_t size, const cha
 
 static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
 	g_autofree char *buf = size ? g_malloc(size) : NULL;
-	ssize_t r = xattr_get(req_fs(req), n, name, buf, size);
-	put(req, n);
+	ssize_t r = xattr_get(fs, n, name, buf, size);
+	put(fs, n);
 	reply_xattr_result(req, r, size, buf);
 }
 
 static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
 	g_autofree char *buf = size ? g_malloc(size) : NULL;
-	ssize_t r = xattr_list(req_fs(req), n, buf, size);
-	put(req, n);
+	ssize_t r = xattr_list(fs, n, buf, size);
+	put(fs, n);
 	reply_xattr_result(req, r, size, buf);
 }
 
