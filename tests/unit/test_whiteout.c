@@ -116,10 +116,12 @@ static const struct chardev_case {
 	unsigned maj, min;
 	bool expect;
 } chardev_cases[] = {
-	{S_IFCHR | 0600, 0, 0, true},  {S_IFCHR | 0000, 0, 0, true}, {S_IFCHR | 0600, 1, 3, false},
-	{S_IFCHR | 0600, 0, 1, false}, {S_IFCHR | 0600, 1, 0, false}, {S_IFBLK | 0600, 0, 0, false},
-	{S_IFREG | 0644, 0, 0, false}, {S_IFIFO | 0644, 0, 0, false}, {S_IFDIR | 0755, 0, 0, false},
-	{S_IFLNK | 0777, 0, 0, false}, {S_IFSOCK | 0755, 0, 0, false},
+	{S_IFCHR | 0600, 0, 0, true},	{S_IFCHR | 0000, 0, 0, true},
+	{S_IFCHR | 0600, 1, 3, false},	{S_IFCHR | 0600, 0, 1, false},
+	{S_IFCHR | 0600, 1, 0, false},	{S_IFBLK | 0600, 0, 0, false},
+	{S_IFREG | 0644, 0, 0, false},	{S_IFIFO | 0644, 0, 0, false},
+	{S_IFDIR | 0755, 0, 0, false},	{S_IFLNK | 0777, 0, 0, false},
+	{S_IFSOCK | 0755, 0, 0, false},
 };
 
 START_TEST(test_chardev_stat)
@@ -166,7 +168,7 @@ END_TEST
 static const struct opaque_case {
 	const char *xname; /* NULL: no xattr set */
 	const char *value;
-	bool opq_file;	/* create ".wh..wh..opq" */
+	bool opq_file; /* create ".wh..wh..opq" */
 	bool trusted;
 	int expect;
 } opaque_cases[] = {

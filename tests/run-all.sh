@@ -1,0 +1,226 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# run-all.sh - installs what the tests need, builds plyfs twice and runs every test suite.
+#
+#	bash tests/run-all.sh		(as root on Debian bookworm; CI runs it through .ci/run)
+#
+# Stages, in order:
+#   install           apt-get the build and test packages (skip with PLYFS_SKIP_INSTALL=1)
+#   build             build/ (debugoptimized) and build-asan/ (ASan + UBSan); a failure stops here
+#   unit              meson test -C build
+#   unit-asan         meson test -C build-asan (leaks detected, UBSan fatal)
+#   integration       tests/integration/run.sh build/plyfs
+#   integration-asan  tests/integration/run.sh build-asan/plyfs --sanitizer
+# Every stage is bounded by timeout(1). The test stages all run even when one fails, so the summary
+# is complete. The last line of output is "N passed, N failed" (tests summed over the test stages)
+# and the exit status is 0 iff every stage passed. Runs from any directory, needs no stdin.
+set -uo pipefail
+export LC_ALL=C
+# mkfs.ext4 and friends live in sbin, which a non-root PATH may lack.
+export PATH=$PATH:/usr/sbin:/sbin
+
+prog=run-all.sh
+repo=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd) || exit 2
+cd "$repo" || exit 2
+
+build_packages=(libfuse3-dev fuse3 libglib2.0-dev check meson ninja-build pkg-config gcc attr)
+test_packages=(fuse-overlayfs acl python3 util-linux e2fsprogs) # attr is in the list above
+# What the stages run, to tell whether the packages are there when they cannot be installed.
+needed_cmds=(meson ninja pkg-config gcc fusermount3 getfattr setfacl fuse-overlayfs python3
+	unshare mkfs.ext4 timeout)
+needed_pkgconfig=(fuse3 glib-2.0 check)
+
+# Per-stage timeouts in seconds.
+: "${PLYFS_TIMEOUT_INSTALL:=1800}" "${PLYFS_TIMEOUT_BUILD:=1800}"
+: "${PLYFS_TIMEOUT_UNIT:=1200}" "${PLYFS_TIMEOUT_INTEGRATION:=2400}"
+
+logdir=$(mktemp -d -t plyfs-run-all.XXXXXX) || exit 2
+trap 'rm -rf -- "$logdir"' EXIT
+
+total_passed=0
+total_failed=0
+stage_lines=()
+
+say() {
+	printf '\n==> %s\n' "$*"
+}
+
+record() { # record STAGE PASSED FAILED NOTE
+	total_passed=$((total_passed + $2))
+	total_failed=$((total_failed + $3))
+	stage_lines+=("$(printf '%-17s %4d passed, %4d failed%s' "$1" "$2" "$3" "${4:+  ($4)}")")
+}
+
+summary() {
+	say "summary"
+	local line
+	for line in "${stage_lines[@]}"; do
+		echo "  $line"
+	done
+	echo "$total_passed passed, $total_failed failed"
+}
+
+# Prints the summary and exits: non-zero when a stage failed or `$1` says so.
+finish() {
+	summary
+	if [[ $total_failed -gt 0 || ${1:-0} -ne 0 ]]; then
+		exit 1
+	fi
+	exit 0
+}
+
+have_everything() {
+	local c missing=()
+	for c in "${needed_cmds[@]}"; do
+		command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+	done
+	for c in "${needed_pkgconfig[@]}"; do
+		pkg-config --exists "$c" 2>/dev/null || missing+=("pkg-config:$c")
+	done
+	if [[ ${#missing[@]} -gt 0 ]]; then
+		echo "$prog: missing: ${missing[*]}" >&2
+		return 1
+	fi
+}
+
+install_packages() {
+	local pkgs=("${build_packages[@]}" "${test_packages[@]}") why=""
+	if [[ ${PLYFS_SKIP_INSTALL:-0} == 1 ]]; then
+		say "install: skipped (PLYFS_SKIP_INSTALL=1)"
+		return 0
+	fi
+	[[ $(id -u) == 0 ]] || why="not running as root"
+	command -v apt-get >/dev/null 2>&1 || why="apt-get is not available (not Debian?)"
+	if [[ -n $why ]]; then
+		echo "$prog: cannot install the packages: $why." >&2
+		echo "$prog: they are: ${pkgs[*]}" >&2
+		if have_everything; then
+			echo "$prog: every tool the tests need is present; going on without installing." >&2
+			return 0
+		fi
+		echo "$prog: run me as root on Debian bookworm, or install them and set" \
+			"PLYFS_SKIP_INSTALL=1." >&2
+		return 1
+	fi
+	say "install: apt-get install -y ${pkgs[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	timeout --kill-after=30 "$PLYFS_TIMEOUT_INSTALL" apt-get update </dev/null ||
+		{ echo "$prog: apt-get update failed" >&2; return 1; }
+	timeout --kill-after=30 "$PLYFS_TIMEOUT_INSTALL" apt-get install -y "${pkgs[@]}" </dev/null ||
+		{ echo "$prog: apt-get install failed" >&2; return 1; }
+}
+
+# setup_build DIR [MESON OPTIONS...]: configures DIR (or re-applies the options) and builds it.
+setup_build() {
+	local dir=$1
+	shift
+	say "build: $dir ($*)"
+	if [[ -f $dir/meson-private/coredata.dat ]]; then
+		timeout "$PLYFS_TIMEOUT_BUILD" meson configure "$dir" "$@" </dev/null || return 1
+	else
+		timeout "$PLYFS_TIMEOUT_BUILD" meson setup "$dir" "$@" </dev/null || return 1
+	fi
+	timeout "$PLYFS_TIMEOUT_BUILD" ninja -C "$dir" </dev/null
+}
+
+# Counts from a meson test log: prints "PASSED FAILED", fails when there is no summary.
+parse_meson() {
+	awk '/^Ok:/ { ok = $2; seen = 1 }
+	     /^Expected Fail:/ { ok += $3 }
+	     /^Fail:/ || /^Timeout:/ { bad += $2 }
+	     /^Unexpected Pass:/ { bad += $3 }
+	     END { if (!seen) exit 1; print ok + 0, bad + 0 }' "$1"
+}
+
+# Counts from an integration log: its last "N passed, N failed" line.
+parse_integration() {
+	awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3; seen = 1 }
+	     END { if (!seen) exit 1; print p + 0, f + 0 }' "$1"
+}
+
+# The stage command running in the background, to stop it on Ctrl-C or SIGTERM: timeout(1) runs it
+# in a process group of its own, which a terminal's signals do not reach.
+stage_pid=""
+tail_pid=""
+# shellcheck disable=SC2317 # called by the trap below
+on_signal() {
+	[[ -n $stage_pid ]] && kill -TERM "$stage_pid" 2>/dev/null
+	[[ -n $tail_pid ]] && kill -TERM "$tail_pid" 2>/dev/null
+	echo "$prog: interrupted" >&2
+	exit 130
+}
+trap on_signal INT TERM
+
+# run_stage NAME LIMIT PARSER COMMAND...: runs COMMAND (output shown and kept), then records the
+# counts parse_PARSER (meson or integration) finds. No summary in the output, or a non-zero exit
+# with no failure counted, is counted as one failure of the stage.
+run_stage() {
+	local name=$1 limit=$2 parser=$3 log=$logdir/$1.log rc counts p f note=""
+	shift 3
+	say "$name: $*"
+	# The command writes the log itself and tail shows it: the log is complete once it exits.
+	: >"$log"
+	timeout --kill-after=30 "$limit" "$@" </dev/null >>"$log" 2>&1 &
+	stage_pid=$!
+	tail -n +1 -f --pid="$stage_pid" "$log" &
+	tail_pid=$!
+	wait "$stage_pid"
+	rc=$?
+	wait "$tail_pid"
+	stage_pid="" tail_pid=""
+
+	case $parser in
+	meson) counts=$(parse_meson "$log") ;;
+	*) counts=$(parse_integration "$log") ;;
+	esac
+	if [[ -n $counts ]]; then
+		read -r p f <<<"$counts"
+	else
+		p=0 f=0 note="no test summary in its output"
+	fi
+	if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+		note="timed out after ${limit}s"
+	elif [[ $rc -ne 0 && -z $note ]]; then
+		note="exit status $rc"
+	fi
+	# A stage that broke without counting a failure still failed.
+	[[ -n $note && $f -eq 0 ]] && f=1
+	record "$name" "$p" "$f" "$note"
+}
+
+main() {
+	if ! install_packages; then
+		record install 0 1 "packages missing"
+		finish 1
+	fi
+
+	if ! setup_build build --buildtype=debugoptimized -Dtests=enabled; then
+		record build 0 1 "build/ failed to build"
+		finish 1
+	fi
+	if ! setup_build build-asan -Dtests=enabled -Db_sanitize=address,undefined \
+		-Db_lundef=false; then
+		record build 0 1 "build-asan/ failed to build"
+		finish 1
+	fi
+
+	export ASAN_OPTIONS=detect_leaks=1
+	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+	run_stage unit "$PLYFS_TIMEOUT_UNIT" meson meson test -C build --print-errorlogs
+	run_stage unit-asan "$PLYFS_TIMEOUT_UNIT" meson \
+		meson test -C build-asan --print-errorlogs
+
+	local suite=tests/integration/run.sh
+	if [[ -f $suite ]]; then
+		run_stage integration "$PLYFS_TIMEOUT_INTEGRATION" integration \
+			bash "$suite" build/plyfs
+		run_stage integration-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
+			bash "$suite" build-asan/plyfs --sanitizer
+	else
+		record integration 0 1 "$suite is missing"
+	fi
+	finish 0
+}
+
+main
