@@ -92,6 +92,19 @@ static void fuse_args_for(struct plyfs_params *p, struct fuse_args *args)
 		fuse_opt_add_arg(args, fargv[i]);
 }
 
+static int absolute_mountpoint(struct plyfs_params *p, char **err)
+{
+	char *real = realpath(p->mountpoint, NULL);
+	if (!real) {
+		*err = g_strdup_printf("mountpoint '%s': %s", p->mountpoint, g_strerror(errno));
+		return -errno;
+	}
+	g_free(p->mountpoint);
+	p->mountpoint = g_strdup(real);
+	free(real);
+	return 0;
+}
+
 static int serve(struct fuse_session *se, const struct plyfs_params *p)
 {
 	if (p->single_thread)
@@ -133,6 +146,11 @@ int main(int argc, char **argv)
 	int ret = 1;
 	struct fuse_session *se = NULL;
 	if (fs_init(&fs, &p, &err) < 0) {
+		fprintf(stderr, "plyfs: %s\n", err);
+		goto out;
+	}
+	/* libfuse chdirs to / (also with -f): unmounting later needs the absolute path. */
+	if (absolute_mountpoint(&p, &err) < 0) {
 		fprintf(stderr, "plyfs: %s\n", err);
 		goto out;
 	}
