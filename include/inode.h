@@ -34,15 +34,26 @@ struct lfd {
 void lfd_release(struct lfd *l);
 #define auto_lfd __attribute__((cleanup(lfd_release)))
 
+/* A stack of n slots (fds -1, paths NULL) for the caller to fill. */
+struct node_stack *inode_stack_new(unsigned n);
+/* Publishes `s` as n's stack; the previous one is retired (kept until n is freed). The caller
+ * holds n->lock, or n is not yet visible to other threads. */
+void inode_stack_publish(struct node *n, struct node_stack *s);
+/* True when n's top entry is in the upper layer. */
+bool inode_has_upper(const struct plyfs *fs, const struct node *n);
+/* The slot of `layer` in n's current stack, or -1. */
+int inode_stack_slot(const struct node_stack *s, int layer);
+
 /* The node table's destroy callback: closes cached fds, returns their budget. */
 void inode_destroy(struct node *n);
 void inode_set_fs(struct plyfs *fs);
 
-/* O_PATH fd of directory `n` in the layer of stack slot `slot`. 0 or -errno. */
-int inode_dirfd(struct plyfs *fs, struct node *n, unsigned slot, struct lfd *out);
-/* Offers an O_PATH fd of directory `n` in `slot` to the cache; takes ownership of `fd` (closes it
- * when not kept). Used by lookup, which opens the directory anyway to check opaqueness. */
-void inode_offer_dirfd(struct plyfs *fs, struct node *n, unsigned slot, int fd);
+/* O_PATH fd of directory `n` in `layer` (which must be in its stack). 0 or -errno. */
+int inode_dirfd(struct plyfs *fs, struct node *n, int layer, struct lfd *out);
+/* Offers an O_PATH fd of directory `n` in stack slot `slot` of `s` (n's stack, not yet published
+ * or current) to the cache; takes ownership of `fd` (closes it when not kept). Used by lookup,
+ * which opens the directory anyway to check opaqueness. */
+void inode_offer_dirfd(struct plyfs *fs, struct node_stack *s, unsigned slot, int fd);
 
 /*
  * Where the top entry of `n` lives: the directory fd in the entry's layer and the entry's name in
@@ -53,6 +64,10 @@ int inode_locate(struct plyfs *fs, struct node *n, struct lfd *dir, char **name_
 
 /* The layer index of n's top entry. */
 int inode_top_layer(const struct node *n);
+
+/* Path of directory-or-file n relative to the root of `layer` ("" for the root), following
+ * redirects. g_malloc'd. */
+char *inode_layer_path(struct plyfs *fs, struct node *n, int layer);
 
 /* stat of n's top entry turned into the merged view. */
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st);

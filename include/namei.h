@@ -25,6 +25,11 @@
 int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
 		 struct stat *st);
 
+/* The scan alone: a fresh, unhashed candidate node (node_table_insert_lookup() makes it real, or
+ * node_discard() drops it) and the raw stat of its top entry. Same errors as namei_lookup. */
+int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct node **fresh,
+	       struct stat *st);
+
 /* LOOKUP of "." (the node itself) and ".." (its parent; the root's parent is the root), as export
  * support needs: counted as lookups. Same contract as namei_lookup. */
 int namei_lookup_dot(struct plyfs *fs, struct node *dir, const char *name, struct node **out,

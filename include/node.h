@@ -65,11 +65,24 @@ struct node_key {
 };
 
 /* One layer a node is present in. `fd` is an O_PATH fd of this node's directory in that layer,
- * opened lazily and cached while the fd budget allows (see layer.h); -1 when not cached. Written
- * once from -1 to an fd (atomically), closed only when the node is freed. */
+ * opened lazily and cached while the fd budget allows (see inode.h); -1 when not cached. Written
+ * once from -1 to an fd (atomically), closed only when the node is freed. `path`, when not NULL,
+ * is where this directory lives in that layer relative to the layer root (a renamed directory:
+ * its lower parts stay at their old path, recorded as a redirect); NULL means "the parent's
+ * path in that layer, then the node's name". */
 struct node_layer {
 	int layer; /* index into fs->layers */
 	int fd;
+	char *path;
+};
+
+/* Where a node is present, top layer first. Immutable once published: a change (copy-up, a
+ * directory made opaque) publishes a new one with node_stack_replace(); the old one is kept until
+ * the node is freed, so lock-free readers never see freed memory. */
+struct node_stack {
+	unsigned int n;
+	bool merged; /* a directory present in more than one layer */
+	struct node_layer l[];
 };
 
 struct node {
@@ -86,13 +99,19 @@ struct node {
 	bool hashed; /* present in the identity map */
 	bool root;
 
-	/* Overlay state, protected by `lock` (readers that run without it see a consistent snapshot
-	 * because `stack` is replaced, never edited, and freed only with the node). */
+	/* Overlay state. `lock` serialises copy-up and changes to a directory's entries. */
 	GMutex lock;
-	struct node_layer *stack; /* g_malloc'd; where this node is present, top layer first */
-	unsigned int n_stack;
-	bool merged; /* a directory present in more than one layer */
+	struct node_stack *stack; /* read with node_stack(); written with node_stack_replace() */
+	GPtrArray *retired;	  /* earlier stacks; protected by lock; freed with the node */
+	unsigned copyup_gen;	  /* atomic; bumped when the top entry moves to the upper layer */
+	bool unlinked;		  /* atomic; the last name went away while the kernel knew it */
 };
+
+/* The current stack (acquire load). Valid while the caller holds a reference on the node. */
+static inline const struct node_stack *node_stack(const struct node *n)
+{
+	return __atomic_load_n(&n->stack, __ATOMIC_ACQUIRE);
+}
 
 struct node_table;
 

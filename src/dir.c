@@ -13,6 +13,7 @@ struct dir_handle {
 	struct node *node; /* referenced for the handle's lifetime */
 	GMutex lock;	   /* protects entries; the kernel serialises readdir per file anyway */
 	GPtrArray *entries;
+	int *layers; /* layer of each position of the stack the list was read from */
 };
 
 int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out)
@@ -30,26 +31,28 @@ void dir_release(struct plyfs *fs, struct dir_handle *dh)
 {
 	if (dh->entries)
 		g_ptr_array_unref(dh->entries);
+	g_free(dh->layers);
 	g_mutex_clear(&dh->lock);
 	node_put(fs->nodes, dh->node);
 	g_free(dh);
 }
 
+/* Reads the merged list; `layers` remembers which layer each merged_entry.layer position was. */
 static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
 {
-	struct node *n = dh->node;
-	struct lfd *dirs = g_new0(struct lfd, n->n_stack);
-	int *fds = g_new(int, n->n_stack);
+	const struct node_stack *s = node_stack(dh->node);
+	struct lfd *dirs = g_new0(struct lfd, s->n);
+	int *fds = g_new(int, s->n);
 	int r = 0;
-	for (unsigned i = 0; i < n->n_stack && r == 0; i++) {
+	for (unsigned i = 0; i < s->n && r == 0; i++) {
 		dirs[i] = (struct lfd)LFD_INIT;
-		r = inode_dirfd(fs, n, i, &dirs[i]);
+		r = inode_dirfd(fs, dh->node, s->l[i].layer, &dirs[i]);
 		fds[i] = dirs[i].fd;
 	}
 	GPtrArray *list = NULL;
 	if (r == 0)
-		r = readdir_merge(fds, n->n_stack, &list);
-	for (unsigned i = 0; i < n->n_stack; i++)
+		r = readdir_merge(fds, s->n, &list);
+	for (unsigned i = 0; i < s->n; i++)
 		lfd_release(&dirs[i]);
 	g_free(dirs);
 	g_free(fds);
@@ -58,6 +61,10 @@ static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
 	if (dh->entries)
 		g_ptr_array_unref(dh->entries);
 	dh->entries = list;
+	g_free(dh->layers);
+	dh->layers = g_new(int, s->n);
+	for (unsigned i = 0; i < s->n; i++)
+		dh->layers[i] = s->l[i].layer;
 	return 0;
 }
 
@@ -67,7 +74,7 @@ static size_t add_plain(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh,
 {
 	struct stat st = {0};
 	if (e) {
-		int layer = dh->node->stack[e->layer].layer;
+		int layer = dh->layers[e->layer];
 		struct node_key k = {.dev = fs->layers[layer].dev, .ino = e->ino};
 		st.st_ino = inode_map_ino(fs, k);
 		st.st_mode = (mode_t)e->type << 12;

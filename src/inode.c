@@ -24,19 +24,44 @@ void lfd_release(struct lfd *l)
 	l->owned = false;
 }
 
-void inode_destroy(struct node *n)
+struct node_stack *inode_stack_new(unsigned n)
 {
-	/* The root's fds are the layer roots, closed by layers_close(). */
-	for (unsigned i = 0; i < n->n_stack && !n->root; i++) {
-		if (n->stack[i].fd >= 0) {
-			close(n->stack[i].fd);
-			if (the_fs)
-				atomic_fetch_sub(&the_fs->fds_cached, 1);
-		}
+	struct node_stack *s = g_malloc0(sizeof(*s) + n * sizeof(s->l[0]));
+	s->n = n;
+	for (unsigned i = 0; i < n; i++)
+		s->l[i] = (struct node_layer){.layer = -1, .fd = -1, .path = NULL};
+	return s;
+}
+
+static void stack_free(struct node_stack *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		g_free(s->l[i].path);
+	g_free(s);
+}
+
+void inode_stack_publish(struct node *n, struct node_stack *s)
+{
+	struct node_stack *old = __atomic_exchange_n(&n->stack, s, __ATOMIC_ACQ_REL);
+	if (!old)
+		return;
+	if (!n->retired)
+		n->retired = g_ptr_array_new();
+	g_ptr_array_add(n->retired, old);
+}
+
+int inode_stack_slot(const struct node_stack *s, int layer)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->l[i].layer == layer)
+			return (int)i;
 	}
-	g_free(n->stack);
-	n->stack = NULL;
-	n->n_stack = 0;
+	return -1;
+}
+
+bool inode_has_upper(const struct plyfs *fs, const struct node *n)
+{
+	return fs->has_upper && node_stack(n)->l[0].layer == 0;
 }
 
 static int load_fd(const struct node_layer *nl)
@@ -44,16 +69,49 @@ static int load_fd(const struct node_layer *nl)
 	return __atomic_load_n(&nl->fd, __ATOMIC_ACQUIRE);
 }
 
-/* Puts `fd` in the slot's cache. Returns the fd now cached there (ours, or the one a racing thread
- * put first, in which case ours is closed), or -1 when the budget is spent (`fd` not taken). */
-static int cache_dirfd(struct plyfs *fs, struct node *n, unsigned slot, int fd)
+/* A stack's fds, closed once each: a new stack shares the fds of the one it replaced, and a
+ * racing thread may have cached an fd in a stack that was retired meanwhile. */
+static void close_stack_fds(struct node_stack *s, GHashTable *closed)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		int fd = load_fd(&s->l[i]);
+		if (fd < 0 || g_hash_table_contains(closed, GINT_TO_POINTER(fd + 1)))
+			continue;
+		g_hash_table_add(closed, GINT_TO_POINTER(fd + 1));
+		close(fd);
+		if (the_fs)
+			atomic_fetch_sub(&the_fs->fds_cached, 1);
+	}
+	stack_free(s);
+}
+
+void inode_destroy(struct node *n)
+{
+	g_autoptr(GHashTable) closed = g_hash_table_new(NULL, NULL);
+	/* The root's fds are the layer roots, closed by layers_close(). */
+	if (n->stack && !n->root)
+		close_stack_fds(n->stack, closed);
+	else if (n->stack)
+		stack_free(n->stack);
+	n->stack = NULL;
+	for (guint i = 0; n->retired && i < n->retired->len; i++)
+		close_stack_fds(n->retired->pdata[i], closed);
+	if (n->retired)
+		g_ptr_array_free(n->retired, TRUE);
+	n->retired = NULL;
+}
+
+/* Puts `fd` in slot `slot` of `s`. Returns the fd now cached there (ours, or the one a racing
+ * thread put first, in which case ours is closed), or -1 when the budget is spent (`fd` not
+ * taken). */
+static int cache_dirfd(struct plyfs *fs, struct node_stack *s, unsigned slot, int fd)
 {
 	if (atomic_fetch_add(&fs->fds_cached, 1) >= fs->fd_budget) {
 		atomic_fetch_sub(&fs->fds_cached, 1);
 		return -1;
 	}
 	int expected = -1;
-	if (__atomic_compare_exchange_n(&n->stack[slot].fd, &expected, fd, false, __ATOMIC_ACQ_REL,
+	if (__atomic_compare_exchange_n(&s->l[slot].fd, &expected, fd, false, __ATOMIC_ACQ_REL,
 					__ATOMIC_ACQUIRE))
 		return fd;
 	atomic_fetch_sub(&fs->fds_cached, 1);
@@ -61,56 +119,96 @@ static int cache_dirfd(struct plyfs *fs, struct node *n, unsigned slot, int fd)
 	return expected;
 }
 
-void inode_offer_dirfd(struct plyfs *fs, struct node *n, unsigned slot, int fd)
+void inode_offer_dirfd(struct plyfs *fs, struct node_stack *s, unsigned slot, int fd)
 {
-	if (cache_dirfd(fs, n, slot, fd) < 0)
+	if (cache_dirfd(fs, s, slot, fd) < 0)
 		close(fd);
 }
 
 struct stop_layer {
 	int layer;
+	bool fd_ok; /* an ancestor with a cached fd will do, not only a recorded path */
 };
 
-/* node_path() stop test: an ancestor with a cached fd in the wanted layer. Runs under the table
- * lock; reads only the immutable stack layout and an atomically written fd. */
-static bool has_cached_fd(struct node *anc, void *data)
+/* node_path() stop test: an ancestor whose place in the layer is known without its own parent:
+ * a cached fd (when allowed), a recorded path (redirect), or the root. Runs under the table lock;
+ * reads only published stacks and atomically written fds. */
+static bool knows_its_place(struct node *anc, void *data)
 {
 	const struct stop_layer *sl = data;
-	for (unsigned i = 0; i < anc->n_stack; i++) {
-		if (anc->stack[i].layer == sl->layer)
-			return load_fd(&anc->stack[i]) >= 0;
-	}
-	return false;
+	if (anc->root)
+		return true;
+	const struct node_stack *s = node_stack(anc);
+	int slot = inode_stack_slot(s, sl->layer);
+	if (slot < 0)
+		return false;
+	return s->l[slot].path || (sl->fd_ok && load_fd(&s->l[slot]) >= 0);
 }
 
-static int anc_fd(const struct node *anc, int layer)
+/* Joins a recorded place and a relative path ("" stays as it is on either side). */
+static char *join_path(const char *a, const char *b)
 {
-	for (unsigned i = 0; i < anc->n_stack; i++) {
-		if (anc->stack[i].layer == layer)
-			return load_fd(&anc->stack[i]);
-	}
-	return -1;
+	if (!a || !*a)
+		return g_strdup(b);
+	if (!*b)
+		return g_strdup(a);
+	return g_strconcat(a, "/", b, NULL);
 }
 
-int inode_dirfd(struct plyfs *fs, struct node *n, unsigned slot, struct lfd *out)
+char *inode_layer_path(struct plyfs *fs, struct node *n, int layer)
 {
-	g_assert(slot < n->n_stack);
-	int fd = load_fd(&n->stack[slot]);
+	struct stop_layer sl = {.layer = layer, .fd_ok = false};
+	struct node *anc = NULL;
+	g_autofree char *rel = node_path(fs->nodes, n, knows_its_place, &sl, &anc);
+	const char *base = NULL;
+	if (anc && !anc->root) {
+		const struct node_stack *s = node_stack(anc);
+		base = s->l[inode_stack_slot(s, layer)].path;
+	}
+	char *full = join_path(base, rel);
+	node_put(fs->nodes, anc);
+	return full;
+}
+
+/* Opens directory n in `layer` from the nearest ancestor that knows its place there. */
+static int open_dir_in_layer(struct plyfs *fs, struct node *n, int layer)
+{
+	struct stop_layer sl = {.layer = layer, .fd_ok = true};
+	struct node *anc = NULL;
+	g_autofree char *rel = node_path(fs->nodes, n, knows_its_place, &sl, &anc);
+	/* `anc` stays referenced until the open is done: its fd is valid only while it lives. */
+	int fd = -EIO;
+	if (anc) {
+		const struct node_stack *s = node_stack(anc);
+		int slot = inode_stack_slot(s, layer);
+		int base = slot >= 0 ? load_fd(&s->l[slot]) : -1;
+		if (base >= 0) {
+			fd = layer_open_beneath(base, rel, O_PATH | O_DIRECTORY);
+		} else if (slot >= 0 && s->l[slot].path) {
+			g_autofree char *full = join_path(s->l[slot].path, rel);
+			fd = layer_open_beneath(fs->layers[layer].root_fd, full,
+						O_PATH | O_DIRECTORY);
+		}
+		node_put(fs->nodes, anc);
+	}
+	return fd;
+}
+
+int inode_dirfd(struct plyfs *fs, struct node *n, int layer, struct lfd *out)
+{
+	struct node_stack *s = (struct node_stack *)node_stack(n);
+	int slot = inode_stack_slot(s, layer);
+	if (slot < 0)
+		return -ENOENT;
+	int fd = load_fd(&s->l[slot]);
 	if (fd >= 0) {
 		*out = (struct lfd){.fd = fd, .owned = false};
 		return 0;
 	}
-	struct stop_layer sl = {.layer = n->stack[slot].layer};
-	struct node *anc = NULL;
-	g_autofree char *path = node_path(fs->nodes, n, has_cached_fd, &sl, &anc);
-	/* `anc` stays referenced until the open is done: its fd is valid only while it lives. */
-	int base = anc ? anc_fd(anc, sl.layer) : -1;
-	fd = base >= 0 ? layer_open_beneath(base, path, O_PATH | O_DIRECTORY) : -EIO;
-	if (anc)
-		node_put(fs->nodes, anc);
+	fd = open_dir_in_layer(fs, n, layer);
 	if (fd < 0)
 		return fd;
-	int cached = cache_dirfd(fs, n, slot, fd);
+	int cached = cache_dirfd(fs, s, (unsigned)slot, fd);
 	if (cached >= 0)
 		*out = (struct lfd){.fd = cached, .owned = false};
 	else
@@ -120,31 +218,22 @@ int inode_dirfd(struct plyfs *fs, struct node *n, unsigned slot, struct lfd *out
 
 int inode_top_layer(const struct node *n)
 {
-	return n->stack[0].layer;
-}
-
-/* Slot of `layer` in a directory's stack, or -1. */
-static int stack_slot(const struct node *dir, int layer)
-{
-	for (unsigned i = 0; i < dir->n_stack; i++) {
-		if (dir->stack[i].layer == layer)
-			return (int)i;
-	}
-	return -1;
+	return node_stack(n)->l[0].layer;
 }
 
 int inode_locate(struct plyfs *fs, struct node *n, struct lfd *dir, char **name_out)
 {
 	*name_out = NULL;
 	if (S_ISDIR(n->type))
-		return inode_dirfd(fs, n, 0, dir);
+		return inode_dirfd(fs, n, inode_top_layer(n), dir);
 
 	g_autofree char *name = NULL;
 	struct node *parent = node_parent_name(fs->nodes, n, &name);
 	if (!parent)
 		return -ESTALE;
-	int slot = stack_slot(parent, inode_top_layer(n));
-	int r = slot < 0 ? -ESTALE : inode_dirfd(fs, parent, (unsigned)slot, dir);
+	int r = inode_dirfd(fs, parent, inode_top_layer(n), dir);
+	if (r == -ENOENT)
+		r = -ESTALE; /* the parent is not in that layer: the tree changed under us */
 	/* A borrowed fd of the parent stays valid after this put: n pins its parent. */
 	node_put(fs->nodes, parent);
 	if (r == 0)
@@ -197,7 +286,7 @@ static gid_t shown_gid(const struct plyfs *fs, gid_t gid)
 void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 {
 	st->st_ino = inode_map_ino(fs, n->key);
-	if (S_ISDIR(st->st_mode) && (n->merged || fs->params->static_nlink))
+	if (S_ISDIR(st->st_mode) && (node_stack(n)->merged || fs->params->static_nlink))
 		st->st_nlink = 1;
 	st->st_uid = shown_uid(fs, st->st_uid);
 	st->st_gid = shown_gid(fs, st->st_gid);

@@ -55,11 +55,11 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 
 	fs->nodes = node_table_new(inode_destroy);
 	struct node *root = node_table_root(fs->nodes);
-	root->n_stack = (unsigned)fs->n_layers;
-	root->stack = g_new(struct node_layer, fs->n_layers);
+	struct node_stack *s = inode_stack_new((unsigned)fs->n_layers);
 	for (size_t i = 0; i < fs->n_layers; i++)
-		root->stack[i] = (struct node_layer){.layer = (int)i, .fd = fs->layers[i].root_fd};
-	root->merged = fs->n_layers > 1;
+		s->l[i] = (struct node_layer){.layer = (int)i, .fd = fs->layers[i].root_fd};
+	s->merged = fs->n_layers > 1;
+	inode_stack_publish(root, s);
 	struct stat st;
 	if (layer_fstat(fs->layers[0].root_fd, &st) == 0)
 		root->key = (struct node_key){.dev = st.st_dev, .ino = st.st_ino};

@@ -4,64 +4,123 @@
 #include <fcntl.h>
 #include <string.h>
 
+#include <limits.h>
+#include <unistd.h>
+
 #include "autofd.h"
 #include "inode.h"
 #include "namei.h"
+#include "ovl_names.h"
 #include "whiteout.h"
 
 #define NAME_MAX_BYTES 255
 
-/* What the scan found so far. */
-struct found {
-	struct stat top;	  /* stat of the topmost entry */
-	GArray *stack;		  /* of struct node_layer, top first */
-	struct node_key key;	  /* identity */
-	bool have_lower_key;	  /* key already taken from a lower layer */
+/* One lookup in progress. */
+struct scan {
+	struct plyfs *fs;
+	struct node *parent;
+	const struct node_stack *ps; /* the parent's stack, read once */
+	const char *name;
+	/* A directory found above carried a redirect: lower layers are searched at `redirect`
+	 * (absolute: from the layer root; else a name in the parent) instead of at `name`. */
+	char *redirect;
+	bool redirect_abs;
+
+	struct stat top;	/* stat of the topmost entry */
+	GArray *stack;		/* of struct node_layer, top first */
+	struct node_key key;	/* identity */
+	bool have_lower_key;	/* key already taken from a lower layer */
 };
 
-static void found_add(struct plyfs *fs, struct found *f, int layer, const struct stat *st, int fd)
+static void scan_add(struct scan *sc, int layer, const struct stat *st, int fd, char *path)
 {
-	struct node_layer nl = {.layer = layer, .fd = fd};
-	if (f->stack->len == 0) {
-		f->top = *st;
-		f->key = (struct node_key){.dev = st->st_dev, .ino = st->st_ino};
+	struct node_layer nl = {.layer = layer, .fd = fd, .path = path};
+	if (sc->stack->len == 0) {
+		sc->top = *st;
+		sc->key = (struct node_key){.dev = st->st_dev, .ino = st->st_ino};
 	}
 	/* Identity of a merged directory: the topmost *lower* entry, so that it stays the same when
 	 * the directory is later copied up (kernel overlayfs records that one as the origin). */
-	if (!fs->layers[layer].upper && !f->have_lower_key) {
-		f->key = (struct node_key){.dev = st->st_dev, .ino = st->st_ino};
-		f->have_lower_key = true;
+	if (!sc->fs->layers[layer].upper && !sc->have_lower_key) {
+		sc->key = (struct node_key){.dev = st->st_dev, .ino = st->st_ino};
+		sc->have_lower_key = true;
 	}
-	g_array_append_val(f->stack, nl);
+	g_array_append_val(sc->stack, nl);
 }
 
-/* A directory entry `name` found as a directory in `dirfd`: opens it (the fd is kept for the node)
- * and tells whether it stops the merge. Returns 1 opaque, 0 not, -errno. */
-static int open_subdir(struct plyfs *fs, int dirfd, const char *name, bool more_below, int *fd_out)
+/* Reads the redirect of a directory found in a layer (kernel format: "/abs/path" or "name"). */
+static void read_redirect(struct scan *sc, int fd)
 {
-	*fd_out = layer_openat(dirfd, name, O_PATH | O_DIRECTORY, 0);
-	if (*fd_out < 0)
-		return *fd_out;
+	char buf[PATH_MAX];
+	g_autofree char *xname = g_strconcat(sc->fs->xattr_prefix, OVL_XATTR_REDIRECT_SUFFIX, NULL);
+	ssize_t len = layer_getxattr(fd, NULL, xname, buf, sizeof(buf) - 1);
+	if (len <= 0)
+		return;
+	buf[len] = '\0';
+	g_free(sc->redirect);
+	sc->redirect_abs = buf[0] == '/';
+	/* An absolute redirect is kept relative to the layer root; a relative one must be a plain
+	 * name: anything else is corrupt and ignored (the directory then merges by its name). */
+	if (sc->redirect_abs) {
+		const char *p = buf;
+		while (*p == '/')
+			p++;
+		sc->redirect = g_strdup(p);
+	} else {
+		sc->redirect = strchr(buf, '/') ? NULL : g_strdup(buf);
+	}
+}
+
+/* A directory found in a layer: opens it (the fd is kept for the node), reads its redirect, and
+ * tells whether it stops the merge. Returns 1 opaque, 0 not, -errno. */
+static int examine_dir(struct scan *sc, int fd, bool more_below)
+{
 	if (!more_below)
-		return 0; /* opaqueness only matters when there is something below to hide */
-	return whiteout_dir_is_opaque(*fd_out, fs->is_root);
+		return 0; /* opaqueness and redirects only matter when there is something below */
+	read_redirect(sc, fd);
+	return whiteout_dir_is_opaque(fd, sc->fs->is_root);
+}
+
+/* Finds where the entry would be in one layer: (dirfd, name) or, for an absolute redirect, an
+ * fd of the entry itself (name then NULL). */
+static int place_in_layer(struct scan *sc, int layer, struct lfd *dir, const char **name,
+			  char **path)
+{
+	*path = NULL;
+	if (sc->redirect && sc->redirect_abs) {
+		int fd = layer_open_beneath(sc->fs->layers[layer].root_fd, sc->redirect,
+					    O_PATH | O_DIRECTORY);
+		*dir = (struct lfd){.fd = fd, .owned = true};
+		*name = NULL;
+		*path = g_strdup(sc->redirect);
+		return fd < 0 ? fd : 0;
+	}
+	*name = sc->redirect ? sc->redirect : sc->name;
+	if (sc->redirect) {
+		g_autofree char *ppath = inode_layer_path(sc->fs, sc->parent, layer);
+		*path = *ppath ? g_strconcat(ppath, "/", sc->redirect, NULL) : g_strdup(sc->redirect);
+	}
+	return inode_dirfd(sc->fs, sc->parent, layer, dir);
 }
 
 enum scan_step { SCAN_NEXT, SCAN_STOP };
 
 /* Examines one layer of the parent. Returns SCAN_NEXT / SCAN_STOP, or -errno. */
-static int scan_layer(struct plyfs *fs, struct node *parent, unsigned slot, const char *name,
-		      struct found *f)
+static int scan_layer(struct scan *sc, unsigned slot)
 {
 	auto_lfd struct lfd dir = LFD_INIT;
-	int r = inode_dirfd(fs, parent, slot, &dir);
+	const char *name;
+	g_autofree char *path = NULL;
+	int layer = sc->ps->l[slot].layer;
+	bool more_below = slot + 1 < sc->ps->n;
+	int r = place_in_layer(sc, layer, &dir, &name, &path);
+	if (r == -ENOENT || r == -ENOTDIR)
+		return more_below ? SCAN_NEXT : SCAN_STOP; /* redirect target absent here */
 	if (r < 0)
 		return r;
-	int layer = parent->stack[slot].layer;
-	bool more_below = slot + 1 < parent->n_stack;
 
 	struct stat st;
-	r = layer_fstatat(dir.fd, name, &st);
+	r = name ? layer_fstatat(dir.fd, name, &st) : layer_fstat(dir.fd, &st);
 	if (r == -ENOENT) {
 		if (!more_below)
 			return SCAN_STOP;
@@ -72,19 +131,21 @@ static int scan_layer(struct plyfs *fs, struct node *parent, unsigned slot, cons
 		return r;
 	if (whiteout_is_chardev(&st))
 		return SCAN_STOP;
-	if (f->stack->len > 0 && !S_ISDIR(st.st_mode))
+	if (sc->stack->len > 0 && !S_ISDIR(st.st_mode))
 		return SCAN_STOP; /* a lower non-directory under a directory: not merged */
 	if (!S_ISDIR(st.st_mode)) {
-		found_add(fs, f, layer, &st, -1);
+		scan_add(sc, layer, &st, -1, NULL);
 		return SCAN_STOP;
 	}
-	int fd;
-	int opaque = open_subdir(fs, dir.fd, name, more_below, &fd);
+	int fd = name ? layer_openat(dir.fd, name, O_PATH | O_DIRECTORY, 0) : dup(dir.fd);
+	if (fd < 0)
+		return name ? fd : -errno;
+	int opaque = examine_dir(sc, fd, more_below);
 	if (opaque < 0) {
-		autofd_close(&fd);
+		close(fd);
 		return opaque;
 	}
-	found_add(fs, f, layer, &st, fd);
+	scan_add(sc, layer, &st, fd, g_steal_pointer(&path));
 	return opaque ? SCAN_STOP : SCAN_NEXT;
 }
 
@@ -99,36 +160,39 @@ static int check_name(const char *name)
 	return 0;
 }
 
-/* Closes the fds a scan opened and frees it. */
-static void found_clear(struct found *f)
+/* Closes the fds a scan still owns and frees it. */
+static void scan_clear(struct scan *sc)
 {
-	for (guint i = 0; i < f->stack->len; i++) {
-		int fd = g_array_index(f->stack, struct node_layer, i).fd;
-		if (fd >= 0)
-			close(fd);
+	for (guint i = 0; i < sc->stack->len; i++) {
+		struct node_layer *nl = &g_array_index(sc->stack, struct node_layer, i);
+		if (nl->fd >= 0)
+			close(nl->fd);
+		g_free(nl->path);
 	}
-	g_array_free(f->stack, TRUE);
+	g_array_free(sc->stack, TRUE);
+	g_free(sc->redirect);
 }
 
-/* Builds the candidate node from a scan; the scan's fds are offered to the fd cache. */
-static struct node *node_from_found(struct plyfs *fs, const char *name, struct found *f)
+/* Builds the candidate node from a scan; its fds are offered to the fd cache, its paths moved. */
+static struct node *node_from_scan(struct scan *sc)
 {
-	struct node *n = node_new(name, f->top.st_mode & S_IFMT, f->key);
-	n->n_stack = f->stack->len;
-	n->stack = g_new(struct node_layer, n->n_stack);
-	for (unsigned i = 0; i < n->n_stack; i++) {
-		struct node_layer *src = &g_array_index(f->stack, struct node_layer, i);
-		n->stack[i] = (struct node_layer){.layer = src->layer, .fd = -1};
+	struct node *n = node_new(sc->name, sc->top.st_mode & S_IFMT, sc->key);
+	struct node_stack *s = inode_stack_new(sc->stack->len);
+	for (unsigned i = 0; i < s->n; i++) {
+		struct node_layer *src = &g_array_index(sc->stack, struct node_layer, i);
+		s->l[i].layer = src->layer;
+		s->l[i].path = g_steal_pointer(&src->path);
 		if (src->fd >= 0)
-			inode_offer_dirfd(fs, n, i, src->fd);
+			inode_offer_dirfd(sc->fs, s, i, src->fd);
 		src->fd = -1;
 	}
-	n->merged = S_ISDIR(n->type) && n->n_stack > 1;
+	s->merged = S_ISDIR(n->type) && s->n > 1;
+	inode_stack_publish(n, s);
 	return n;
 }
 
-int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
-		 struct stat *st)
+int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct node **fresh,
+	       struct stat *st)
 {
 	int r = check_name(name);
 	if (r < 0)
@@ -136,19 +200,34 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 	if (!S_ISDIR(parent->type))
 		return -ENOTDIR;
 
-	struct found f = {.stack = g_array_new(FALSE, FALSE, sizeof(struct node_layer))};
-	for (unsigned slot = 0; slot < parent->n_stack; slot++) {
-		r = scan_layer(fs, parent, slot, name, &f);
+	struct scan sc = {
+		.fs = fs,
+		.parent = parent,
+		.ps = node_stack(parent),
+		.name = name,
+		.stack = g_array_new(FALSE, FALSE, sizeof(struct node_layer)),
+	};
+	for (unsigned slot = 0; slot < sc.ps->n; slot++) {
+		r = scan_layer(&sc, slot);
 		if (r != SCAN_NEXT)
 			break;
 	}
-	if (r < 0 || f.stack->len == 0) {
-		found_clear(&f);
-		return r < 0 ? r : -ENOENT;
+	if (r >= 0 && sc.stack->len > 0) {
+		*fresh = node_from_scan(&sc);
+		*st = sc.top;
 	}
-	struct node *fresh = node_from_found(fs, name, &f);
-	*st = f.top;
-	found_clear(&f);
+	r = r < 0 ? r : (sc.stack->len ? 0 : -ENOENT);
+	scan_clear(&sc);
+	return r;
+}
+
+int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
+		 struct stat *st)
+{
+	struct node *fresh;
+	int r = namei_scan(fs, parent, name, &fresh, st);
+	if (r < 0)
+		return r;
 	*out = node_table_insert_lookup(fs->nodes, parent, fresh);
 	inode_fill_attr(fs, *out, st);
 	return 0;

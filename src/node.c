@@ -220,7 +220,7 @@ struct node *node_new(const char *name, mode_t type, struct node_key key)
 	n->key = key;
 	n->name = g_strdup(name ? name : "");
 	n->stack = NULL;
-	n->n_stack = 0;
+	n->retired = NULL;
 	g_mutex_init(&n->lock);
 	return n;
 }
