@@ -22,11 +22,13 @@ struct plyfs {
 	size_t n_layers;
 	bool has_upper;
 	int work_fd;	      /* O_PATH fd of workdir, -1 without upper */
+	int work_dirfd;	      /* O_PATH fd of workdir/work, where entries are built (workdir.h) */
 	unsigned xino_bits;   /* see inode.h */
 	bool is_root;	      /* running as uid 0: trusted.* xattrs readable */
 	const char *xattr_prefix; /* OVL_XATTR_TRUSTED_PREFIX or OVL_XATTR_USER_PREFIX: written format */
 
 	struct node_table *nodes;
+	GMutex rename_lock; /* taken first by every RENAME (lock order: rename_lock, node->lock) */
 
 	/* Directory fds cached in nodes (struct node_layer.fd): at most fd_budget at once, so the
 	 * daemon stays far below RLIMIT_NOFILE however many directories the kernel keeps. */

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
+#include <time.h>
 
 struct layer {
 	int index;     /* position in fs->layers */
@@ -64,5 +65,36 @@ ssize_t layer_pread(int fd, void *buf, size_t size, off_t off);
  * the directory itself. Implemented through /proc/self/fd so that O_PATH fds and symlinks work. */
 ssize_t layer_getxattr(int dirfd, const char *name, const char *xname, void *buf, size_t size);
 ssize_t layer_listxattr(int dirfd, const char *name, char *buf, size_t size);
+int layer_setxattr(int dirfd, const char *name, const char *xname, const void *value, size_t size,
+		   int flags);
+int layer_removexattr(int dirfd, const char *name, const char *xname);
+
+/* --- modifying wrappers (the upper layer and the work directory only) --- */
+int layer_mkdirat(int dirfd, const char *name, mode_t mode);
+int layer_mknodat(int dirfd, const char *name, mode_t mode, dev_t rdev);
+int layer_symlinkat(const char *target, int dirfd, const char *name);
+int layer_unlinkat(int dirfd, const char *name, int flags);
+int layer_renameat2(int olddirfd, const char *oldname, int newdirfd, const char *newname,
+		    unsigned flags);
+/* linkat of the entry (olddirfd, oldname); oldname NULL links the open file `olddirfd` itself
+ * (an O_TMPFILE) through /proc/self/fd, which needs no CAP_DAC_READ_SEARCH. */
+int layer_linkat(int olddirfd, const char *oldname, int newdirfd, const char *newname);
+/* Never follows a symlink; name NULL: the (O_PATH) fd itself. */
+int layer_fchownat(int dirfd, const char *name, uid_t uid, gid_t gid);
+int layer_fchmodat(int dirfd, const char *name, mode_t mode);	    /* name NULL: the fd */
+/* Never follows a symlink; name NULL: the (O_PATH) fd itself. */
+int layer_utimensat(int dirfd, const char *name, const struct timespec ts[2]);
+int layer_fchown(int fd, uid_t uid, gid_t gid);
+int layer_fchmod(int fd, mode_t mode);
+int layer_futimens(int fd, const struct timespec ts[2]);
+int layer_ftruncate(int fd, off_t size);
+int layer_fsync(int fd, bool datasync);
+int layer_fallocate(int fd, int mode, off_t off, off_t len);
+off_t layer_lseek(int fd, off_t off, int whence);
+ssize_t layer_pwrite(int fd, const void *buf, size_t size, off_t off);
+ssize_t layer_copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t len);
+int layer_ficlone(int dst, int src);
+/* An unnamed file in directory `dirfd` (O_TMPFILE), -EOPNOTSUPP where the fs has none. */
+int layer_open_tmpfile(int dirfd, mode_t mode);
 
 #endif

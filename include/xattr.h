@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * xattr.h - extended attributes in the merged view: GETXATTR / LISTXATTR.
+ * xattr.h - extended attributes in the merged view: GETXATTR, LISTXATTR, SETXATTR, REMOVEXATTR.
  *
  * A node's xattrs are those of its top entry. The overlay's own attributes (trusted.overlay.*,
  * user.overlay.*, user.fuseoverlayfs.*, user.plyfs.*) are never listed and read as absent
@@ -18,5 +18,9 @@
 bool xattr_is_private(const char *name);
 ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf, size_t size);
 ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size);
+/* SETXATTR / REMOVEXATTR: copy-up first; the overlay's own names are refused with -EPERM. */
+int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
+	      int flags);
+int xattr_remove(struct plyfs *fs, struct node *n, const char *name);
 
 #endif

@@ -4,40 +4,118 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "copy_up.h"
 #include "file.h"
 #include "inode.h"
 
-int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **out)
+static bool wants_write(int flags)
 {
-	if (S_ISDIR(n->type))
-		return -EISDIR;
-	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
-		return -EROFS;
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
 
+/* Opens n's current top entry. Writable handles get O_RDWR when the file allows it, because the
+ * kernel may read through a write-only handle to fill a partial page. */
+static int open_top(struct plyfs *fs, struct node *n, int flags, bool write)
+{
 	auto_lfd struct lfd dir = LFD_INIT;
 	g_autofree char *name = NULL;
 	int r = inode_locate(fs, n, &dir, &name);
 	if (r < 0)
 		return r;
-	/* O_NONBLOCK matters for fifos (an open of a fifo must not block a daemon thread
-	 * differently from what the caller asked for). */
-	int fd = layer_openat(dir.fd, name, O_RDONLY | (flags & (O_NONBLOCK | O_DIRECT)), 0);
+	/* O_APPEND and O_DIRECT stay with the kernel: it sends explicit offsets and aligned
+	 * buffers are not guaranteed; O_NONBLOCK is kept for what it means to the caller. */
+	int keep = flags & (O_NONBLOCK | O_TRUNC | O_SYNC | O_DSYNC | O_NOATIME);
+	if (!write)
+		return layer_openat(dir.fd, name, O_RDONLY | (keep & ~O_TRUNC), 0);
+	int fd = layer_openat(dir.fd, name, O_RDWR | keep, 0);
+	if (fd == -EACCES && (flags & O_ACCMODE) == O_WRONLY)
+		fd = layer_openat(dir.fd, name, O_WRONLY | keep, 0);
+	return fd;
+}
+
+static struct open_file *new_handle(struct plyfs *fs, struct node *n, int fd, unsigned gen,
+				     bool writable)
+{
+	struct open_file *of = g_new0(struct open_file, 1);
+	g_mutex_init(&of->lock);
+	of->node = node_ref(fs->nodes, n);
+	of->fd = fd;
+	of->gen = gen;
+	of->writable = writable;
+	return of;
+}
+
+int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **out)
+{
+	if (S_ISDIR(n->type))
+		return -EISDIR;
+	bool write = wants_write(flags);
+	if (write) {
+		/* An O_TRUNC open throws the data away: copy only the metadata. */
+		int r = copy_up(fs, n, !(flags & O_TRUNC));
+		if (r < 0)
+			return r;
+	}
+	unsigned gen = __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE);
+	int fd = open_top(fs, n, flags, write);
 	if (fd < 0)
 		return fd;
-
-	struct open_file *fh = g_new0(struct open_file, 1);
-	fh->node = node_ref(fs->nodes, n);
-	fh->fd = fd;
-	fh->from_lower = !fs->layers[inode_top_layer(n)].upper;
-	*out = fh;
+	*out = new_handle(fs, n, fd, gen, write);
 	return 0;
 }
 
-void file_release(struct plyfs *fs, struct open_file *fh)
+struct open_file *file_adopt(struct plyfs *fs, struct node *n, int fd)
 {
-	close(fh->fd);
-	node_put(fs->nodes, fh->node);
-	g_free(fh);
+	return new_handle(fs, n, fd, __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE), true);
+}
+
+int file_fd(struct plyfs *fs, struct open_file *of)
+{
+	unsigned now = __atomic_load_n(&of->node->copyup_gen, __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&of->gen, __ATOMIC_ACQUIRE) == now)
+		return __atomic_load_n(&of->fd, __ATOMIC_ACQUIRE);
+
+	g_mutex_lock(&of->lock);
+	int r = __atomic_load_n(&of->fd, __ATOMIC_ACQUIRE);
+	if (of->gen != now) {
+		/* Opened below before a copy-up: from now on the upper file is the file. */
+		int fd = open_top(fs, of->node, O_RDONLY, false);
+		if (fd >= 0) {
+			if (!of->old_fds)
+				of->old_fds = g_array_new(FALSE, FALSE, sizeof(int));
+			g_array_append_val(of->old_fds, of->fd);
+			__atomic_store_n(&of->fd, fd, __ATOMIC_RELEASE);
+			__atomic_store_n(&of->gen, now, __ATOMIC_RELEASE);
+		}
+		r = fd;
+	}
+	g_mutex_unlock(&of->lock);
+	return r;
+}
+
+void file_release(struct plyfs *fs, struct open_file *of)
+{
+	close(of->fd);
+	for (guint i = 0; of->old_fds && i < of->old_fds->len; i++)
+		close(g_array_index(of->old_fds, int, i));
+	if (of->old_fds)
+		g_array_free(of->old_fds, TRUE);
+	g_mutex_clear(&of->lock);
+	node_put(fs->nodes, of->node);
+	g_free(of);
+}
+
+int file_getattr(struct plyfs *fs, struct open_file *of, struct stat *st)
+{
+	int fd = file_fd(fs, of);
+	int r = fd < 0 ? fd : layer_fstat(fd, st);
+	if (r < 0)
+		return r;
+	inode_fill_attr(fs, of->node, st);
+	/* Removed from the merged view while open: a lower file still has its lower names. */
+	if (__atomic_load_n(&of->node->unlinked, __ATOMIC_ACQUIRE))
+		st->st_nlink = 0;
+	return 0;
 }
 
 ssize_t file_readlink(struct plyfs *fs, struct node *n, char *buf, size_t size)

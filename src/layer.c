@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -136,4 +138,149 @@ ssize_t layer_listxattr(int dirfd, const char *name, char *buf, size_t size)
 	g_autofree char *p = proc_path(dirfd, name);
 	ssize_t r = name ? llistxattr(p, buf, size) : listxattr(p, buf, size);
 	return traced(r, "listxattr", dirfd, name);
+}
+
+int layer_setxattr(int dirfd, const char *name, const char *xname, const void *value, size_t size,
+		   int flags)
+{
+	g_autofree char *p = proc_path(dirfd, name);
+	int r = name ? lsetxattr(p, xname, value, size, flags) : setxattr(p, xname, value, size, flags);
+	return (int)traced(r, "setxattr", dirfd, xname);
+}
+
+int layer_removexattr(int dirfd, const char *name, const char *xname)
+{
+	g_autofree char *p = proc_path(dirfd, name);
+	int r = name ? lremovexattr(p, xname) : removexattr(p, xname);
+	return (int)traced(r, "removexattr", dirfd, xname);
+}
+
+int layer_mkdirat(int dirfd, const char *name, mode_t mode)
+{
+	return (int)traced(mkdirat(dirfd, name, mode), "mkdirat", dirfd, name);
+}
+
+int layer_mknodat(int dirfd, const char *name, mode_t mode, dev_t rdev)
+{
+	return (int)traced(mknodat(dirfd, name, mode, rdev), "mknodat", dirfd, name);
+}
+
+int layer_symlinkat(const char *target, int dirfd, const char *name)
+{
+	return (int)traced(symlinkat(target, dirfd, name), "symlinkat", dirfd, name);
+}
+
+int layer_unlinkat(int dirfd, const char *name, int flags)
+{
+	return (int)traced(unlinkat(dirfd, name, flags), "unlinkat", dirfd, name);
+}
+
+int layer_renameat2(int olddirfd, const char *oldname, int newdirfd, const char *newname,
+		    unsigned flags)
+{
+	int r = (int)traced(renameat2(olddirfd, oldname, newdirfd, newname, flags), "renameat2",
+			    olddirfd, oldname);
+	log_debug("  renameat2 -> (%d, \"%s\") flags %#x", newdirfd, newname, flags);
+	return r;
+}
+
+int layer_linkat(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+{
+	int r;
+	if (oldname) {
+		r = linkat(olddirfd, oldname, newdirfd, newname, 0);
+	} else {
+		g_autofree char *p = proc_path(olddirfd, NULL);
+		r = linkat(AT_FDCWD, p, newdirfd, newname, AT_SYMLINK_FOLLOW);
+	}
+	return (int)traced(r, "linkat", newdirfd, newname);
+}
+
+int layer_fchownat(int dirfd, const char *name, uid_t uid, gid_t gid)
+{
+	if (!name)
+		return (int)traced(fchownat(dirfd, "", uid, gid, AT_EMPTY_PATH), "fchownat", dirfd,
+				   NULL);
+	return (int)traced(fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW), "fchownat", dirfd,
+			   name);
+}
+
+int layer_fchmodat(int dirfd, const char *name, mode_t mode)
+{
+	if (!name) {
+		g_autofree char *p = proc_path(dirfd, NULL);
+		return (int)traced(chmod(p, mode), "chmod", dirfd, NULL);
+	}
+	/* fchmodat(AT_SYMLINK_NOFOLLOW) is not implemented for anything: the caller never asks
+	 * for a symlink (their mode cannot change), so the plain call cannot follow one into
+	 * another place than a regular entry of this layer. */
+	return (int)traced(fchmodat(dirfd, name, mode, 0), "fchmodat", dirfd, name);
+}
+
+int layer_utimensat(int dirfd, const char *name, const struct timespec ts[2])
+{
+	if (!name) {
+		/* An O_PATH fd cannot be passed to futimens: go through its /proc link. */
+		g_autofree char *p = proc_path(dirfd, NULL);
+		return (int)traced(utimensat(AT_FDCWD, p, ts, 0), "utimensat", dirfd, NULL);
+	}
+	return (int)traced(utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW), "utimensat", dirfd,
+			   name);
+}
+
+int layer_fchown(int fd, uid_t uid, gid_t gid)
+{
+	return (int)traced(fchown(fd, uid, gid), "fchown", fd, NULL);
+}
+
+int layer_fchmod(int fd, mode_t mode)
+{
+	return (int)traced(fchmod(fd, mode), "fchmod", fd, NULL);
+}
+
+int layer_futimens(int fd, const struct timespec ts[2])
+{
+	return (int)traced(futimens(fd, ts), "futimens", fd, NULL);
+}
+
+int layer_ftruncate(int fd, off_t size)
+{
+	return (int)traced(ftruncate(fd, size), "ftruncate", fd, NULL);
+}
+
+int layer_fsync(int fd, bool datasync)
+{
+	return (int)traced(datasync ? fdatasync(fd) : fsync(fd), "fsync", fd, NULL);
+}
+
+int layer_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	return (int)traced(fallocate(fd, mode, off, len), "fallocate", fd, NULL);
+}
+
+off_t layer_lseek(int fd, off_t off, int whence)
+{
+	return (off_t)traced(lseek(fd, off, whence), "lseek", fd, NULL);
+}
+
+ssize_t layer_pwrite(int fd, const void *buf, size_t size, off_t off)
+{
+	return traced(pwrite(fd, buf, size, off), "pwrite", fd, NULL);
+}
+
+ssize_t layer_copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t len)
+{
+	return traced(copy_file_range(in, in_off, out, out_off, len, 0), "copy_file_range", out,
+		      NULL);
+}
+
+int layer_ficlone(int dst, int src)
+{
+	return (int)traced(ioctl(dst, FICLONE, src), "ficlone", dst, NULL);
+}
+
+int layer_open_tmpfile(int dirfd, mode_t mode)
+{
+	return (int)traced(openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode), "open_tmpfile",
+			   dirfd, NULL);
 }

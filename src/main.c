@@ -14,6 +14,8 @@
 #include "ops.h"
 #include "ovl_names.h"
 #include "params.h"
+#include "workdir.h"
+#include <sys/stat.h>
 
 /* libfuse's own messages go through our sink too (stderr, or syslog once detached). */
 static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap)
@@ -53,6 +55,12 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 	fs->fd_budget = raise_nofile();
 	inode_set_fs(fs);
 
+	g_mutex_init(&fs->rename_lock);
+	if (fs->has_upper) {
+		r = workdir_prepare(fs, err);
+		if (r < 0)
+			return r;
+	}
 	fs->nodes = node_table_new(inode_destroy);
 	struct node *root = node_table_root(fs->nodes);
 	struct node_stack *s = inode_stack_new((unsigned)fs->n_layers);
@@ -74,6 +82,8 @@ static void fs_fini(struct plyfs *fs)
 		layers_close(fs->layers, fs->n_layers);
 	if (fs->work_fd >= 0)
 		close(fs->work_fd);
+	if (fs->work_dirfd >= 0)
+		close(fs->work_dirfd);
 }
 
 /*
@@ -142,7 +152,9 @@ int main(int argc, char **argv)
 	}
 	log_set_debug(p.debug);
 
-	struct plyfs fs = {.work_fd = -1};
+	struct plyfs fs = {.work_fd = -1, .work_dirfd = -1};
+	/* Modes of new entries come from the kernel with the caller's umask applied already. */
+	umask(0);
 	int ret = 1;
 	struct fuse_session *se = NULL;
 	if (fs_init(&fs, &p, &err) < 0) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "autofd.h"
+#include "copy_up.h"
 #include "inode.h"
 #include "namei.h"
 #include "ovl_names.h"
@@ -135,6 +136,11 @@ static int scan_layer(struct scan *sc, unsigned slot)
 		return SCAN_STOP; /* a lower non-directory under a directory: not merged */
 	if (!S_ISDIR(st.st_mode)) {
 		scan_add(sc, layer, &st, -1, NULL);
+		/* A copied-up file keeps the identity (and st_ino) of the file it came from. */
+		struct node_key origin;
+		if (sc->fs->layers[layer].upper && name &&
+		    copy_up_read_origin(sc->fs, dir.fd, name, &origin) == 0)
+			sc->key = origin;
 		return SCAN_STOP;
 	}
 	int fd = name ? layer_openat(dir.fd, name, O_PATH | O_DIRECTORY, 0) : dup(dir.fd);

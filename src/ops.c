@@ -13,6 +13,11 @@
 #include "log.h"
 #include "namei.h"
 #include "ops.h"
+#include "autofd.h"
+#include "create.h"
+#include "remove.h"
+#include "rename.h"
+#include "setattr.h"
 #include "xattr.h"
 
 static struct plyfs *req_fs(fuse_req_t req)
@@ -42,15 +47,17 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	const unsigned want = FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_READDIRPLUS |
 			      FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_CACHE_SYMLINKS |
 			      FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-			      FUSE_CAP_ASYNC_READ;
+			      FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want |= want & conn->capable;
+	/* The kernel enforces ACLs from the system.posix_acl_* xattrs we pass through. */
+	if (!fs->params->noacl && (conn->capable & FUSE_CAP_POSIX_ACL))
+		conn->want |= FUSE_CAP_POSIX_ACL;
 	/* Lower files never change while mounted: no need to revalidate the page cache on every
 	 * attribute refresh; keep_cache on open says so per file. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_write = 1024 * 1024;
 	conn->max_readahead = 1024 * 1024;
 	log_debug("init: capable %#x want %#x", conn->capable, conn->want);
-	(void)fs;
 }
 
 static void reply_entry(fuse_req_t req, struct node *n, const struct stat *st)
@@ -121,10 +128,7 @@ static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	int r;
 	if (fi && S_ISREG(n->type)) {
 		/* fstat(fd) of an open file must work even when its name is gone. */
-		struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
-		r = layer_fstat(of->fd, &st);
-		if (r == 0)
-			inode_fill_attr(fs, n, &st);
+		r = file_getattr(fs, (struct open_file *)(uintptr_t)fi->fh, &st);
 	} else {
 		r = inode_getattr(fs, n, &st);
 	}
@@ -166,7 +170,9 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)of;
-	fi->keep_cache = of->from_lower;
+	/* Every change to a file goes through this FUSE inode, so the kernel's page cache is
+	 * never stale (layers changed underneath are not supported). */
+	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		file_release(fs, of); /* interrupted: no RELEASE will come */
 }
@@ -174,10 +180,14 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+	int fd = file_fd(req_fs(req), (struct open_file *)(uintptr_t)fi->fh);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = of->fd;
+	buf.buf[0].fd = fd;
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
@@ -190,12 +200,7 @@ static void ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, 0); /* nothing buffered: files are open read-only */
-}
-
-static void ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, 0); /* nothing is buffered in the daemon: writes go straight through */
 }
 
 static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -328,69 +333,267 @@ static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	reply_xattr_result(req, r, size, buf);
 }
 
-/*
- * Modifying operations: the write path (copy-up) is not built yet, so every one of them answers
- * EROFS, also with an upper layer. Without an upper layer the mount is read-only and the VFS
- * answers EROFS before these are reached.
- */
-static void erofs(fuse_req_t req)
+/* --- modifying operations --- */
+
+static void reply_err_or_entry(fuse_req_t req, struct plyfs *fs, int r, struct node *n,
+			       const struct stat *st)
 {
-	fuse_reply_err(req, EROFS);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	reply_entry(req, n, st);
+	put(fs, n);
 }
 
 static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			struct fuse_file_info *fi)
 {
-	erofs(req);
+	struct plyfs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	if (!n)
+		return;
+	struct open_file *of = fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
+	struct stat st;
+	int r = setattr_apply(fs, n, of, attr, to_set, &st);
+	put(fs, n);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, fs->timeout);
+}
+
+/* MKNOD, MKDIR, SYMLINK and CREATE: the caller's ids come from the request. */
+static int make(fuse_req_t req, fuse_ino_t parent, const char *name, struct create_req *cr,
+		struct node **out, struct stat *st, int *fd)
+{
+	struct plyfs *fs = req_fs(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	cr->uid = ctx->uid;
+	cr->gid = ctx->gid;
+	struct node *dir = node_table_get(fs->nodes, parent);
+	if (!dir)
+		return -ESTALE;
+	int r = create_entry(fs, dir, name, cr, out, st, fd);
+	put(fs, dir);
+	return r;
 }
 
 static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      dev_t rdev)
 {
-	erofs(req);
+	struct plyfs *fs = req_fs(req);
+	struct create_req cr = {.mode = mode, .rdev = rdev};
+	struct node *n = NULL;
+	struct stat st;
+	int r = make(req, parent, name, &cr, &n, &st, NULL);
+	reply_err_or_entry(req, fs, r, n, &st);
 }
 
 static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	erofs(req);
-}
-
-static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	erofs(req);
+	struct plyfs *fs = req_fs(req);
+	struct create_req cr = {.mode = S_IFDIR | (mode & 07777)};
+	struct node *n = NULL;
+	struct stat st;
+	int r = make(req, parent, name, &cr, &n, &st, NULL);
+	reply_err_or_entry(req, fs, r, n, &st);
 }
 
 static void ops_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	erofs(req);
-}
-
-static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		       const char *newname, unsigned int flags)
-{
-	erofs(req);
-}
-
-static void ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
-{
-	erofs(req);
-}
-
-static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			 size_t size, int flags)
-{
-	erofs(req);
-}
-
-static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	erofs(req);
+	struct plyfs *fs = req_fs(req);
+	struct create_req cr = {.mode = S_IFLNK | 0777, .target = link};
+	struct node *n = NULL;
+	struct stat st;
+	int r = make(req, parent, name, &cr, &n, &st, NULL);
+	reply_err_or_entry(req, fs, r, n, &st);
 }
 
 static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		       struct fuse_file_info *fi)
 {
-	erofs(req);
+	struct plyfs *fs = req_fs(req);
+	struct create_req cr = {.mode = S_IFREG | (mode & 07777), .flags = fi->flags};
+	struct node *n = NULL;
+	struct stat st;
+	int fd = -1;
+	int r = make(req, parent, name, &cr, &n, &st, &fd);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	struct open_file *of = file_adopt(fs, n, fd);
+	fi->fh = (uint64_t)(uintptr_t)of;
+	fi->keep_cache = 1;
+	struct fuse_entry_param e = {
+		.ino = n->nodeid,
+		.generation = n->generation,
+		.attr = st,
+		.attr_timeout = fs->timeout,
+		.entry_timeout = fs->timeout,
+	};
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		/* Interrupted: neither the lookup nor the open reached the kernel. */
+		node_table_forget(fs->nodes, n->nodeid, 1);
+		file_release(fs, of);
+	}
+	put(fs, n);
+}
+
+static void ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct plyfs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	if (!n)
+		return;
+	struct node *dir = node_table_get(fs->nodes, newparent);
+	struct node *out = NULL;
+	struct stat st;
+	int r = dir ? create_link(fs, n, dir, newname, &out, &st) : -ESTALE;
+	put(fs, dir);
+	put(fs, n);
+	reply_err_or_entry(req, fs, r, out, &st);
+}
+
+static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool dir)
+{
+	struct plyfs *fs = req_fs(req);
+	struct node *p = req_node(req, parent);
+	if (!p)
+		return;
+	int r = remove_entry(fs, p, name, dir);
+	put(fs, p);
+	fuse_reply_err(req, -r);
+}
+
+static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_remove(req, parent, name, false);
+}
+
+static void ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_remove(req, parent, name, true);
+}
+
+static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		       const char *newname, unsigned int flags)
+{
+	struct plyfs *fs = req_fs(req);
+	struct node *p = req_node(req, parent);
+	if (!p)
+		return;
+	struct node *q = node_table_get(fs->nodes, newparent);
+	int r = q ? rename_entry(fs, p, name, q, newname, flags) : -ESTALE;
+	put(fs, q);
+	put(fs, p);
+	fuse_reply_err(req, -r);
+}
+
+static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			 size_t size, int flags)
+{
+	struct plyfs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	if (!n)
+		return;
+	int r = xattr_set(fs, n, name, value, size, flags);
+	put(fs, n);
+	fuse_reply_err(req, -r);
+}
+
+static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct plyfs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	if (!n)
+		return;
+	int r = xattr_remove(fs, n, name);
+	put(fs, n);
+	fuse_reply_err(req, -r);
+}
+
+static struct open_file *fh_file(struct fuse_file_info *fi)
+{
+	return (struct open_file *)(uintptr_t)fi->fh;
+}
+
+static void ops_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
+			  struct fuse_file_info *fi)
+{
+	int fd = file_fd(req_fs(req), fh_file(fi));
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = fd;
+	out.buf[0].pos = off;
+	ssize_t n = fuse_buf_copy(&out, in, 0);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	int fd = file_fd(req_fs(req), fh_file(fi));
+	int r = fd < 0 ? fd : layer_fsync(fd, datasync);
+	fuse_reply_err(req, -r);
+}
+
+static void ops_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct plyfs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	if (!n)
+		return;
+	int r = 0;
+	if (inode_has_upper(fs, n)) {
+		auto_lfd struct lfd dir = LFD_INIT;
+		r = inode_dirfd(fs, n, 0, &dir);
+		autofd int fd = r < 0 ? -1 : layer_opendir_fd(dir.fd);
+		r = r < 0 ? r : (fd < 0 ? fd : layer_fsync(fd, datasync));
+	}
+	put(fs, n);
+	fuse_reply_err(req, -r);
+}
+
+static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			  struct fuse_file_info *fi)
+{
+	int fd = file_fd(req_fs(req), fh_file(fi));
+	int r = fd < 0 ? fd : layer_fallocate(fd, mode, off, len);
+	fuse_reply_err(req, -r);
+}
+
+static void ops_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		      struct fuse_file_info *fi)
+{
+	int fd = file_fd(req_fs(req), fh_file(fi));
+	off_t r = fd < 0 ? fd : layer_lseek(fd, off, whence);
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_lseek(req, r);
+}
+
+static void ops_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+				struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+				struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct plyfs *fs = req_fs(req);
+	int in = file_fd(fs, fh_file(fi_in));
+	int out = file_fd(fs, fh_file(fi_out));
+	ssize_t r = in < 0 ? in : (out < 0 ? out : layer_copy_file_range(in, &off_in, out,
+									    &off_out, len));
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_write(req, (size_t)r);
 }
 
 const struct fuse_lowlevel_ops plyfs_ops = {
@@ -409,7 +612,7 @@ const struct fuse_lowlevel_ops plyfs_ops = {
 	.readdir = ops_readdir,
 	.readdirplus = ops_readdirplus,
 	.releasedir = ops_releasedir,
-	.fsyncdir = ops_fsync,
+	.fsyncdir = ops_fsyncdir,
 	.statfs = ops_statfs,
 	.access = ops_access,
 	.getxattr = ops_getxattr,
@@ -418,11 +621,15 @@ const struct fuse_lowlevel_ops plyfs_ops = {
 	.mknod = ops_mknod,
 	.mkdir = ops_mkdir,
 	.unlink = ops_unlink,
-	.rmdir = ops_unlink,
+	.rmdir = ops_rmdir,
 	.symlink = ops_symlink,
 	.rename = ops_rename,
 	.link = ops_link,
 	.setxattr = ops_setxattr,
 	.removexattr = ops_removexattr,
 	.create = ops_create,
+	.write_buf = ops_write_buf,
+	.fallocate = ops_fallocate,
+	.lseek = ops_lseek,
+	.copy_file_range = ops_copy_file_range,
 };

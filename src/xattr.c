@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "copy_up.h"
 #include "inode.h"
 #include "ovl_names.h"
 #include "xattr.h"
@@ -12,6 +13,7 @@ static const char *const private_prefixes[] = {
 	OVL_XATTR_USER_PREFIX,
 	OVL_XATTR_FOVL_PREFIX,
 	PLYFS_XATTR_PREFIX,
+	"trusted.plyfs.",
 };
 
 bool xattr_is_private(const char *name)
@@ -91,4 +93,48 @@ ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
 		return -ERANGE;
 	memcpy(buf, raw, kept);
 	return (ssize_t)kept;
+}
+
+int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
+	      int flags)
+{
+	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
+		return -ENOTSUP;
+	if (fs->params->noxattrs == XATTR_MODE_IGNORED)
+		return 0;
+	/* The overlay's own attributes are not the user's to change (kernel overlayfs: EPERM). */
+	if (xattr_is_private(name))
+		return -EPERM;
+	int r = copy_up(fs, n, true);
+	if (r < 0)
+		return r;
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *entry = NULL;
+	r = inode_locate(fs, n, &dir, &entry);
+	if (r < 0)
+		return r;
+	return layer_setxattr(dir.fd, entry, name, value, size, flags);
+}
+
+int xattr_remove(struct plyfs *fs, struct node *n, const char *name)
+{
+	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
+		return -ENOTSUP;
+	if (fs->params->noxattrs == XATTR_MODE_IGNORED)
+		return 0;
+	if (xattr_is_private(name))
+		return -EPERM;
+	/* Removing what is not there must not copy the file up. */
+	ssize_t have = xattr_get(fs, n, name, NULL, 0);
+	if (have < 0)
+		return (int)have;
+	int r = copy_up(fs, n, true);
+	if (r < 0)
+		return r;
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *entry = NULL;
+	r = inode_locate(fs, n, &dir, &entry);
+	if (r < 0)
+		return r;
+	return layer_removexattr(dir.fd, entry, name);
 }

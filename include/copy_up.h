@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * copy_up.h - bringing a node's top entry up into the upper layer.
+ *
+ * Triggered before anything changes a node that lives only below: open for write or truncate,
+ * setattr, xattr changes, link, rename, and creating or removing inside a directory that exists
+ * only below. Ancestors are copied first (iteratively), each directory with its mode, owner, times
+ * and xattrs, and the parent directory's times are restored afterwards so a copy-up is invisible.
+ *
+ * Atomicity: a regular file is built as an O_TMPFILE in workdir/work (or under a temporary name
+ * there) with data, xattrs, owner, mode and times, fsync'ed unless fsync=0/volatile, then linked
+ * (or renamed with RENAME_NOREPLACE) into its place in upper: upper never holds a partial file.
+ * Other types are built under a temporary name in workdir/work and renamed into place.
+ * Data: FICLONE, else copy_file_range, else read/write; holes are kept (SEEK_DATA/SEEK_HOLE).
+ *
+ * Serialisation: per node (node->lock); the state is re-checked under the lock, so concurrent
+ * opens of one file copy it once. Afterwards the node's stack starts with the upper layer and
+ * node->copyup_gen is bumped, so handles opened before notice (file.h).
+ * The origin (the identity key) is recorded in a private xattr so st_ino stays the same.
+ */
+#ifndef PLYFS_COPY_UP_H
+#define PLYFS_COPY_UP_H
+
+#include <stdbool.h>
+
+#include "fs.h"
+
+/* 0 when n's top entry is (now) in upper; -EROFS without an upper layer; -errno. `data` false
+ * skips the file's data (an open with O_TRUNC is about to throw it away). */
+int copy_up(struct plyfs *fs, struct node *n, bool data);
+
+/* The private xattr recording an upper entry's origin ("<dev hex>:<ino hex>"). */
+int copy_up_read_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key *key);
+
+#endif

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * remove.h - UNLINK and RMDIR in the merged view.
+ *
+ * A name that also exists below leaves a whiteout, put in place in the same step that takes the
+ * upper entry away (renameat2(RENAME_WHITEOUT) into the work directory, where it is deleted). A
+ * directory must be empty in the merged view: entries that exist only in lower layers count
+ * (ENOTEMPTY). The node loses its identity (ext4 reuses inode numbers at once) and is marked
+ * unlinked, so fstat of a handle still open on it shows st_nlink 0.
+ */
+#ifndef PLYFS_REMOVE_H
+#define PLYFS_REMOVE_H
+
+#include <stdbool.h>
+
+#include "fs.h"
+
+int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool dir);
+
+/* -ENOTEMPTY unless the merged directory n has no entries. */
+int remove_check_empty(struct plyfs *fs, struct node *n);
+
+#endif

@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* copy_up.c - bringing entries up into the upper layer (see copy_up.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "autofd.h"
+#include "copy_up.h"
+#include "inode.h"
+#include "log.h"
+#include "ovl_names.h"
+#include "workdir.h"
+#include "xattr.h"
+
+#define ORIGIN_XATTR_SUFFIX "origin"
+
+/* --- data --- */
+
+/* Copies [off, off+len) with copy_file_range, or read/write where that is refused. */
+static int copy_range(int src, int dst, off_t off, off_t len)
+{
+	bool plain = false;
+	g_autofree char *buf = NULL;
+	while (len > 0) {
+		size_t chunk = (size_t)MIN(len, (off_t)(1 << 20));
+		ssize_t n;
+		if (!plain) {
+			off_t in = off, out = off;
+			n = layer_copy_file_range(src, &in, dst, &out, chunk);
+			if (n == -EXDEV || n == -EINVAL || n == -ENOSYS || n == -EOPNOTSUPP) {
+				plain = true;
+				continue;
+			}
+		} else {
+			if (!buf)
+				buf = g_malloc(1 << 20);
+			n = layer_pread(src, buf, chunk, off);
+			if (n > 0)
+				n = layer_pwrite(dst, buf, (size_t)n, off);
+		}
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			break; /* the source shrank: what is copied is what there is */
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Copies the data segments only, so holes stay holes; the size is set at the end. */
+static int copy_data(int src, int dst, off_t size)
+{
+	if (size == 0 || layer_ficlone(dst, src) == 0)
+		return 0;
+	for (off_t pos = 0; pos < size;) {
+		off_t data = layer_lseek(src, pos, SEEK_DATA);
+		if (data == -ENXIO)
+			break; /* only a hole remains */
+		if (data < 0) {
+			data = pos; /* no SEEK_DATA support: copy everything */
+		}
+		off_t hole = layer_lseek(src, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = size;
+		int r = copy_range(src, dst, data, MIN(hole, size) - data);
+		if (r < 0)
+			return r;
+		pos = hole;
+	}
+	return layer_ftruncate(dst, size);
+}
+
+/* --- metadata --- */
+
+/* Copies the user-visible xattrs (not the overlay's own) of (sdir, sname) to (ddir, dname). A
+ * name the destination refuses (user.* on a symlink, trusted.* rootless) is skipped. */
+static int copy_xattrs(int sdir, const char *sname, int ddir, const char *dname)
+{
+	ssize_t len = layer_listxattr(sdir, sname, NULL, 0);
+	if (len <= 0)
+		return (len == -ENOTSUP || len == -EOPNOTSUPP || len == 0) ? 0 : (int)len;
+	g_autofree char *list = g_malloc((gsize)len);
+	len = layer_listxattr(sdir, sname, list, (size_t)len);
+	if (len < 0)
+		return (int)len;
+	for (ssize_t off = 0; off < len; off += (ssize_t)strlen(list + off) + 1) {
+		const char *x = list + off;
+		if (xattr_is_private(x))
+			continue;
+		ssize_t vlen = layer_getxattr(sdir, sname, x, NULL, 0);
+		if (vlen < 0)
+			continue;
+		g_autofree char *val = g_malloc((gsize)vlen + 1);
+		vlen = layer_getxattr(sdir, sname, x, val, (size_t)vlen);
+		if (vlen < 0)
+			continue;
+		int r = layer_setxattr(ddir, dname, x, val, (size_t)vlen, 0);
+		if (r < 0 && r != -EPERM && r != -ENOTSUP && r != -EOPNOTSUPP)
+			return r;
+	}
+	return 0;
+}
+
+static char *origin_xattr_name(const struct plyfs *fs)
+{
+	return g_strconcat(fs->is_root ? "trusted.plyfs." : PLYFS_XATTR_PREFIX,
+			   ORIGIN_XATTR_SUFFIX, NULL);
+}
+
+static int write_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key key)
+{
+	g_autofree char *xname = origin_xattr_name(fs);
+	char val[64];
+	int len = snprintf(val, sizeof(val), "%" PRIx64 ":%" PRIx64, (uint64_t)key.dev,
+			   (uint64_t)key.ino);
+	int r = layer_setxattr(dirfd, name, xname, val, (size_t)len, 0);
+	/* Without it only st_ino changes after a remount; not a reason to fail the copy-up. */
+	return (r == -EPERM || r == -ENOTSUP || r == -EOPNOTSUPP) ? 0 : r;
+}
+
+int copy_up_read_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key *key)
+{
+	g_autofree char *xname = origin_xattr_name(fs);
+	char val[64];
+	ssize_t len = layer_getxattr(dirfd, name, xname, val, sizeof(val) - 1);
+	if (len <= 0)
+		return len < 0 ? (int)len : -ENODATA;
+	val[len] = '\0';
+	uint64_t dev, ino;
+	if (sscanf(val, "%" SCNx64 ":%" SCNx64, &dev, &ino) != 2)
+		return -EINVAL;
+	*key = (struct node_key){.dev = (dev_t)dev, .ino = (ino_t)ino};
+	return 0;
+}
+
+/* Owner, mode and times of `st` on the temporary entry (name NULL: the fd itself). Owner first:
+ * chown clears setuid/setgid bits, which the mode then restores. */
+static int copy_attrs(int dirfd, const char *name, const struct stat *st)
+{
+	int r = name ? layer_fchownat(dirfd, name, st->st_uid, st->st_gid)
+		     : layer_fchown(dirfd, st->st_uid, st->st_gid);
+	if (r < 0 && !(r == -EPERM && geteuid() != 0))
+		return r;
+	if (!S_ISLNK(st->st_mode)) {
+		r = layer_fchmodat(dirfd, name, st->st_mode & 07777);
+		if (r < 0)
+			return r;
+	}
+	struct timespec ts[2] = {st->st_atim, st->st_mtim};
+	return name ? layer_utimensat(dirfd, name, ts) : layer_futimens(dirfd, ts);
+}
+
+/* --- one entry --- */
+
+struct cu {
+	struct plyfs *fs;
+	struct node *n;
+	const char *name;	/* n's name in the upper parent */
+	int src_dir;		/* the entry's directory in its top layer (a directory: itself) */
+	const char *src_name;	/* NULL for a directory */
+	int dst_dir;		/* the parent's upper directory */
+	int work;		/* workdir/work */
+	struct stat st;
+	bool data;
+};
+
+static bool want_fsync(const struct plyfs *fs)
+{
+	return fs->params->fsync && !fs->params->volatile_;
+}
+
+/* A regular file: an unnamed file in the work dir, linked into place once complete. */
+static int copy_up_regular(struct cu *c)
+{
+	autofd int src = -1;
+	if (c->data && c->st.st_size > 0) {
+		src = layer_openat(c->src_dir, c->src_name, O_RDONLY, 0);
+		if (src < 0)
+			return src;
+	}
+	g_autofree char *tmpname = NULL;
+	autofd int tmp = layer_open_tmpfile(c->work, 0600);
+	if (tmp == -EOPNOTSUPP || tmp == -EISDIR || tmp == -EINVAL) {
+		tmpname = workdir_tmpname();
+		tmp = layer_openat(c->work, tmpname, O_CREAT | O_EXCL | O_RDWR, 0600);
+	}
+	if (tmp < 0)
+		return tmp;
+	int r = src >= 0 ? copy_data(src, tmp, c->st.st_size) : 0;
+	if (r == 0)
+		r = copy_xattrs(c->src_dir, c->src_name, tmp, NULL);
+	if (r == 0)
+		r = write_origin(c->fs, tmp, NULL, c->n->key);
+	if (r == 0)
+		r = copy_attrs(tmp, NULL, &c->st);
+	if (r == 0 && want_fsync(c->fs))
+		r = layer_fsync(tmp, false);
+	if (r == 0)
+		r = tmpname ? layer_renameat2(c->work, tmpname, c->dst_dir, c->name,
+					      RENAME_NOREPLACE)
+			    : layer_linkat(tmp, NULL, c->dst_dir, c->name);
+	if (r < 0 && tmpname)
+		layer_unlinkat(c->work, tmpname, 0);
+	return r;
+}
+
+/* Builds a directory, symlink or special file under a temporary name. */
+static int make_tmp_entry(struct cu *c, const char *tmpname)
+{
+	if (S_ISDIR(c->st.st_mode))
+		return layer_mkdirat(c->work, tmpname, 0700);
+	if (S_ISLNK(c->st.st_mode)) {
+		char target[PATH_MAX + 1];
+		ssize_t len = layer_readlinkat(c->src_dir, c->src_name, target, PATH_MAX);
+		if (len < 0)
+			return (int)len;
+		target[len] = '\0';
+		return layer_symlinkat(target, c->work, tmpname);
+	}
+	return layer_mknodat(c->work, tmpname, c->st.st_mode & S_IFMT, c->st.st_rdev);
+}
+
+static int copy_up_other(struct cu *c)
+{
+	g_autofree char *tmpname = workdir_tmpname();
+	int r = make_tmp_entry(c, tmpname);
+	if (r < 0)
+		return r;
+	r = copy_xattrs(c->src_dir, c->src_name, c->work, tmpname);
+	if (r == 0)
+		r = write_origin(c->fs, c->work, tmpname, c->n->key);
+	if (r == 0)
+		r = copy_attrs(c->work, tmpname, &c->st);
+	if (r == 0)
+		r = layer_renameat2(c->work, tmpname, c->dst_dir, c->name, RENAME_NOREPLACE);
+	if (r < 0)
+		workdir_rmtree(c->work, tmpname);
+	return r;
+}
+
+/* The new stack: the upper entry on top; a directory keeps merging with what it had below. */
+static void publish_upper(struct node *n)
+{
+	const struct node_stack *old = node_stack(n);
+	unsigned below = S_ISDIR(n->type) ? old->n : 0;
+	struct node_stack *s = inode_stack_new(1 + below);
+	s->l[0].layer = 0;
+	for (unsigned i = 0; i < below; i++) {
+		s->l[1 + i].layer = old->l[i].layer;
+		s->l[1 + i].fd = __atomic_load_n(&old->l[i].fd, __ATOMIC_ACQUIRE);
+		s->l[1 + i].path = g_strdup(old->l[i].path);
+	}
+	s->merged = S_ISDIR(n->type) && s->n > 1;
+	inode_stack_publish(n, s);
+	__atomic_add_fetch(&n->copyup_gen, 1, __ATOMIC_RELEASE);
+}
+
+static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *parent,
+			      const char *name, bool data)
+{
+	auto_lfd struct lfd src = LFD_INIT;
+	auto_lfd struct lfd dst = LFD_INIT;
+	g_autofree char *src_name = NULL;
+	int r = inode_locate(fs, n, &src, &src_name);
+	if (r == 0)
+		r = inode_dirfd(fs, parent, 0, &dst);
+	if (r < 0)
+		return r;
+	struct cu c = {
+		.fs = fs, .n = n, .name = name, .src_dir = src.fd, .src_name = src_name,
+		.dst_dir = dst.fd, .work = fs->work_dirfd, .data = data,
+	};
+	r = src_name ? layer_fstatat(src.fd, src_name, &c.st) : layer_fstat(src.fd, &c.st);
+	if (r < 0)
+		return r;
+	/* A copy-up must not show as a change of the parent directory. */
+	struct stat pst;
+	bool keep_ptimes = layer_fstat(dst.fd, &pst) == 0;
+
+	r = S_ISREG(c.st.st_mode) ? copy_up_regular(&c) : copy_up_other(&c);
+	if (r < 0)
+		return r;
+	if (keep_ptimes) {
+		struct timespec ts[2] = {pst.st_atim, pst.st_mtim};
+		layer_utimensat(dst.fd, NULL, ts);
+	}
+	publish_upper(n);
+	return 0;
+}
+
+static int copy_up_one(struct plyfs *fs, struct node *n, bool data)
+{
+	g_mutex_lock(&n->lock);
+	int r = 0;
+	if (!inode_has_upper(fs, n)) {
+		g_autofree char *name = NULL;
+		struct node *parent = node_parent_name(fs->nodes, n, &name);
+		r = parent ? copy_up_one_locked(fs, n, parent, name, data) : -ESTALE;
+		node_put(fs->nodes, parent);
+	}
+	g_mutex_unlock(&n->lock);
+	if (r < 0)
+		log_ratelimited(LOG_WARNING, "copy-up of nodeid %" PRIu64 " failed: %s",
+				n->nodeid, g_strerror(-r));
+	return r;
+}
+
+int copy_up(struct plyfs *fs, struct node *n, bool data)
+{
+	if (!fs->has_upper)
+		return -EROFS;
+	if (inode_has_upper(fs, n))
+		return 0;
+	/* The chain of ancestors that exist only below, nearest first; copied farthest first. */
+	g_autoptr(GPtrArray) chain = g_ptr_array_new();
+	struct node *cur = node_ref(fs->nodes, n);
+	while (cur && !inode_has_upper(fs, cur)) {
+		g_ptr_array_add(chain, cur);
+		cur = node_parent_name(fs->nodes, cur, NULL);
+	}
+	node_put(fs->nodes, cur);
+	int r = 0;
+	for (guint i = chain->len; i-- > 0;) {
+		if (r == 0)
+			r = copy_up_one(fs, chain->pdata[i], i == 0 ? data : true);
+		node_put(fs->nodes, chain->pdata[i]);
+	}
+	return r;
+}

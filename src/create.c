@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* create.c - new entries in the merged view (see create.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "autofd.h"
+#include "copy_up.h"
+#include "create.h"
+#include "inode.h"
+#include "namei.h"
+#include "upper.h"
+#include "workdir.h"
+
+/* The owner a new entry gets on disk: the caller mapped to host ids, and the parent's group when
+ * the parent is setgid. Returns -EINVAL for a caller outside the id mapping. */
+static int new_owner(struct plyfs *fs, const struct create_req *req, const struct stat *pst,
+		     uid_t *uid, gid_t *gid)
+{
+	uint32_t u, g;
+	if (idmap_to_host(&fs->params->uidmap, req->uid, &u) < 0 ||
+	    idmap_to_host(&fs->params->gidmap, req->gid, &g) < 0)
+		return -EINVAL;
+	*uid = u;
+	*gid = (pst->st_mode & S_ISGID) ? pst->st_gid : g;
+	return 0;
+}
+
+/* Makes the entry itself in (dirfd, name). A regular file is opened with `flags` into *fd. */
+static int make_entry(int dirfd, const char *name, const struct create_req *req, int *fd)
+{
+	mode_t perm = req->mode & 07777;
+	switch (req->mode & S_IFMT) {
+	case S_IFREG: {
+		/* O_RDWR whatever was asked: the handle may serve reads of a write-only open. */
+		int flags = (req->flags & ~(O_ACCMODE | O_APPEND | O_CREAT | O_EXCL | O_TRUNC)) |
+			    O_RDWR | O_CREAT | O_EXCL;
+		int r = layer_openat(dirfd, name, flags, perm);
+		if (r >= 0)
+			*fd = r;
+		return r < 0 ? r : 0;
+	}
+	case S_IFDIR:
+		return layer_mkdirat(dirfd, name, perm);
+	case S_IFLNK:
+		return layer_symlinkat(req->target, dirfd, name);
+	default:
+		return layer_mknodat(dirfd, name, req->mode, req->rdev);
+	}
+}
+
+/* Owner, then the mode again: chown clears setuid/setgid; new directories of a setgid parent
+ * stay setgid. */
+static int set_owner(int dirfd, const char *name, const struct create_req *req,
+		     const struct stat *pst, uid_t uid, gid_t gid)
+{
+	int r = layer_fchownat(dirfd, name, uid, gid);
+	if (r < 0)
+		return r;
+	mode_t type = req->mode & S_IFMT;
+	mode_t perm = req->mode & 07777;
+	if (type == S_IFDIR && (pst->st_mode & S_ISGID))
+		perm |= S_ISGID;
+	if (type != S_IFLNK && (perm & (S_ISUID | S_ISGID)))
+		r = layer_fchmodat(dirfd, name, perm);
+	return r;
+}
+
+/* Builds the entry in the work dir and moves it over the whiteout at `name`. */
+static int create_over_whiteout(struct plyfs *fs, int updir, const char *name,
+				const struct create_req *req, const struct stat *pst, uid_t uid,
+				gid_t gid, int *fd)
+{
+	g_autofree char *tmp = workdir_tmpname();
+	int work = fs->work_dirfd;
+	int r = make_entry(work, tmp, req, fd);
+	if (r < 0)
+		return r;
+	r = set_owner(work, tmp, req, pst, uid, gid);
+	bool dir = S_ISDIR(req->mode);
+	if (r == 0 && dir)
+		r = upper_set_opaque(fs, work, tmp);
+	if (r == 0)
+		r = layer_renameat2(work, tmp, updir, name, dir ? RENAME_EXCHANGE : 0);
+	if (r < 0) {
+		workdir_rmtree(work, tmp);
+		return r;
+	}
+	if (dir)
+		layer_unlinkat(work, tmp, 0); /* the whiteout, now in the work dir */
+	return 0;
+}
+
+static int create_in_upper(struct plyfs *fs, int updir, const char *name,
+			   const struct create_req *req, int *fd)
+{
+	struct stat pst;
+	uid_t uid = 0;
+	gid_t gid = 0;
+	int r = layer_fstat(updir, &pst);
+	if (r == 0)
+		r = new_owner(fs, req, &pst, &uid, &gid);
+	int slot = r < 0 ? r : upper_slot(updir, name);
+	if (slot < 0)
+		return slot;
+	if (slot == UPPER_ENTRY)
+		return -EEXIST;
+	if (slot == UPPER_WHITEOUT)
+		return create_over_whiteout(fs, updir, name, req, &pst, uid, gid, fd);
+
+	r = make_entry(updir, name, req, fd);
+	if (r < 0)
+		return r;
+	r = set_owner(updir, name, req, &pst, uid, gid);
+	if (r == 0 && slot == UPPER_WH_FILE) {
+		if (S_ISDIR(req->mode))
+			r = upper_set_opaque(fs, updir, name);
+		if (r == 0)
+			r = upper_drop_whiteout(updir, name, UPPER_WH_FILE);
+	}
+	if (r < 0 && !S_ISDIR(req->mode))
+		layer_unlinkat(updir, name, 0);
+	else if (r < 0)
+		layer_unlinkat(updir, name, AT_REMOVEDIR);
+	return r;
+}
+
+int create_entry(struct plyfs *fs, struct node *parent, const char *name,
+		 const struct create_req *req, struct node **out, struct stat *st, int *fd_out)
+{
+	if (strlen(name) > 255)
+		return -ENAMETOOLONG;
+	int r = copy_up(fs, parent, true);
+	if (r < 0)
+		return r;
+	autofd int fd = -1;
+	g_mutex_lock(&parent->lock);
+	auto_lfd struct lfd updir = LFD_INIT;
+	r = inode_dirfd(fs, parent, 0, &updir);
+	if (r == 0)
+		r = create_in_upper(fs, updir.fd, name, req, &fd);
+	if (r == 0)
+		r = namei_lookup(fs, parent, name, out, st);
+	g_mutex_unlock(&parent->lock);
+	if (r == 0 && fd_out)
+		*fd_out = steal_fd(&fd);
+	return r;
+}
+
+int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const char *newname,
+		struct node **out, struct stat *st)
+{
+	if (S_ISDIR(n->type))
+		return -EPERM;
+	int r = copy_up(fs, n, true);
+	if (r == 0)
+		r = copy_up(fs, newparent, true);
+	if (r < 0)
+		return r;
+	auto_lfd struct lfd src = LFD_INIT;
+	g_autofree char *src_name = NULL;
+	r = inode_locate(fs, n, &src, &src_name);
+	if (r < 0)
+		return r;
+
+	g_mutex_lock(&newparent->lock);
+	auto_lfd struct lfd updir = LFD_INIT;
+	r = inode_dirfd(fs, newparent, 0, &updir);
+	int slot = r < 0 ? r : upper_slot(updir.fd, newname);
+	if (slot < 0) {
+		r = slot;
+	} else if (slot == UPPER_ENTRY) {
+		r = -EEXIST;
+	} else if (slot == UPPER_WHITEOUT) {
+		/* Link in the work dir, then over the whiteout: never a moment without either. */
+		g_autofree char *tmp = workdir_tmpname();
+		r = layer_linkat(src.fd, src_name, fs->work_dirfd, tmp);
+		if (r == 0)
+			r = layer_renameat2(fs->work_dirfd, tmp, updir.fd, newname, 0);
+		if (r < 0)
+			layer_unlinkat(fs->work_dirfd, tmp, 0);
+	} else {
+		r = layer_linkat(src.fd, src_name, updir.fd, newname);
+		if (r == 0 && slot == UPPER_WH_FILE)
+			r = upper_drop_whiteout(updir.fd, newname, UPPER_WH_FILE);
+	}
+	if (r == 0)
+		r = namei_lookup(fs, newparent, newname, out, st);
+	g_mutex_unlock(&newparent->lock);
+	return r;
+}

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* remove.c - UNLINK and RMDIR (see remove.h). */
+#include <errno.h>
+#include <fcntl.h>
+
+#include "copy_up.h"
+#include "inode.h"
+#include "namei.h"
+#include "readdir.h"
+#include "remove.h"
+#include "upper.h"
+
+int remove_check_empty(struct plyfs *fs, struct node *n)
+{
+	const struct node_stack *s = node_stack(n);
+	struct lfd *dirs = g_new0(struct lfd, s->n);
+	int *fds = g_new(int, s->n);
+	int r = 0;
+	for (unsigned i = 0; i < s->n && r == 0; i++) {
+		dirs[i] = (struct lfd)LFD_INIT;
+		r = inode_dirfd(fs, n, s->l[i].layer, &dirs[i]);
+		fds[i] = dirs[i].fd;
+	}
+	GPtrArray *list = NULL;
+	if (r == 0)
+		r = readdir_merge(fds, s->n, &list);
+	for (unsigned i = 0; i < s->n; i++)
+		lfd_release(&dirs[i]);
+	g_free(dirs);
+	g_free(fds);
+	if (r == 0 && list->len > 0)
+		r = -ENOTEMPTY;
+	if (list)
+		g_ptr_array_unref(list);
+	return r;
+}
+
+/* Takes `name` (node c) out of the merged view of `parent`, whose upper dir is `updir`. */
+static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const char *name,
+			 struct node *c)
+{
+	int below = upper_lower_positive(fs, parent, name);
+	if (below < 0)
+		return below;
+	if (!inode_has_upper(fs, c))
+		return upper_make_whiteout(fs, updir, name);
+	if (below || S_ISDIR(c->type))
+		/* A directory goes through the work dir even without a whiteout: it may hold
+		 * whiteouts of its own, and must vanish in one step. */
+		return upper_discard(fs, updir, name, below);
+	return layer_unlinkat(updir, name, 0);
+}
+
+int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool dir)
+{
+	struct node *c;
+	struct stat st;
+	int r = namei_lookup(fs, parent, name, &c, &st);
+	if (r < 0)
+		return r;
+	if (dir && !S_ISDIR(c->type))
+		r = -ENOTDIR;
+	else if (!dir && S_ISDIR(c->type))
+		r = -EISDIR;
+	else if (dir)
+		r = remove_check_empty(fs, c);
+	if (r == 0)
+		r = copy_up(fs, parent, true);
+	if (r == 0) {
+		g_mutex_lock(&parent->lock);
+		auto_lfd struct lfd updir = LFD_INIT;
+		r = inode_dirfd(fs, parent, 0, &updir);
+		if (r == 0)
+			r = remove_locked(fs, parent, updir.fd, name, c);
+		g_mutex_unlock(&parent->lock);
+	}
+	if (r == 0) {
+		/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
+		if (dir || st.st_nlink <= 1)
+			__atomic_store_n(&c->unlinked, true, __ATOMIC_RELEASE);
+		node_table_unhash(fs->nodes, c);
+	}
+	node_table_forget(fs->nodes, c->nodeid, 1); /* the lookup above was ours, not the kernel's */
+	node_put(fs->nodes, c);
+	return r;
+}

@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* rename.c - RENAME (see rename.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "copy_up.h"
+#include "inode.h"
+#include "namei.h"
+#include "ovl_names.h"
+#include "remove.h"
+#include "rename.h"
+#include "upper.h"
+
+/* One side of a rename: a name in a parent and what it holds. */
+struct side {
+	struct node *parent;
+	const char *name;
+	struct node *node; /* NULL when the name is free */
+	struct lfd updir;  /* the parent's upper directory */
+	int below;	   /* the name exists in a lower layer of the parent */
+};
+
+/* Has directory n parts in lower layers (it merges, or is a lower directory copied up)? */
+static bool has_lower_parts(const struct plyfs *fs, const struct node *n)
+{
+	const struct node_stack *s = node_stack(n);
+	return S_ISDIR(n->type) && (s->n > 1 || !fs->layers[s->l[0].layer].upper);
+}
+
+/* Records where a directory's lower parts are before it moves: the redirect xattr on the upper
+ * directory (kernel format, absolute) and the paths in its stack. Call with the dir copied up. */
+static int set_redirect(struct plyfs *fs, struct node *n, int updir, const char *name)
+{
+	const struct node_stack *s = node_stack(n);
+	struct node_stack *ns = inode_stack_new(s->n);
+	ns->merged = s->merged;
+	for (unsigned i = 0; i < s->n; i++) {
+		ns->l[i].layer = s->l[i].layer;
+		ns->l[i].fd = __atomic_load_n(&s->l[i].fd, __ATOMIC_ACQUIRE);
+		if (!fs->layers[s->l[i].layer].upper)
+			ns->l[i].path = inode_layer_path(fs, n, s->l[i].layer);
+	}
+	int r = 0;
+	const char *first = s->n > 1 ? ns->l[1].path : NULL;
+	if (first) {
+		g_autofree char *xname =
+			g_strconcat(fs->xattr_prefix, OVL_XATTR_REDIRECT_SUFFIX, NULL);
+		g_autofree char *val = g_strconcat("/", first, NULL);
+		r = layer_setxattr(updir, name, xname, val, strlen(val), 0);
+	}
+	if (r < 0) {
+		ns->n = 0; /* nothing to free but the struct: fds belong to the current stack */
+		for (unsigned i = 0; i < s->n; i++)
+			g_free(ns->l[i].path);
+		g_free(ns);
+		return r;
+	}
+	g_mutex_lock(&n->lock);
+	inode_stack_publish(n, ns);
+	g_mutex_unlock(&n->lock);
+	return 0;
+}
+
+/* Prepares a directory about to land at `to`: redirect if it merges below, opaque if it does not
+ * but `to` exists below (that must not merge into it). `at` is where it is in upper now. */
+static int prepare_moving_dir(struct plyfs *fs, struct node *n, int updir, const char *name,
+			      const struct side *to)
+{
+	if (!n || !S_ISDIR(n->type))
+		return 0;
+	if (has_lower_parts(fs, n))
+		return set_redirect(fs, n, updir, name);
+	return to->below ? upper_set_opaque(fs, updir, name) : 0;
+}
+
+static int side_init(struct plyfs *fs, struct side *sd, bool need)
+{
+	struct stat st;
+	int r = namei_lookup(fs, sd->parent, sd->name, &sd->node, &st);
+	if (r == -ENOENT && !need) {
+		sd->node = NULL;
+		r = 0;
+	}
+	return r;
+}
+
+static void side_clear(struct plyfs *fs, struct side *sd)
+{
+	lfd_release(&sd->updir);
+	if (sd->node) {
+		node_table_forget(fs->nodes, sd->node->nodeid, 1);
+		node_put(fs->nodes, sd->node);
+	}
+}
+
+/* Type rules of rename(2) that only the merged view can decide. */
+static int check_target(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
+{
+	if (!dst->node)
+		return (flags & RENAME_EXCHANGE) ? -ENOENT : 0;
+	if (flags & RENAME_NOREPLACE)
+		return -EEXIST;
+	if (flags & RENAME_EXCHANGE)
+		return 0;
+	bool sdir = S_ISDIR(src->node->type), ddir = S_ISDIR(dst->node->type);
+	if (sdir && !ddir)
+		return -ENOTDIR;
+	if (!sdir && ddir)
+		return -EISDIR;
+	return ddir ? remove_check_empty(fs, dst->node) : 0;
+}
+
+static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst)
+{
+	int r = copy_up(fs, src->parent, true);
+	if (r == 0)
+		r = copy_up(fs, dst->parent, true);
+	if (r == 0)
+		r = copy_up(fs, src->node, true);
+	if (r == 0 && dst->node)
+		r = copy_up(fs, dst->node, true);
+	if (r == 0)
+		r = inode_dirfd(fs, src->parent, 0, &src->updir);
+	if (r == 0)
+		r = inode_dirfd(fs, dst->parent, 0, &dst->updir);
+	if (r == 0)
+		src->below = upper_lower_positive(fs, src->parent, src->name);
+	if (r == 0 && src->below >= 0)
+		dst->below = upper_lower_positive(fs, dst->parent, dst->name);
+	if (r == 0)
+		r = src->below < 0 ? src->below : (dst->below < 0 ? dst->below : 0);
+	return r;
+}
+
+static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
+{
+	int r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst);
+	if (r == 0)
+		r = prepare_moving_dir(fs, dst->node, dst->updir.fd, dst->name, src);
+	if (r == 0)
+		r = layer_renameat2(src->updir.fd, src->name, dst->updir.fd, dst->name,
+				    RENAME_EXCHANGE);
+	return r;
+}
+
+/* Moves src over dst (which may hold an entry, a whiteout or nothing in upper). */
+static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
+{
+	int slot = upper_slot(dst->updir.fd, dst->name);
+	if (slot < 0)
+		return slot;
+	int r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst);
+	if (r < 0)
+		return r;
+	bool sdir = S_ISDIR(src->node->type);
+	if (slot == UPPER_ENTRY && sdir) {
+		/* The target is an (empty in the merged view) upper directory that may still hold
+		 * whiteouts: swap the two, then discard the old target from the source's place. */
+		r = layer_renameat2(src->updir.fd, src->name, dst->updir.fd, dst->name,
+				    RENAME_EXCHANGE);
+		return r < 0 ? r : upper_discard(fs, src->updir.fd, src->name, src->below);
+	}
+	if (slot == UPPER_WHITEOUT && sdir) {
+		/* A directory cannot replace a device node: drop the whiteout first. */
+		r = upper_drop_whiteout(dst->updir.fd, dst->name, UPPER_WHITEOUT);
+		if (r < 0)
+			return r;
+	}
+	unsigned how = src->below ? RENAME_WHITEOUT : 0;
+	r = layer_renameat2(src->updir.fd, src->name, dst->updir.fd, dst->name, how);
+	if (r < 0 && how && (r == -EINVAL || r == -EPERM || r == -EOPNOTSUPP)) {
+		r = layer_renameat2(src->updir.fd, src->name, dst->updir.fd, dst->name, 0);
+		if (r == 0)
+			r = upper_make_whiteout(fs, src->updir.fd, src->name);
+	}
+	if (r == 0 && slot == UPPER_WH_FILE)
+		r = upper_drop_whiteout(dst->updir.fd, dst->name, UPPER_WH_FILE);
+	return r;
+}
+
+static void lock_parents(struct node *a, struct node *b)
+{
+	if (a == b) {
+		g_mutex_lock(&a->lock);
+		return;
+	}
+	/* Lock order between two directories: lower nodeid first. */
+	struct node *first = a->nodeid < b->nodeid ? a : b;
+	g_mutex_lock(&first->lock);
+	g_mutex_lock(first == a ? &b->lock : &a->lock);
+}
+
+static void unlock_parents(struct node *a, struct node *b)
+{
+	g_mutex_unlock(&a->lock);
+	if (a != b)
+		g_mutex_unlock(&b->lock);
+}
+
+static void update_nodes(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
+{
+	if (flags & RENAME_EXCHANGE) {
+		node_table_move(fs->nodes, dst->node, src->parent, src->name);
+	} else if (dst->node) {
+		struct stat st;
+		if (S_ISDIR(dst->node->type) || inode_getattr(fs, dst->node, &st) < 0 ||
+		    st.st_nlink <= 1)
+			__atomic_store_n(&dst->node->unlinked, true, __ATOMIC_RELEASE);
+		node_table_unhash(fs->nodes, dst->node);
+	}
+	node_table_move(fs->nodes, src->node, dst->parent, dst->name);
+}
+
+int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct node *newparent,
+		 const char *newname, unsigned flags)
+{
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	struct side src = {.parent = parent, .name = name, .updir = LFD_INIT};
+	struct side dst = {.parent = newparent, .name = newname, .updir = LFD_INIT};
+	g_mutex_lock(&fs->rename_lock);
+	int r = side_init(fs, &src, true);
+	if (r == 0)
+		r = side_init(fs, &dst, false);
+	if (r == 0 && src.node == dst.node)
+		goto out; /* the same file (one name, or two hard links): nothing to do */
+	if (r == 0)
+		r = check_target(fs, &src, &dst, flags);
+	if (r == 0)
+		r = copy_up_sides(fs, &src, &dst);
+	if (r == 0) {
+		lock_parents(parent, newparent);
+		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst) : do_move(fs, &src, &dst);
+		if (r == 0)
+			update_nodes(fs, &src, &dst, flags);
+		unlock_parents(parent, newparent);
+	}
+out:
+	side_clear(fs, &src);
+	side_clear(fs, &dst);
+	g_mutex_unlock(&fs->rename_lock);
+	return r;
+}

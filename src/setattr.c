@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* setattr.c - SETATTR (see setattr.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+
+#include "autofd.h"
+#include "copy_up.h"
+#include "inode.h"
+#include "setattr.h"
+
+/* Where the change is made: an open fd, or (dirfd, name), name NULL for a directory itself. */
+struct target {
+	int fd;
+	int dirfd;
+	const char *name;
+};
+
+static int set_mode(const struct target *t, mode_t mode)
+{
+	return t->fd >= 0 ? layer_fchmod(t->fd, mode) : layer_fchmodat(t->dirfd, t->name, mode);
+}
+
+static int set_owner(struct plyfs *fs, const struct target *t, const struct stat *attr, int to_set)
+{
+	uint32_t uid = (uint32_t)-1, gid = (uint32_t)-1;
+	if ((to_set & FUSE_SET_ATTR_UID) &&
+	    idmap_to_host(&fs->params->uidmap, attr->st_uid, &uid) < 0)
+		return -EINVAL;
+	if ((to_set & FUSE_SET_ATTR_GID) &&
+	    idmap_to_host(&fs->params->gidmap, attr->st_gid, &gid) < 0)
+		return -EINVAL;
+	if (t->fd >= 0)
+		return layer_fchown(t->fd, uid, gid);
+	return layer_fchownat(t->dirfd, t->name, uid, gid);
+}
+
+static int set_size(const struct target *t, off_t size)
+{
+	if (t->fd >= 0)
+		return layer_ftruncate(t->fd, size);
+	autofd int fd = layer_openat(t->dirfd, t->name, O_WRONLY, 0);
+	return fd < 0 ? fd : layer_ftruncate(fd, size);
+}
+
+static struct timespec pick_time(int to_set, int set_bit, int now_bit, struct timespec given)
+{
+	if (to_set & now_bit)
+		return (struct timespec){.tv_nsec = UTIME_NOW};
+	if (to_set & set_bit)
+		return given;
+	return (struct timespec){.tv_nsec = UTIME_OMIT};
+}
+
+static int set_times(const struct target *t, const struct stat *attr, int to_set)
+{
+	struct timespec ts[2] = {
+		pick_time(to_set, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr->st_atim),
+		pick_time(to_set, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr->st_mtim),
+	};
+	if (t->fd >= 0)
+		return layer_futimens(t->fd, ts);
+	return layer_utimensat(t->dirfd, t->name, ts);
+}
+
+static int apply(struct plyfs *fs, const struct target *t, const struct stat *attr, int to_set)
+{
+	int r = 0;
+	/* Owner before mode: chown clears setuid/setgid, an explicit mode in the same call wins. */
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		r = set_owner(fs, t, attr, to_set);
+	if (r == 0 && (to_set & FUSE_SET_ATTR_MODE))
+		r = set_mode(t, attr->st_mode & 07777);
+	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		r = set_size(t, attr->st_size);
+	if (r == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW |
+				 FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
+		r = set_times(t, attr, to_set);
+	return r;
+}
+
+int setattr_apply(struct plyfs *fs, struct node *n, struct open_file *of, const struct stat *attr,
+		  int to_set, struct stat *out)
+{
+	bool no_data = (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size == 0;
+	int r = copy_up(fs, n, !no_data);
+	if (r < 0)
+		return r;
+	struct target t = {.fd = -1, .dirfd = -1};
+	if (of && S_ISREG(n->type)) {
+		t.fd = file_fd(fs, of);
+		if (t.fd < 0)
+			return t.fd;
+		r = apply(fs, &t, attr, to_set);
+		return r < 0 ? r : file_getattr(fs, of, out);
+	}
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *name = NULL;
+	r = inode_locate(fs, n, &dir, &name);
+	if (r < 0)
+		return r;
+	t.dirfd = dir.fd;
+	t.name = name;
+	r = apply(fs, &t, attr, to_set);
+	return r < 0 ? r : inode_getattr(fs, n, out);
+}
