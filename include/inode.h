@@ -58,7 +58,8 @@ void inode_offer_dirfd(struct plyfs *fs, struct node_stack *s, unsigned slot, in
 /*
  * Where the top entry of `n` lives: the directory fd in the entry's layer and the entry's name in
  * it, so that callers use the *at() wrappers with (dirfd, name). For a directory node, *name_out is
- * NULL and `dir` is the directory itself (use name NULL / fstat). Caller g_free()s *name_out.
+ * NULL and `dir` is the directory itself (use name NULL / fstat). So it is for an entry removed
+ * while open (node->unlinked_fd). Caller g_free()s *name_out.
  */
 int inode_locate(struct plyfs *fs, struct node *n, struct lfd *dir, char **name_out);
 
@@ -68,6 +69,12 @@ int inode_top_layer(const struct node *n);
 /* Path of directory-or-file n relative to the root of `layer` ("" for the root), following
  * redirects. g_malloc'd. */
 char *inode_layer_path(struct plyfs *fs, struct node *n, int layer);
+
+/* Called just before n's last name is removed: n shows st_nlink 0 from now on, and when it is open
+ * an O_PATH fd of the entry is kept (node->unlinked_fd) so its handles can still reach it. */
+void inode_mark_unlinked(struct plyfs *fs, struct node *n);
+/* Undoes inode_mark_unlinked() when the removal failed after all. */
+void inode_unmark_unlinked(struct node *n);
 
 /* stat of n's top entry turned into the merged view. */
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st);

@@ -54,6 +54,8 @@ int layer_openat(int dirfd, const char *name, int flags, mode_t mode);
 /* openat2 of a multi-component relative path, beneath dirfd, never through a symlink. Paths of any
  * length are resolved in pieces shorter than PATH_MAX. */
 int layer_open_beneath(int dirfd, const char *path, int flags);
+/* Opens the file behind an (O_PATH) fd anew with `flags`, through /proc/self/fd. */
+int layer_reopen(int fd, int flags);
 /* Reopens an O_PATH directory fd for reading entries (O_RDONLY|O_DIRECTORY). */
 int layer_opendir_fd(int dirfd);
 ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size);

@@ -105,6 +105,10 @@ struct node {
 	GPtrArray *retired;	  /* earlier stacks; protected by lock; freed with the node */
 	unsigned copyup_gen;	  /* atomic; bumped when the top entry moves to the upper layer */
 	bool unlinked;		  /* atomic; the last name went away while the kernel knew it */
+	unsigned open_count;	  /* atomic; open file and directory handles */
+	/* atomic; an O_PATH fd of the entry, taken when its last name was removed while it was
+	 * open: the only way left to reach it (fstat, fchmod, ...); -1 otherwise. */
+	int unlinked_fd;
 };
 
 /* The current stack (acquire load). Valid while the caller holds a reference on the node. */

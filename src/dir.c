@@ -22,6 +22,7 @@ int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out)
 		return -ENOTDIR;
 	struct dir_handle *dh = g_new0(struct dir_handle, 1);
 	dh->node = node_ref(fs->nodes, n);
+	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_ACQ_REL);
 	g_mutex_init(&dh->lock);
 	*out = dh;
 	return 0;
@@ -33,6 +34,7 @@ void dir_release(struct plyfs *fs, struct dir_handle *dh)
 		g_ptr_array_unref(dh->entries);
 	g_free(dh->layers);
 	g_mutex_clear(&dh->lock);
+	__atomic_sub_fetch(&dh->node->open_count, 1, __ATOMIC_ACQ_REL);
 	node_put(fs->nodes, dh->node);
 	g_free(dh);
 }

@@ -13,6 +13,12 @@ static bool wants_write(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
+/* (dirfd, name), or the entry behind dirfd itself when name is NULL (removed while open). */
+static int open_entry(int dirfd, const char *name, int flags)
+{
+	return name ? layer_openat(dirfd, name, flags, 0) : layer_reopen(dirfd, flags);
+}
+
 /* Opens n's current top entry. Writable handles get O_RDWR when the file allows it, because the
  * kernel may read through a write-only handle to fill a partial page. */
 static int open_top(struct plyfs *fs, struct node *n, int flags, bool write)
@@ -26,10 +32,10 @@ static int open_top(struct plyfs *fs, struct node *n, int flags, bool write)
 	 * buffers are not guaranteed; O_NONBLOCK is kept for what it means to the caller. */
 	int keep = flags & (O_NONBLOCK | O_TRUNC | O_SYNC | O_DSYNC | O_NOATIME);
 	if (!write)
-		return layer_openat(dir.fd, name, O_RDONLY | (keep & ~O_TRUNC), 0);
-	int fd = layer_openat(dir.fd, name, O_RDWR | keep, 0);
+		return open_entry(dir.fd, name, O_RDONLY | (keep & ~O_TRUNC));
+	int fd = open_entry(dir.fd, name, O_RDWR | keep);
 	if (fd == -EACCES && (flags & O_ACCMODE) == O_WRONLY)
-		fd = layer_openat(dir.fd, name, O_WRONLY | keep, 0);
+		fd = open_entry(dir.fd, name, O_WRONLY | keep);
 	return fd;
 }
 
@@ -42,6 +48,7 @@ static struct open_file *new_handle(struct plyfs *fs, struct node *n, int fd, un
 	of->fd = fd;
 	of->gen = gen;
 	of->writable = writable;
+	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_ACQ_REL);
 	return of;
 }
 
@@ -101,6 +108,7 @@ void file_release(struct plyfs *fs, struct open_file *of)
 	if (of->old_fds)
 		g_array_free(of->old_fds, TRUE);
 	g_mutex_clear(&of->lock);
+	__atomic_sub_fetch(&of->node->open_count, 1, __ATOMIC_ACQ_REL);
 	node_put(fs->nodes, of->node);
 	g_free(of);
 }
@@ -112,9 +120,6 @@ int file_getattr(struct plyfs *fs, struct open_file *of, struct stat *st)
 	if (r < 0)
 		return r;
 	inode_fill_attr(fs, of->node, st);
-	/* Removed from the merged view while open: a lower file still has its lower names. */
-	if (__atomic_load_n(&of->node->unlinked, __ATOMIC_ACQUIRE))
-		st->st_nlink = 0;
 	return 0;
 }
 

@@ -87,6 +87,8 @@ static void close_stack_fds(struct node_stack *s, GHashTable *closed)
 
 void inode_destroy(struct node *n)
 {
+	if (n->unlinked_fd >= 0)
+		close(n->unlinked_fd);
 	g_autoptr(GHashTable) closed = g_hash_table_new(NULL, NULL);
 	/* The root's fds are the layer roots, closed by layers_close(). */
 	if (n->stack && !n->root)
@@ -224,6 +226,11 @@ int inode_top_layer(const struct node *n)
 int inode_locate(struct plyfs *fs, struct node *n, struct lfd *dir, char **name_out)
 {
 	*name_out = NULL;
+	int gone = __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE);
+	if (gone >= 0) {
+		*dir = (struct lfd){.fd = gone, .owned = false};
+		return 0;
+	}
 	if (S_ISDIR(n->type))
 		return inode_dirfd(fs, n, inode_top_layer(n), dir);
 
@@ -290,6 +297,29 @@ void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 		st->st_nlink = 1;
 	st->st_uid = shown_uid(fs, st->st_uid);
 	st->st_gid = shown_gid(fs, st->st_gid);
+	/* Removed from the merged view while open: a lower file still has its lower names. */
+	if (__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
+		st->st_nlink = 0;
+}
+
+void inode_mark_unlinked(struct plyfs *fs, struct node *n)
+{
+	if (__atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0 &&
+	    __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) < 0) {
+		/* Keep a way to the entry before its name goes: open handles still use it. */
+		auto_lfd struct lfd dir = LFD_INIT;
+		g_autofree char *name = NULL;
+		if (inode_locate(fs, n, &dir, &name) == 0) {
+			int fd = name ? layer_openat(dir.fd, name, O_PATH, 0)
+				      : layer_open_beneath(dir.fd, "", O_PATH);
+			int expected = -1;
+			if (fd >= 0 && !__atomic_compare_exchange_n(&n->unlinked_fd, &expected, fd,
+								    false, __ATOMIC_ACQ_REL,
+								    __ATOMIC_ACQUIRE))
+				close(fd);
+		}
+	}
+	__atomic_store_n(&n->unlinked, true, __ATOMIC_RELEASE);
 }
 
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
@@ -304,4 +334,12 @@ int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
 		return r;
 	inode_fill_attr(fs, n, st);
 	return 0;
+}
+
+void inode_unmark_unlinked(struct node *n)
+{
+	__atomic_store_n(&n->unlinked, false, __ATOMIC_RELEASE);
+	int fd = __atomic_exchange_n(&n->unlinked_fd, -1, __ATOMIC_ACQ_REL);
+	if (fd >= 0)
+		close(fd);
 }

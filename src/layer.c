@@ -284,3 +284,9 @@ int layer_open_tmpfile(int dirfd, mode_t mode)
 	return (int)traced(openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode), "open_tmpfile",
 			   dirfd, NULL);
 }
+
+int layer_reopen(int fd, int flags)
+{
+	g_autofree char *p = proc_path(fd, NULL);
+	return (int)traced(open(p, flags | O_CLOEXEC), "reopen", fd, NULL);
+}

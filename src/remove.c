@@ -66,6 +66,10 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 		r = remove_check_empty(fs, c);
 	if (r == 0)
 		r = copy_up(fs, parent, true);
+	/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
+	bool last = dir || st.st_nlink <= 1;
+	if (r == 0 && last)
+		inode_mark_unlinked(fs, c);
 	if (r == 0) {
 		g_mutex_lock(&parent->lock);
 		auto_lfd struct lfd updir = LFD_INIT;
@@ -73,13 +77,11 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 		if (r == 0)
 			r = remove_locked(fs, parent, updir.fd, name, c);
 		g_mutex_unlock(&parent->lock);
+		if (r < 0 && last)
+			inode_unmark_unlinked(c);
 	}
-	if (r == 0) {
-		/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
-		if (dir || st.st_nlink <= 1)
-			__atomic_store_n(&c->unlinked, true, __ATOMIC_RELEASE);
+	if (r == 0)
 		node_table_unhash(fs->nodes, c);
-	}
 	node_table_forget(fs->nodes, c->nodeid, 1); /* the lookup above was ours, not the kernel's */
 	node_put(fs->nodes, c);
 	return r;

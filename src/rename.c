@@ -179,6 +179,12 @@ static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 	return r;
 }
 
+static bool is_last_name(struct plyfs *fs, struct node *n)
+{
+	struct stat st;
+	return S_ISDIR(n->type) || inode_getattr(fs, n, &st) < 0 || st.st_nlink <= 1;
+}
+
 static void lock_parents(struct node *a, struct node *b)
 {
 	if (a == b) {
@@ -203,10 +209,6 @@ static void update_nodes(struct plyfs *fs, struct side *src, struct side *dst, u
 	if (flags & RENAME_EXCHANGE) {
 		node_table_move(fs->nodes, dst->node, src->parent, src->name);
 	} else if (dst->node) {
-		struct stat st;
-		if (S_ISDIR(dst->node->type) || inode_getattr(fs, dst->node, &st) < 0 ||
-		    st.st_nlink <= 1)
-			__atomic_store_n(&dst->node->unlinked, true, __ATOMIC_RELEASE);
 		node_table_unhash(fs->nodes, dst->node);
 	}
 	node_table_move(fs->nodes, src->node, dst->parent, dst->name);
@@ -229,6 +231,10 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 		r = check_target(fs, &src, &dst, flags);
 	if (r == 0)
 		r = copy_up_sides(fs, &src, &dst);
+	/* A target that is replaced loses its name: mark it while it can still be reached. */
+	bool replaced = r == 0 && dst.node && !(flags & RENAME_EXCHANGE) && is_last_name(fs, dst.node);
+	if (replaced)
+		inode_mark_unlinked(fs, dst.node);
 	if (r == 0) {
 		lock_parents(parent, newparent);
 		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst) : do_move(fs, &src, &dst);
@@ -236,6 +242,8 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 			update_nodes(fs, &src, &dst, flags);
 		unlock_parents(parent, newparent);
 	}
+	if (r < 0 && replaced)
+		inode_unmark_unlinked(dst.node);
 out:
 	side_clear(fs, &src);
 	side_clear(fs, &dst);

@@ -39,7 +39,8 @@ static int set_size(const struct target *t, off_t size)
 {
 	if (t->fd >= 0)
 		return layer_ftruncate(t->fd, size);
-	autofd int fd = layer_openat(t->dirfd, t->name, O_WRONLY, 0);
+	autofd int fd = t->name ? layer_openat(t->dirfd, t->name, O_WRONLY, 0)
+				: layer_reopen(t->dirfd, O_WRONLY);
 	return fd < 0 ? fd : layer_ftruncate(fd, size);
 }
 
