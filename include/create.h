@@ -20,6 +20,7 @@ struct create_req {
 	mode_t mode;		 /* type and permission bits (umask already applied) */
 	dev_t rdev;		 /* MKNOD */
 	const char *target;	 /* SYMLINK */
+	mode_t umask;		 /* the caller's umask: applied unless the parent has a default ACL */
 	uid_t uid;		 /* the caller, as seen in the merged view */
 	gid_t gid;
 	int flags;		 /* CREATE: the open flags */

@@ -109,6 +109,12 @@ struct node {
 	/* atomic; an O_PATH fd of the entry, taken when its last name was removed while it was
 	 * open: the only way left to reach it (fstat, fchmod, ...); -1 otherwise. */
 	int unlinked_fd;
+	/* A lower file with several names, copied up through one of them: the other names still
+	 * resolve to this node (same identity), which is therefore pinned for the mount's life.
+	 * lower_nlink is the lower file's link count, lower_gone how many of those names are now
+	 * in upper or whited out; st_nlink shows upper links + lower_nlink - lower_gone. */
+	int lower_nlink; /* atomic */
+	int lower_gone;	 /* atomic */
 };
 
 /* The current stack (acquire load). Valid while the caller holds a reference on the node. */

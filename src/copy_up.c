@@ -168,6 +168,7 @@ struct cu {
 	int work;		/* workdir/work */
 	struct stat st;
 	bool data;
+	bool orphan; /* removed while open: built in the work dir and never linked anywhere */
 };
 
 static bool want_fsync(const struct plyfs *fs)
@@ -175,12 +176,43 @@ static bool want_fsync(const struct plyfs *fs)
 	return fs->params->fsync && !fs->params->volatile_;
 }
 
+/* An entry removed while open keeps living only through n->unlinked_fd: the copy replaces it
+ * there. `fd` (taken) is the copy, or -1 to open work/tmpname, which is then removed. */
+static int adopt_orphan(struct cu *c, int fd, const char *tmpname)
+{
+	if (fd < 0) {
+		fd = layer_openat(c->work, tmpname, O_PATH, 0);
+		if (fd < 0)
+			return fd;
+		int r = layer_unlinkat(c->work, tmpname, S_ISDIR(c->st.st_mode) ? AT_REMOVEDIR : 0);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
+	int old = __atomic_exchange_n(&c->n->unlinked_fd, fd, __ATOMIC_ACQ_REL);
+	if (old >= 0)
+		close(old);
+	return 0;
+}
+
+/* Moves the finished temporary entry into its place in upper (or adopts it, for an orphan). */
+static int place(struct cu *c, int *tmpfd, const char *tmpname)
+{
+	if (c->orphan)
+		return tmpname ? adopt_orphan(c, -1, tmpname) : adopt_orphan(c, steal_fd(tmpfd), NULL);
+	if (tmpname)
+		return layer_renameat2(c->work, tmpname, c->dst_dir, c->name, RENAME_NOREPLACE);
+	return layer_linkat(*tmpfd, NULL, c->dst_dir, c->name);
+}
+
 /* A regular file: an unnamed file in the work dir, linked into place once complete. */
 static int copy_up_regular(struct cu *c)
 {
 	autofd int src = -1;
 	if (c->data && c->st.st_size > 0) {
-		src = layer_openat(c->src_dir, c->src_name, O_RDONLY, 0);
+		src = c->src_name ? layer_openat(c->src_dir, c->src_name, O_RDONLY, 0)
+				  : layer_reopen(c->src_dir, O_RDONLY);
 		if (src < 0)
 			return src;
 	}
@@ -202,9 +234,7 @@ static int copy_up_regular(struct cu *c)
 	if (r == 0 && want_fsync(c->fs))
 		r = layer_fsync(tmp, false);
 	if (r == 0)
-		r = tmpname ? layer_renameat2(c->work, tmpname, c->dst_dir, c->name,
-					      RENAME_NOREPLACE)
-			    : layer_linkat(tmp, NULL, c->dst_dir, c->name);
+		r = place(c, &tmp, tmpname);
 	if (r < 0 && tmpname)
 		layer_unlinkat(c->work, tmpname, 0);
 	return r;
@@ -217,7 +247,8 @@ static int make_tmp_entry(struct cu *c, const char *tmpname)
 		return layer_mkdirat(c->work, tmpname, 0700);
 	if (S_ISLNK(c->st.st_mode)) {
 		char target[PATH_MAX + 1];
-		ssize_t len = layer_readlinkat(c->src_dir, c->src_name, target, PATH_MAX);
+		ssize_t len = layer_readlinkat(c->src_dir, c->src_name ? c->src_name : "", target,
+					       PATH_MAX);
 		if (len < 0)
 			return (int)len;
 		target[len] = '\0';
@@ -238,7 +269,7 @@ static int copy_up_other(struct cu *c)
 	if (r == 0)
 		r = copy_attrs(c->work, tmpname, &c->st);
 	if (r == 0)
-		r = layer_renameat2(c->work, tmpname, c->dst_dir, c->name, RENAME_NOREPLACE);
+		r = place(c, NULL, tmpname);
 	if (r < 0)
 		workdir_rmtree(c->work, tmpname);
 	return r;
@@ -261,27 +292,37 @@ static void publish_upper(struct node *n)
 	__atomic_add_fetch(&n->copyup_gen, 1, __ATOMIC_RELEASE);
 }
 
+/* The other lower names of a hard-linked file must keep finding this node (and so the upper
+ * copy) however long the kernel forgets them: the node is pinned until unmount. */
+static void keep_hardlink_node(struct plyfs *fs, struct node *n, int lower_nlink)
+{
+	__atomic_store_n(&n->lower_gone, 1, __ATOMIC_RELEASE);
+	if (__atomic_exchange_n(&n->lower_nlink, lower_nlink, __ATOMIC_ACQ_REL) == 0)
+		node_ref(fs->nodes, n);
+}
+
 static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *parent,
 			      const char *name, bool data)
 {
 	auto_lfd struct lfd src = LFD_INIT;
 	auto_lfd struct lfd dst = LFD_INIT;
 	g_autofree char *src_name = NULL;
+	bool orphan = __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) >= 0;
 	int r = inode_locate(fs, n, &src, &src_name);
-	if (r == 0)
+	if (r == 0 && !orphan)
 		r = inode_dirfd(fs, parent, 0, &dst);
 	if (r < 0)
 		return r;
 	struct cu c = {
 		.fs = fs, .n = n, .name = name, .src_dir = src.fd, .src_name = src_name,
-		.dst_dir = dst.fd, .work = fs->work_dirfd, .data = data,
+		.dst_dir = dst.fd, .work = fs->work_dirfd, .data = data, .orphan = orphan,
 	};
 	r = src_name ? layer_fstatat(src.fd, src_name, &c.st) : layer_fstat(src.fd, &c.st);
 	if (r < 0)
 		return r;
 	/* A copy-up must not show as a change of the parent directory. */
 	struct stat pst;
-	bool keep_ptimes = layer_fstat(dst.fd, &pst) == 0;
+	bool keep_ptimes = !orphan && layer_fstat(dst.fd, &pst) == 0;
 
 	r = S_ISREG(c.st.st_mode) ? copy_up_regular(&c) : copy_up_other(&c);
 	if (r < 0)
@@ -290,6 +331,8 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		struct timespec ts[2] = {pst.st_atim, pst.st_mtim};
 		layer_utimensat(dst.fd, NULL, ts);
 	}
+	if (!S_ISDIR(c.st.st_mode) && c.st.st_nlink > 1 && !orphan)
+		keep_hardlink_node(fs, n, (int)c.st.st_nlink);
 	publish_upper(n);
 	return 0;
 }
@@ -317,6 +360,9 @@ int copy_up(struct plyfs *fs, struct node *n, bool data)
 		return -EROFS;
 	if (inode_has_upper(fs, n))
 		return 0;
+	/* A node removed while open has no place in the tree any more: only itself is copied. */
+	if (__atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) >= 0)
+		return copy_up_one(fs, n, data);
 	/* The chain of ancestors that exist only below, nearest first; copied farthest first. */
 	g_autoptr(GPtrArray) chain = g_ptr_array_new();
 	struct node *cur = node_ref(fs->nodes, n);

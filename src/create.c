@@ -92,9 +92,24 @@ static int create_over_whiteout(struct plyfs *fs, int updir, const char *name,
 	return 0;
 }
 
-static int create_in_upper(struct plyfs *fs, int updir, const char *name,
-			   const struct create_req *req, int *fd)
+/* With POSIX ACLs the kernel leaves the umask to us: a default ACL on the parent replaces it (the
+ * upper filesystem applies that ACL when the entry is made there). */
+static mode_t effective_mode(int updir, const struct create_req *req)
 {
+	if (!(req->umask & 0777))
+		return req->mode;
+	ssize_t r = layer_getxattr(updir, NULL, "system.posix_acl_default", NULL, 0);
+	if (r > 0)
+		return req->mode;
+	return req->mode & ~(req->umask & 07777);
+}
+
+static int create_in_upper(struct plyfs *fs, int updir, const char *name,
+			   const struct create_req *given, int *fd)
+{
+	struct create_req masked = *given;
+	masked.mode = effective_mode(updir, given);
+	const struct create_req *req = &masked;
 	struct stat pst;
 	uid_t uid = 0;
 	gid_t gid = 0;

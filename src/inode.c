@@ -297,21 +297,38 @@ void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 		st->st_nlink = 1;
 	st->st_uid = shown_uid(fs, st->st_uid);
 	st->st_gid = shown_gid(fs, st->st_gid);
+	int lower = __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE);
+	if (lower > 0 && !S_ISDIR(st->st_mode) && inode_has_upper(fs, n))
+		st->st_nlink += (nlink_t)(lower - __atomic_load_n(&n->lower_gone, __ATOMIC_ACQUIRE));
 	/* Removed from the merged view while open: a lower file still has its lower names. */
 	if (__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
 		st->st_nlink = 0;
 }
 
-void inode_mark_unlinked(struct plyfs *fs, struct node *n)
+/* Is (parent, name) the name n is reached by? */
+static bool is_recorded_name(struct plyfs *fs, struct node *n, struct node *parent,
+			     const char *name)
 {
-	if (__atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0 &&
-	    __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) < 0) {
-		/* Keep a way to the entry before its name goes: open handles still use it. */
+	g_autofree char *nname = NULL;
+	struct node *p = node_parent_name(fs->nodes, n, &nname);
+	bool same = p == parent && g_strcmp0(nname, name) == 0;
+	node_put(fs->nodes, p);
+	return same;
+}
+
+void inode_mark_unlinked(struct plyfs *fs, struct node *n, struct node *parent, const char *name,
+			 bool last)
+{
+	bool open = __atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0;
+	bool keep = last ? open : is_recorded_name(fs, n, parent, name);
+	if (keep && __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) < 0) {
+		/* Keep a way to the entry before the name goes: open handles, or the kernel's
+		 * other names of a hard-linked file, still use this node. */
 		auto_lfd struct lfd dir = LFD_INIT;
-		g_autofree char *name = NULL;
-		if (inode_locate(fs, n, &dir, &name) == 0) {
-			int fd = name ? layer_openat(dir.fd, name, O_PATH, 0)
-				      : layer_open_beneath(dir.fd, "", O_PATH);
+		g_autofree char *ename = NULL;
+		if (inode_locate(fs, n, &dir, &ename) == 0) {
+			int fd = ename ? layer_openat(dir.fd, ename, O_PATH, 0)
+				       : layer_open_beneath(dir.fd, "", O_PATH);
 			int expected = -1;
 			if (fd >= 0 && !__atomic_compare_exchange_n(&n->unlinked_fd, &expected, fd,
 								    false, __ATOMIC_ACQ_REL,
@@ -319,7 +336,8 @@ void inode_mark_unlinked(struct plyfs *fs, struct node *n)
 				close(fd);
 		}
 	}
-	__atomic_store_n(&n->unlinked, true, __ATOMIC_RELEASE);
+	if (last)
+		__atomic_store_n(&n->unlinked, true, __ATOMIC_RELEASE);
 }
 
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
@@ -342,4 +360,21 @@ void inode_unmark_unlinked(struct node *n)
 	int fd = __atomic_exchange_n(&n->unlinked_fd, -1, __ATOMIC_ACQ_REL);
 	if (fd >= 0)
 		close(fd);
+}
+
+int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *name)
+{
+	if (!inode_has_upper(fs, n) || S_ISDIR(n->type))
+		return 0;
+	struct stat st;
+	if (layer_fstatat(updir, name, &st) == 0)
+		return 0;
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *ename = NULL;
+	int r = inode_locate(fs, n, &dir, &ename);
+	if (r == 0)
+		r = ename ? layer_linkat(dir.fd, ename, updir, name) : layer_linkat(dir.fd, NULL, updir, name);
+	if (r == 0)
+		__atomic_add_fetch(&n->lower_gone, 1, __ATOMIC_ACQ_REL);
+	return r;
 }

@@ -50,8 +50,12 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 			      FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want |= want & conn->capable;
 	/* The kernel enforces ACLs from the system.posix_acl_* xattrs we pass through. */
-	if (!fs->params->noacl && (conn->capable & FUSE_CAP_POSIX_ACL))
+	if (!fs->params->noacl && (conn->capable & FUSE_CAP_POSIX_ACL)) {
 		conn->want |= FUSE_CAP_POSIX_ACL;
+		/* A default ACL replaces the umask: the kernel must leave it to us (create.c). */
+		if (conn->capable & FUSE_CAP_DONT_MASK)
+			conn->want |= FUSE_CAP_DONT_MASK;
+	}
 	/* Lower files never change while mounted: no need to revalidate the page cache on every
 	 * attribute refresh; keep_cache on open says so per file. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
@@ -371,6 +375,8 @@ static int make(fuse_req_t req, fuse_ino_t parent, const char *name, struct crea
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	cr->uid = ctx->uid;
 	cr->gid = ctx->gid;
+	/* Only set when the kernel left the umask to us (POSIX ACLs enabled). */
+	cr->umask = ctx->umask;
 	struct node *dir = node_table_get(fs->nodes, parent);
 	if (!dir)
 		return -ESTALE;
@@ -552,10 +558,12 @@ static void ops_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fu
 	if (!n)
 		return;
 	int r = 0;
+	/* Only the upper layer has anything to flush. */
 	if (inode_has_upper(fs, n)) {
 		auto_lfd struct lfd dir = LFD_INIT;
-		r = inode_dirfd(fs, n, 0, &dir);
-		autofd int fd = r < 0 ? -1 : layer_opendir_fd(dir.fd);
+		g_autofree char *name = NULL;
+		r = inode_locate(fs, n, &dir, &name);
+		autofd int fd = r < 0 ? -1 : layer_reopen(dir.fd, O_RDONLY | O_DIRECTORY);
 		r = r < 0 ? r : (fd < 0 ? fd : layer_fsync(fd, datasync));
 	}
 	put(fs, n);

@@ -44,6 +44,13 @@ static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const
 		return below;
 	if (!inode_has_upper(fs, c))
 		return upper_make_whiteout(fs, updir, name);
+	if (upper_slot(updir, name) == UPPER_EMPTY) {
+		/* Another lower name of a copied-up hard-linked file. */
+		int r = upper_make_whiteout(fs, updir, name);
+		if (r == 0)
+			__atomic_add_fetch(&c->lower_gone, 1, __ATOMIC_ACQ_REL);
+		return r;
+	}
 	if (below || S_ISDIR(c->type))
 		/* A directory goes through the work dir even without a whiteout: it may hold
 		 * whiteouts of its own, and must vanish in one step. */
@@ -68,8 +75,8 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 		r = copy_up(fs, parent, true);
 	/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
 	bool last = dir || st.st_nlink <= 1;
-	if (r == 0 && last)
-		inode_mark_unlinked(fs, c);
+	if (r == 0)
+		inode_mark_unlinked(fs, c, parent, name, last);
 	if (r == 0) {
 		g_mutex_lock(&parent->lock);
 		auto_lfd struct lfd updir = LFD_INIT;
@@ -77,10 +84,11 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 		if (r == 0)
 			r = remove_locked(fs, parent, updir.fd, name, c);
 		g_mutex_unlock(&parent->lock);
-		if (r < 0 && last)
+		if (r < 0)
 			inode_unmark_unlinked(c);
 	}
-	if (r == 0)
+	/* Only the last name frees the inode number for reuse by another file. */
+	if (r == 0 && last)
 		node_table_unhash(fs->nodes, c);
 	node_table_forget(fs->nodes, c->nodeid, 1); /* the lookup above was ours, not the kernel's */
 	node_put(fs->nodes, c);

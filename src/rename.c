@@ -135,7 +135,11 @@ static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst)
 
 static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
 {
-	int r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst);
+	int r = inode_materialize(fs, src->node, src->updir.fd, src->name);
+	if (r == 0)
+		r = inode_materialize(fs, dst->node, dst->updir.fd, dst->name);
+	if (r == 0)
+		r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst);
 	if (r == 0)
 		r = prepare_moving_dir(fs, dst->node, dst->updir.fd, dst->name, src);
 	if (r == 0)
@@ -147,10 +151,19 @@ static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
 /* Moves src over dst (which may hold an entry, a whiteout or nothing in upper). */
 static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 {
+	int r = inode_materialize(fs, src->node, src->updir.fd, src->name);
+	if (r < 0)
+		return r;
 	int slot = upper_slot(dst->updir.fd, dst->name);
 	if (slot < 0)
 		return slot;
-	int r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst);
+	if (slot == UPPER_EMPTY && dst->node && inode_has_upper(fs, dst->node) &&
+	    !S_ISDIR(dst->node->type) && dst->below) {
+		/* The target is another lower name of a copied-up hard-linked file: it goes away
+		 * under the moved entry. */
+		__atomic_add_fetch(&dst->node->lower_gone, 1, __ATOMIC_ACQ_REL);
+	}
+	r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst);
 	if (r < 0)
 		return r;
 	bool sdir = S_ISDIR(src->node->type);
@@ -208,7 +221,7 @@ static void update_nodes(struct plyfs *fs, struct side *src, struct side *dst, u
 {
 	if (flags & RENAME_EXCHANGE) {
 		node_table_move(fs->nodes, dst->node, src->parent, src->name);
-	} else if (dst->node) {
+	} else if (dst->node && __atomic_load_n(&dst->node->unlinked, __ATOMIC_ACQUIRE)) {
 		node_table_unhash(fs->nodes, dst->node);
 	}
 	node_table_move(fs->nodes, src->node, dst->parent, dst->name);
@@ -232,9 +245,10 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 	if (r == 0)
 		r = copy_up_sides(fs, &src, &dst);
 	/* A target that is replaced loses its name: mark it while it can still be reached. */
-	bool replaced = r == 0 && dst.node && !(flags & RENAME_EXCHANGE) && is_last_name(fs, dst.node);
+	bool replaced = r == 0 && dst.node && !(flags & RENAME_EXCHANGE);
+	bool last = replaced && is_last_name(fs, dst.node);
 	if (replaced)
-		inode_mark_unlinked(fs, dst.node);
+		inode_mark_unlinked(fs, dst.node, newparent, newname, last);
 	if (r == 0) {
 		lock_parents(parent, newparent);
 		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst) : do_move(fs, &src, &dst);

@@ -11,6 +11,8 @@
 #   unit-asan         meson test -C build-asan (leaks detected, UBSan fatal)
 #   integration       tests/integration/run.sh build/plyfs
 #   integration-asan  tests/integration/run.sh build-asan/plyfs --sanitizer
+#   write             tests/integration/write.sh build/plyfs (the write path, vs kernel overlayfs)
+#   write-asan        the same with the sanitizer build
 # Every stage is bounded by timeout(1). The test stages all run even when one fails, so the summary
 # is complete. The last line of output is "N passed, N failed" (tests summed over the test stages)
 # and the exit status is 0 iff every stage passed. Runs from any directory, needs no stdin.
@@ -220,6 +222,11 @@ main() {
 	else
 		record integration 0 1 "$suite is missing"
 	fi
+	# The write path: targeted tests, each compared with kernel overlayfs and read back.
+	run_stage write "$PLYFS_TIMEOUT_INTEGRATION" integration \
+		bash tests/integration/write.sh build/plyfs
+	run_stage write-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
+		bash tests/integration/write.sh build-asan/plyfs --sanitizer
 	finish 0
 }
 
