@@ -331,7 +331,8 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		struct timespec ts[2] = {pst.st_atim, pst.st_mtim};
 		layer_utimensat(dst.fd, NULL, ts);
 	}
-	if (!S_ISDIR(c.st.st_mode) && c.st.st_nlink > 1 && !orphan)
+	if (!S_ISDIR(c.st.st_mode) && c.st.st_nlink > 1 &&
+	    !__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
 		keep_hardlink_node(fs, n, (int)c.st.st_nlink);
 	publish_upper(n);
 	return 0;

@@ -132,5 +132,6 @@ ssize_t file_readlink(struct plyfs *fs, struct node *n, char *buf, size_t size)
 	int r = inode_locate(fs, n, &dir, &name);
 	if (r < 0)
 		return r;
-	return layer_readlinkat(dir.fd, name, buf, size);
+	/* An empty name reads the symlink an O_PATH fd stands for (one removed while in use). */
+	return layer_readlinkat(dir.fd, name ? name : "", buf, size);
 }

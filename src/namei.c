@@ -114,6 +114,9 @@ static int scan_layer(struct scan *sc, unsigned slot)
 	g_autofree char *path = NULL;
 	int layer = sc->ps->l[slot].layer;
 	bool more_below = slot + 1 < sc->ps->n;
+	/* A redirect or opaque marker matters as long as any layer lies below: an absolute
+	 * redirect continues the search from the layer roots, beyond the parent's layers. */
+	bool layers_below = (size_t)layer + 1 < sc->fs->n_layers;
 	int r = place_in_layer(sc, layer, &dir, &name, &path);
 	if (r == -ENOENT || r == -ENOTDIR)
 		return more_below ? SCAN_NEXT : SCAN_STOP; /* redirect target absent here */
@@ -146,7 +149,7 @@ static int scan_layer(struct scan *sc, unsigned slot)
 	int fd = name ? layer_openat(dir.fd, name, O_PATH | O_DIRECTORY, 0) : dup(dir.fd);
 	if (fd < 0)
 		return name ? fd : -errno;
-	int opaque = examine_dir(sc, fd, more_below);
+	int opaque = examine_dir(sc, fd, layers_below);
 	if (opaque < 0) {
 		close(fd);
 		return opaque;
@@ -213,10 +216,17 @@ int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct n
 		.name = name,
 		.stack = g_array_new(FALSE, FALSE, sizeof(struct node_layer)),
 	};
+	const struct node_stack *root = node_stack(node_table_root(fs->nodes));
 	for (unsigned slot = 0; slot < sc.ps->n; slot++) {
 		r = scan_layer(&sc, slot);
 		if (r != SCAN_NEXT)
 			break;
+		if (sc.redirect && sc.redirect_abs && sc.ps != root) {
+			/* Continue in the layers below this one, all of them: the root's stack
+			 * holds every layer, slot i being layer i. */
+			slot = (unsigned)sc.ps->l[slot].layer;
+			sc.ps = root;
+		}
 	}
 	if (r >= 0 && sc.stack->len > 0) {
 		*fresh = node_from_scan(&sc);
