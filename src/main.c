@@ -188,7 +188,8 @@ int main(int argc, char **argv)
 	}
 	if (!p.foreground)
 		log_to_syslog();
-	ret = serve(se, &p) == 0 ? 0 : 1;
+	/* The loop returns the number of a signal that ended it (SIGTERM, SIGINT): a clean stop. */
+	ret = serve(se, &p) < 0 ? 1 : 0;
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
