@@ -26,5 +26,7 @@ int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out);
 ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,
 		 off_t off, bool plus);
 void dir_release(struct plyfs *fs, struct dir_handle *dh);
+/* At exit: releases the handles the kernel never released. */
+void dir_release_all(struct plyfs *fs);
 
 #endif

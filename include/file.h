@@ -33,6 +33,8 @@ int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **ou
 /* A handle around `fd` of n's upper file, just created (CREATE). */
 struct open_file *file_adopt(struct plyfs *fs, struct node *n, int fd);
 void file_release(struct plyfs *fs, struct open_file *of);
+/* At exit: releases the handles the kernel never released. */
+void file_release_all(struct plyfs *fs);
 
 /* The fd to use now (reopened after a copy-up of a handle opened below). >= 0 or -errno. */
 int file_fd(struct plyfs *fs, struct open_file *of);

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <fuse_lowlevel.h>
+
 #include "layer.h"
 #include "node.h"
 #include "params.h"
@@ -30,12 +32,19 @@ struct plyfs {
 	struct node_table *nodes;
 	GMutex rename_lock; /* taken first by every RENAME (lock order: rename_lock, node->lock) */
 
+	/* Open file and directory handles, so that those the kernel never released (the daemon
+	 * was stopped with files open) are freed at exit. Sets of open_file* / dir_handle*. */
+	GMutex handles_lock; /* protects the two sets only; taken at open and release */
+	GHashTable *open_files;
+	GHashTable *open_dirs;
+
 	/* Directory fds cached in nodes (struct node_layer.fd): at most fd_budget at once, so the
 	 * daemon stays far below RLIMIT_NOFILE however many directories the kernel keeps. */
 	atomic_long fds_cached;
 	long fd_budget;
 
 	double timeout; /* entry and attr timeout handed to the kernel */
+	struct fuse_session *se; /* for invalidations; NULL until mounted (and in unit tests) */
 };
 
 #endif

@@ -342,13 +342,19 @@ static int copy_up_one(struct plyfs *fs, struct node *n, bool data)
 {
 	g_mutex_lock(&n->lock);
 	int r = 0;
+	bool done = false;
 	if (!inode_has_upper(fs, n)) {
+		done = true;
 		g_autofree char *name = NULL;
 		struct node *parent = node_parent_name(fs->nodes, n, &name);
 		r = parent ? copy_up_one_locked(fs, n, parent, name, data) : -ESTALE;
 		node_put(fs->nodes, parent);
 	}
 	g_mutex_unlock(&n->lock);
+	/* A directory that now merges with what is below shows st_nlink 1 (merged): the kernel's
+	 * cached attributes of it are stale. */
+	if (r == 0 && done && S_ISDIR(n->type) && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, -1, 0);
 	if (r < 0)
 		log_ratelimited(LOG_WARNING, "copy-up of nodeid %" PRIu64 " failed: %s",
 				n->nodeid, g_strerror(-r));

@@ -23,6 +23,9 @@ int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out)
 	struct dir_handle *dh = g_new0(struct dir_handle, 1);
 	dh->node = node_ref(fs->nodes, n);
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_ACQ_REL);
+	g_mutex_lock(&fs->handles_lock);
+	g_hash_table_add(fs->open_dirs, dh);
+	g_mutex_unlock(&fs->handles_lock);
 	g_mutex_init(&dh->lock);
 	*out = dh;
 	return 0;
@@ -30,6 +33,9 @@ int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out)
 
 void dir_release(struct plyfs *fs, struct dir_handle *dh)
 {
+	g_mutex_lock(&fs->handles_lock);
+	g_hash_table_remove(fs->open_dirs, dh);
+	g_mutex_unlock(&fs->handles_lock);
 	if (dh->entries)
 		g_ptr_array_unref(dh->entries);
 	g_free(dh->layers);
@@ -155,4 +161,12 @@ ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *
 	}
 	g_mutex_unlock(&dh->lock);
 	return used;
+}
+
+void dir_release_all(struct plyfs *fs)
+{
+	GList *all = g_hash_table_get_keys(fs->open_dirs);
+	for (GList *l = all; l; l = l->next)
+		dir_release(fs, l->data);
+	g_list_free(all);
 }

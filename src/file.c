@@ -49,6 +49,9 @@ static struct open_file *new_handle(struct plyfs *fs, struct node *n, int fd, un
 	of->gen = gen;
 	of->writable = writable;
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_ACQ_REL);
+	g_mutex_lock(&fs->handles_lock);
+	g_hash_table_add(fs->open_files, of);
+	g_mutex_unlock(&fs->handles_lock);
 	return of;
 }
 
@@ -102,6 +105,9 @@ int file_fd(struct plyfs *fs, struct open_file *of)
 
 void file_release(struct plyfs *fs, struct open_file *of)
 {
+	g_mutex_lock(&fs->handles_lock);
+	g_hash_table_remove(fs->open_files, of);
+	g_mutex_unlock(&fs->handles_lock);
 	close(of->fd);
 	for (guint i = 0; of->old_fds && i < of->old_fds->len; i++)
 		close(g_array_index(of->old_fds, int, i));
@@ -134,4 +140,12 @@ ssize_t file_readlink(struct plyfs *fs, struct node *n, char *buf, size_t size)
 		return r;
 	/* An empty name reads the symlink an O_PATH fd stands for (one removed while in use). */
 	return layer_readlinkat(dir.fd, name ? name : "", buf, size);
+}
+
+void file_release_all(struct plyfs *fs)
+{
+	GList *all = g_hash_table_get_keys(fs->open_files);
+	for (GList *l = all; l; l = l->next)
+		file_release(fs, l->data);
+	g_list_free(all);
 }

@@ -320,7 +320,10 @@ void inode_mark_unlinked(struct plyfs *fs, struct node *n, struct node *parent, 
 			 bool last)
 {
 	bool open = __atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0;
-	bool keep = last ? open : is_recorded_name(fs, n, parent, name);
+	/* Fifos, sockets and devices are opened by the kernel without telling us: one may be open,
+	 * so they keep their entry reachable until the kernel forgets them. */
+	bool special = !S_ISREG(n->type) && !S_ISDIR(n->type) && !S_ISLNK(n->type);
+	bool keep = last ? (open || special) : is_recorded_name(fs, n, parent, name);
 	if (keep && __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) < 0) {
 		/* Keep a way to the entry before the name goes: open handles, or the kernel's
 		 * other names of a hard-linked file, still use this node. */

@@ -8,6 +8,8 @@
 
 #include <fuse_lowlevel.h>
 
+#include "dir.h"
+#include "file.h"
 #include "fs.h"
 #include "inode.h"
 #include "log.h"
@@ -56,6 +58,9 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 	inode_set_fs(fs);
 
 	g_mutex_init(&fs->rename_lock);
+	g_mutex_init(&fs->handles_lock);
+	fs->open_files = g_hash_table_new(NULL, NULL);
+	fs->open_dirs = g_hash_table_new(NULL, NULL);
 	if (fs->has_upper) {
 		r = workdir_prepare(fs, err);
 		if (r < 0)
@@ -76,6 +81,12 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 
 static void fs_fini(struct plyfs *fs)
 {
+	if (fs->open_files) {
+		file_release_all(fs);
+		dir_release_all(fs);
+		g_hash_table_unref(fs->open_files);
+		g_hash_table_unref(fs->open_dirs);
+	}
 	if (fs->nodes)
 		node_table_free(fs->nodes);
 	if (fs->layers)
@@ -174,6 +185,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "plyfs: cannot create the FUSE session (see the message above)\n");
 		goto out;
 	}
+	fs.se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
 	if (fuse_session_mount(se, p.mountpoint) != 0) {

@@ -118,8 +118,9 @@ static int scan_layer(struct scan *sc, unsigned slot)
 	 * redirect continues the search from the layer roots, beyond the parent's layers. */
 	bool layers_below = (size_t)layer + 1 < sc->fs->n_layers;
 	int r = place_in_layer(sc, layer, &dir, &name, &path);
-	if (r == -ENOENT || r == -ENOTDIR)
-		return more_below ? SCAN_NEXT : SCAN_STOP; /* redirect target absent here */
+	/* A redirect target absent here, or with a symlink or a file on its way: not here. */
+	if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP)
+		return more_below ? SCAN_NEXT : SCAN_STOP;
 	if (r < 0)
 		return r;
 

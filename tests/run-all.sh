@@ -13,6 +13,8 @@
 #   integration-asan  tests/integration/run.sh build-asan/plyfs --sanitizer
 #   write             tests/integration/write.sh build/plyfs (the write path, vs kernel overlayfs)
 #   write-asan        the same with the sanitizer build
+#   differential      tests/integration/diff.sh: 100 seeds x 200 random ops vs kernel overlayfs
+#   differential-asan 20 of those seeds with the sanitizer build
 # Every stage is bounded by timeout(1). The test stages all run even when one fails, so the summary
 # is complete. The last line of output is "N passed, N failed" (tests summed over the test stages)
 # and the exit status is 0 iff every stage passed. Runs from any directory, needs no stdin.
@@ -227,6 +229,13 @@ main() {
 		bash tests/integration/write.sh build/plyfs
 	run_stage write-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
 		bash tests/integration/write.sh build-asan/plyfs --sanitizer
+	# Random operation sequences in lockstep with kernel overlayfs (fixed seeds; lower layers
+	# without hard links, see tests/integration/README.md for the full mix and more seeds).
+	run_stage differential "$PLYFS_TIMEOUT_INTEGRATION" integration \
+		bash tests/integration/diff.sh build/plyfs --no-lower-hardlinks --seeds 100 --ops 200
+	run_stage differential-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
+		bash tests/integration/diff.sh build-asan/plyfs --sanitizer --no-lower-hardlinks \
+		--seeds 20 --ops 200
 	finish 0
 }
 

@@ -1,0 +1,487 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""differential.py - seeded random operation sequences run in lockstep on BINARY and on kernel
+overlayfs (redirect_dir=on,index=on), comparing every result; then the whole merged trees; then
+kernel overlayfs mounted on the binary's own upper must read back the kernel's final tree.
+
+    differential.py BINARY [--seeds N] [--start S] [--ops K] [--seed S] [--kernel-self-check]
+                    [--sanitizer] [--replay FILE] [--shrink-time SEC] [-v]
+
+Meant to be started by diff.sh (private mount namespace). Prints "PASS diff/seed-N" or
+"FAIL diff/seed-N: ..." with a minimal reproducer, and last "N passed, N failed"; exits 0 iff all
+passed. See README.md ("Differential random-operation test").
+"""
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import compare  # noqa: E402
+import diffops  # noqa: E402
+import layerspec  # noqa: E402
+import mounts  # noqa: E402
+from mounts import Failure, t  # noqa: E402
+
+KERNEL_OPTS = "redirect_dir=on,index=on"
+SEED_TIMEOUT = 120	# seconds for the ops and walks of one run (times mounts.SCALE)
+SHRINK_LEFT = [300.0]	# seconds of minimizing left for the whole run (--shrink-total)
+
+
+class Interrupted(BaseException):
+	pass
+
+
+def parse_args(argv):
+	ap = argparse.ArgumentParser(prog="diff.sh", description=__doc__,
+				     formatter_class=argparse.RawDescriptionHelpFormatter)
+	ap.add_argument("binary", help="the overlay daemon under test (plyfs, fuse-overlayfs)")
+	ap.add_argument("--seeds", type=int, default=100, help="how many seeds (default 100)")
+	ap.add_argument("--start", type=int, default=1, help="first seed (default 1)")
+	ap.add_argument("--seed", type=int, action="append", default=[],
+			help="run only this seed (repeatable); overrides --seeds/--start")
+	ap.add_argument("--ops", type=int, default=200, help="operations per seed (default 200)")
+	ap.add_argument("--kernel-self-check", action="store_true",
+			help="the 'binary' side is a second kernel overlayfs mount: proves the "
+			"harness is deterministic (BINARY is then ignored)")
+	ap.add_argument("--sanitizer", action="store_true",
+			help="the binary is built with ASan/UBSan: collect and fail on reports")
+	ap.add_argument("--replay", metavar="FILE",
+			help="run the LOWERS/UPPER/OPS of a reproducer file printed by a failure")
+	ap.add_argument("--shrink-time", type=float, default=60.0,
+			help="seconds spent minimizing one failing seed (0: no minimizing)")
+	ap.add_argument("--shrink-total", type=float, default=300.0,
+			help="seconds spent minimizing over the whole run (default 300); later "
+			"failures print the unminimized sequence")
+	ap.add_argument("--relax", default="",
+			help="comma list of checks to skip: dir_nlink, nlink (in op results and "
+			"final trees), access, ino (final trees); diagnostics only")
+	ap.add_argument("--binary-opts", default="",
+			help="extra comma-separated -o options for the binary")
+	ap.add_argument("--kernel-opts", default=KERNEL_OPTS,
+			help="options of every kernel overlayfs mount (default %(default)s); e.g. "
+			"redirect_dir=off,index=off to look past the known differences of a daemon "
+			"without them (diagnostics only)")
+	ap.add_argument("--disk", action="store_true",
+			help="build the layers in $TMPDIR itself instead of on a private tmpfs")
+	ap.add_argument("--no-lower-hardlinks", action="store_true",
+			help="give lower layers no hard links (see diffops.LOWER_HARDLINKS)")
+	ap.add_argument("-v", "--verbose", action="store_true",
+			help="per-seed timings; with --replay every op and both results")
+	o = ap.parse_args(argv)
+	o.binary = os.path.abspath(o.binary)
+	diffops.LOWER_HARDLINKS = not o.no_lower_hardlinks
+	o.relax = [x for x in o.relax.split(",") if x]
+	return o
+
+
+# --- one run: layers + ops on fresh mounts --------------------------------------------------------
+
+class Outcome:
+	"""errs: problems (empty: pass); sig: what kind of failure, kept while minimizing;
+	index: the op that diverged (None if the ops all agreed); trace: [(op, kernel, binary)]."""
+
+	def __init__(self):
+		self.errs, self.sig, self.index, self.trace = [], None, None, []
+
+	def fail(self, sig, errs, index=None):
+		if self.sig is None:
+			self.sig, self.index = sig, index
+		self.errs += errs
+
+
+def _layer_dirs(root, n_lower):
+	return ([os.path.join(root, "lower%d" % i) for i in range(n_lower)],
+		os.path.join(root, "upper"), os.path.join(root, "work"))
+
+
+def build(base, lowers, upper, self_check):
+	"""s/: the layers as generated (OCI whiteout forms in lowers allowed); k/: the kernel's
+	copy; p/: the binary's layers (s itself, or a second kernel copy in self-check mode)."""
+	src, k = os.path.join(base, "s"), os.path.join(base, "k")
+	p = os.path.join(base, "p") if self_check else src
+	layers = {"lower%d" % i: x for i, x in enumerate(lowers)}
+	layers["upper"] = upper
+	for name, layer in layers.items():
+		os.makedirs(os.path.join(src, name))
+		layerspec.build_layer(os.path.join(src, name), diffops.to_spec(layer))
+	for dst in ([k, p] if self_check else [k]):
+		kc = layerspec.KernelCopy()
+		try:
+			for name in layers:
+				os.makedirs(os.path.join(dst, name))
+				kc.copy(os.path.join(src, name), os.path.join(dst, name))
+		finally:
+			kc.close()
+	for d in (k, p):
+		os.mkdir(os.path.join(d, "work"))
+	return k, p
+
+
+def kernel_mount(mnt, root, n_lower):
+	lowers, upper, work = _layer_dirs(root, n_lower)
+	km = mounts.KernelMount(mnt, lowers, upper, work)
+	if KERNEL_OPTS:
+		km.opts += "," + KERNEL_OPTS
+	km.mount()
+	return km
+
+
+def _kind(result):
+	return result[1] if result[0] == "err" else result[0]
+
+
+def _diff_kind(errs):
+	"""What the first tree difference is about (kept while minimizing): "missing", "extra",
+	"walk", "st_ino" or the differing field."""
+	m = re.search(r"^(missing|extra) in binary|^(walking)|: (st_ino) |: (\w+) kernel=", errs[0])
+	return next((g for g in m.groups() if g), "?") if m else "?"
+
+
+def _lockstep(ops, ks, ps, out, verbose):
+	for i, op in enumerate(ops):
+		rk, rp = ks.run(op), ps.run(op)
+		if verbose:
+			out.trace.append((op, rk, rp))
+		if rk != rp:
+			msg = "op #%d %r: kernel %s, binary %s" % (i, op, diffops.show_result(rk),
+								   diffops.show_result(rp))
+			out.fail(("op", op[0], _kind(rk), _kind(rp)), [msg], i)
+			return False
+	return True
+
+
+def _walk(mnt, what):
+	"""(walk, []) or (None, [why]): a tree that cannot be walked is a failure, not an error."""
+	try:
+		return compare.walk(mnt), []
+	except OSError as e:
+		return None, ["walking the %s tree failed: %s" % (what, e)]
+
+
+def _without_nlink(w):
+	out = {}
+	for path, r in w.items():
+		c = compare.Rec(**{k: getattr(r, k) for k in compare.Rec.__slots__})
+		c.nlink = None
+		out[path] = c
+	return out
+
+
+def _tree_diff(kw, pw, relax):
+	if "nlink" in relax:
+		kw, pw = _without_nlink(kw), _without_nlink(pw)
+	errs = compare.diff_records(kw, pw, relax)
+	if "ino" not in relax:
+		errs += compare.ino_partition_diff(kw, pw)
+	return errs
+
+
+def run_once(opts, base, lowers, upper, ops, verbose=False):
+	"""Builds, mounts, runs `ops` in lockstep, compares, unmounts, reads the binary's layers
+	back with the kernel. Always unmounts. Returns an Outcome."""
+	out = Outcome()
+	n = len(lowers)
+	k, p = build(base, lowers, upper, opts.kernel_self_check)
+	km_dir, pm_dir, rm_dir = (os.path.join(base, x) for x in ("km", "pm", "rm"))
+	for d in (km_dir, pm_dir, rm_dir):
+		os.mkdir(d)
+	km = kernel_mount(km_dir, k, n)
+	daemon = pmount = None
+	ks, ps = diffops.Side(km_dir, opts.relax), diffops.Side(pm_dir, opts.relax)
+	kw = None
+	try:
+		if opts.kernel_self_check:
+			pmount = kernel_mount(pm_dir, p, n)
+		else:
+			lw, up, wk = _layer_dirs(p, n)
+			extra = [x for x in opts.binary_opts.split(",") if x]
+			daemon = mounts.Daemon(opts.binary, pm_dir, lw, up, wk,
+					       logdir=os.path.join(base, "log"),
+					       sanitizer=opts.sanitizer, extra_opts=extra)
+			daemon.start()
+			pmount = daemon
+		with mounts.Watchdog(t(SEED_TIMEOUT), [daemon] if daemon else []):
+			try:
+				agreed = _lockstep(ops, ks, ps, out, verbose)
+			finally:
+				ks.close_all()
+				ps.close_all()
+			if agreed:
+				kw = compare.walk(km_dir)
+				pw, errs = _walk(pm_dir, "binary")
+				if pw is not None:
+					errs = _tree_diff(kw, pw, opts.relax)
+				if errs:
+					out.fail(("tree", _diff_kind(errs)),
+						 ["final tree: " + e for e in errs])
+	finally:
+		problems = daemon.cleanup() if daemon else [pmount.cleanup() if pmount else None]
+		problems.append(km.cleanup())
+		problems = [x for x in problems if x]
+		if problems:
+			out.fail(("umount",), problems)
+	if opts.sanitizer and daemon:
+		reports = daemon.sanitizer_reports()
+		if reports:
+			out.fail(("sanitizer",), ["sanitizer report " + r for r in reports])
+	if kw is not None and not out.errs:
+		_read_back(opts, p, n, rm_dir, kw, out)
+	return out
+
+
+def _read_back(opts, p, n, rm_dir, kw, out):
+	"""Kernel overlayfs on the binary's upper (and its lowers, OCI forms converted in place)."""
+	lowers, _, _ = _layer_dirs(p, n)
+	for lw in lowers:
+		diffops.to_kernel_form_in_place(lw)
+	try:
+		rm = kernel_mount(rm_dir, p, n)
+	except Failure as e:
+		out.fail(("readback",), ["kernel overlayfs refused the binary's layers: %s" % e])
+		return
+	try:
+		rw, errs = _walk(rm_dir, "kernel read-back")
+		if rw is not None:
+			errs = _tree_diff(kw, rw, [])
+	finally:
+		msg = rm.cleanup()
+	if msg:
+		errs.append(msg)
+	if errs:
+		out.fail(("readback", _diff_kind(errs)),
+			 ["kernel read-back of the binary's upper: " + e for e in errs])
+
+
+# --- minimizing -----------------------------------------------------------------------------------
+
+class Shrinker:
+	"""Delta debugging over the op list: a candidate is kept iff it fails with the same
+	signature. Every trial runs on fresh layers and mounts; the whole search is bounded by
+	`budget` seconds."""
+
+	def __init__(self, opts, base, lowers, upper, sig, budget):
+		self.opts, self.base, self.lowers, self.upper = opts, base, lowers, upper
+		self.sig, self.end = sig, time.monotonic() + budget
+		self.trials = 0
+
+	def out_of_time(self):
+		return time.monotonic() > self.end
+
+	def fails(self, ops):
+		self.trials += 1
+		d = os.path.join(self.base, "shrink%d" % self.trials)
+		os.mkdir(d)
+		try:
+			o = run_once(self.opts, d, self.lowers, self.upper, ops)
+		except Failure:
+			return None
+		finally:
+			mounts.cleanup_all()
+			shutil.rmtree(d, ignore_errors=True)
+		if o.sig != self.sig:
+			return None
+		return ops[:o.index + 1] if o.index is not None else ops
+
+	def shrink(self, ops):
+		n = 2
+		while len(ops) >= 2 and not self.out_of_time():
+			size = (len(ops) + n - 1) // n
+			chunks = [ops[i:i + size] for i in range(0, len(ops), size)]
+			reduced = False
+			for i in range(len(chunks)):
+				if self.out_of_time():
+					break
+				cand = [op for j, c in enumerate(chunks) if j != i for op in c]
+				r = self.fails(cand)
+				if r is not None:
+					ops, n, reduced = r, max(n - 1, 2), True
+					break
+			if not reduced:
+				if n >= len(ops):
+					break
+				n = min(len(ops), n * 2)
+		return ops
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+def reproducer(seed, nops, lowers, upper, ops, why, binary, complete):
+	lines = ["# plyfs differential-test reproducer: seed %d, %d of %d ops%s"
+		 % (seed, len(ops), nops,
+		    "" if complete else " (not fully minimized: out of time)"),
+		 "# first divergence: %s" % why,
+		 "# replay:   tests/integration/diff.sh %s --replay THIS_FILE -v" % binary,
+		 "# full run: tests/integration/diff.sh %s --seed %d --ops %d"
+		 % (binary, seed, nops),
+		 "LOWERS = [  # top first; (path, kind, args) in build order, see diffops.to_spec"]
+	for layer in lowers:
+		lines.append("\t%r," % (layer,))
+	lines += ["]", "UPPER = %r" % (upper,), "OPS = ["]
+	lines += ["\t%r," % (op,) for op in ops]
+	lines.append("]")
+	return "\n".join(lines) + "\n"
+
+
+def report(name, out, verbose, dt, repro=None, repro_file=None):
+	suffix = "  [%.1fs]" % dt if verbose else ""
+	if not out.errs:
+		print("PASS %s%s" % (name, suffix))
+	else:
+		more = " (+%d more)" % (len(out.errs) - 1) if len(out.errs) > 1 else ""
+		print("FAIL %s: %s%s%s" % (name, out.errs[0].splitlines()[0], more, suffix))
+		for e in out.errs[1:20]:
+			print("    " + e.splitlines()[0])
+		if repro:
+			where = " (also in %s)" % repro_file if repro_file else ""
+			print("    minimal reproducer%s:" % where)
+			for line in repro.splitlines():
+				print("    | " + line)
+	sys.stdout.flush()
+
+
+def seed_case(seed, nops):
+	"""The layers and ops of a seed: --seed S --ops K always replays exactly these."""
+	rng = random.Random("plyfs-diff-%d" % seed)
+	lowers, upper = diffops.gen_layers(rng)
+	ops = diffops.gen_ops(random.Random("plyfs-diff-ops-%d" % seed), nops, lowers, upper)
+	return lowers, upper, ops
+
+
+def run_seed(opts, base, seed):
+	lowers, upper, ops = seed_case(seed, opts.ops)
+	d = os.path.join(base, "seed%d" % seed)
+	os.mkdir(d)
+	try:
+		out = run_once(opts, d, lowers, upper, ops)
+	finally:
+		mounts.cleanup_all()
+		shutil.rmtree(d, ignore_errors=True)
+	if not out.errs or out.sig in (("umount",), ("sanitizer",)):
+		return out, None, None
+	budget = min(opts.shrink_time, SHRINK_LEFT[0])
+	sh = Shrinker(opts, base, lowers, upper, out.sig, budget)
+	small = ops[:out.index + 1] if out.index is not None else ops
+	t0 = time.monotonic()
+	if budget > 0:
+		small = sh.shrink(small)
+	SHRINK_LEFT[0] -= time.monotonic() - t0
+	# The last run of the minimal list gives the message to show with it.
+	d = os.path.join(base, "final%d" % seed)
+	os.mkdir(d)
+	try:
+		last = run_once(opts, d, lowers, upper, small)
+	finally:
+		mounts.cleanup_all()
+		shutil.rmtree(d, ignore_errors=True)
+	why = last.errs[0] if last.errs else "none"
+	if last.sig != out.sig:
+		# The binary is not deterministic here (timing, caches): show what the seed did.
+		why = "%s; the original run: %s" % (why, out.errs[0])
+	text = reproducer(seed, opts.ops, lowers, upper, small, why,
+			  "--kernel-self-check X" if opts.kernel_self_check else opts.binary,
+			  budget > 0 and not sh.out_of_time())
+	path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "plyfs-diff-seed%d.py" % seed)
+	try:
+		with open(path, "w") as f:
+			f.write(text)
+	except OSError:
+		path = None
+	return out, text, path
+
+
+def replay(opts, base):
+	env = {}
+	with open(opts.replay) as f:
+		exec(compile(f.read(), opts.replay, "exec"), env)
+	d = os.path.join(base, "replay")
+	os.mkdir(d)
+	try:
+		out = run_once(opts, d, env["LOWERS"], env["UPPER"], env["OPS"], verbose=True)
+	finally:
+		mounts.cleanup_all()
+	if opts.verbose:
+		for i, (op, rk, rp) in enumerate(out.trace):
+			mark = "  " if rk == rp else "!!"
+			print("%s #%d %r\n      kernel %s\n      binary %s"
+			      % (mark, i, op, diffops.show_result(rk), diffops.show_result(rp)))
+	report("diff/replay", out, False, 0)
+	return out
+
+
+def main(argv):
+	opts = parse_args(argv)
+	if os.environ.get("PLYFS_IT_NS") != "1":
+		print("differential.py: start me through diff.sh (private mount namespace)",
+		      file=sys.stderr)
+		return 2
+	if not opts.kernel_self_check and not os.access(opts.binary, os.X_OK):
+		print("differential.py: %s is not an executable" % opts.binary, file=sys.stderr)
+		print("0 passed, 1 failed")
+		return 1
+	if opts.sanitizer:
+		mounts.SCALE = 3.0
+	global KERNEL_OPTS
+	KERNEL_OPTS = opts.kernel_opts
+	SHRINK_LEFT[0] = opts.shrink_total
+	signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(Interrupted()))
+	deadline = time.monotonic() + float(os.environ.get("PLYFS_IT_TIMEOUT", "1800")) - 90
+	os.umask(0o022)
+	base = tempfile.mkdtemp(prefix="plyfs-diff.", dir=os.environ.get("TMPDIR", "/tmp"))
+	if not opts.disk:
+		mounts.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=0755", "plyfs-diff", base],
+			   30)
+	seeds = opts.seed or list(range(opts.start, opts.start + opts.seeds))
+	passed = failed = 0
+	t_all = time.monotonic()
+	try:
+		if opts.replay:
+			out = replay(opts, base)
+			passed, failed = (0, 1) if out.errs else (1, 0)
+			seeds = []
+		for seed in seeds:
+			name = "diff/seed-%d" % seed
+			if time.monotonic() > deadline:
+				print("FAIL %s: not run: the whole run's time limit is near" % name)
+				failed += 1
+				continue
+			t0 = time.monotonic()
+			try:
+				out, repro, path = run_seed(opts, base, seed)
+			except Failure as e:
+				out, repro, path = Outcome(), None, None
+				out.fail(("setup",), [str(e)])
+			except Interrupted:
+				raise
+			except Exception as e:	# a harness error fails this seed only
+				out, repro, path = Outcome(), None, None
+				out.fail(("error",), ["%s: %s" % (type(e).__name__, e)] +
+					 traceback.format_exc(limit=8).splitlines())
+			leftovers = mounts.cleanup_all()
+			if leftovers:
+				out.fail(("cleanup",), ["cleanup: " + x for x in leftovers])
+			report(name, out, opts.verbose, time.monotonic() - t0, repro, path)
+			passed, failed = passed + (not out.errs), failed + bool(out.errs)
+	except (Interrupted, KeyboardInterrupt):
+		print("interrupted", file=sys.stderr)
+		failed += 1
+	finally:
+		mounts.cleanup_all()
+		if not opts.disk:
+			mounts.umount(base)
+		shutil.rmtree(base, ignore_errors=True)
+	if opts.verbose:
+		print("# total %.1fs" % (time.monotonic() - t_all))
+	print("%d passed, %d failed" % (passed, failed))
+	return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+	sys.exit(main(sys.argv[1:]))
