@@ -17,6 +17,10 @@
 
 struct dir_handle;
 
+/* The merged listing of directory n (readdir.h), read now. With `layers`, *layers (g_free) maps
+ * each merged_entry.layer position to its layer index. */
+int dir_merged_list(struct plyfs *fs, struct node *n, GPtrArray **list, int **layers);
+
 int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out);
 /*
  * Fills `buf` (capacity `size`) with entries from offset `off`, plain or plus. Returns the number

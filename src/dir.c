@@ -45,34 +45,44 @@ void dir_release(struct plyfs *fs, struct dir_handle *dh)
 	g_free(dh);
 }
 
-/* Reads the merged list; `layers` remembers which layer each merged_entry.layer position was. */
-static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
+int dir_merged_list(struct plyfs *fs, struct node *n, GPtrArray **list, int **layers)
 {
-	const struct node_stack *s = node_stack(dh->node);
-	struct lfd *dirs = g_new0(struct lfd, s->n);
+	const struct node_stack *s = node_stack(n);
+	struct lfd *dirs = g_new(struct lfd, s->n);
 	int *fds = g_new(int, s->n);
 	int r = 0;
-	for (unsigned i = 0; i < s->n && r == 0; i++) {
+	for (unsigned i = 0; i < s->n; i++) {
 		dirs[i] = (struct lfd)LFD_INIT;
-		r = inode_dirfd(fs, dh->node, s->l[i].layer, &dirs[i]);
+		if (r == 0)
+			r = inode_dirfd(fs, n, s->l[i].layer, &dirs[i]);
 		fds[i] = dirs[i].fd;
 	}
-	GPtrArray *list = NULL;
 	if (r == 0)
-		r = readdir_merge(fds, s->n, &list);
+		r = readdir_merge(fds, s->n, list);
 	for (unsigned i = 0; i < s->n; i++)
 		lfd_release(&dirs[i]);
 	g_free(dirs);
 	g_free(fds);
+	if (r == 0 && layers) {
+		*layers = g_new(int, s->n);
+		for (unsigned i = 0; i < s->n; i++)
+			(*layers)[i] = s->l[i].layer;
+	}
+	return r;
+}
+
+static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
+{
+	GPtrArray *list = NULL;
+	int *layers = NULL;
+	int r = dir_merged_list(fs, dh->node, &list, &layers);
 	if (r < 0)
 		return r;
 	if (dh->entries)
 		g_ptr_array_unref(dh->entries);
-	dh->entries = list;
 	g_free(dh->layers);
-	dh->layers = g_new(int, s->n);
-	for (unsigned i = 0; i < s->n; i++)
-		dh->layers[i] = s->l[i].layer;
+	dh->entries = list;
+	dh->layers = layers;
 	return 0;
 }
 

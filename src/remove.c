@@ -4,30 +4,16 @@
 #include <fcntl.h>
 
 #include "copy_up.h"
+#include "dir.h"
 #include "inode.h"
 #include "namei.h"
-#include "readdir.h"
 #include "remove.h"
 #include "upper.h"
 
 int remove_check_empty(struct plyfs *fs, struct node *n)
 {
-	const struct node_stack *s = node_stack(n);
-	struct lfd *dirs = g_new0(struct lfd, s->n);
-	int *fds = g_new(int, s->n);
-	int r = 0;
-	for (unsigned i = 0; i < s->n && r == 0; i++) {
-		dirs[i] = (struct lfd)LFD_INIT;
-		r = inode_dirfd(fs, n, s->l[i].layer, &dirs[i]);
-		fds[i] = dirs[i].fd;
-	}
 	GPtrArray *list = NULL;
-	if (r == 0)
-		r = readdir_merge(fds, s->n, &list);
-	for (unsigned i = 0; i < s->n; i++)
-		lfd_release(&dirs[i]);
-	g_free(dirs);
-	g_free(fds);
+	int r = dir_merged_list(fs, n, &list, NULL);
 	if (r == 0 && list->len > 0)
 		r = -ENOTEMPTY;
 	if (list)

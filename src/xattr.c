@@ -95,46 +95,47 @@ ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
 	return (ssize_t)kept;
 }
 
-int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
-	      int flags)
+/*
+ * What SETXATTR and REMOVEXATTR share: the mount's xattr mode, the overlay's own names (not the
+ * user's to change: kernel overlayfs answers EPERM), copy-up, and where the entry is now.
+ * Returns 1 when the call is to be ignored (noxattrs=2), 0 with *dir and *entry set, or -errno.
+ */
+static int prepare_change(struct plyfs *fs, struct node *n, const char *name, struct lfd *dir,
+			  char **entry)
 {
 	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
 		return -ENOTSUP;
 	if (fs->params->noxattrs == XATTR_MODE_IGNORED)
-		return 0;
-	/* The overlay's own attributes are not the user's to change (kernel overlayfs: EPERM). */
+		return 1;
 	if (xattr_is_private(name))
 		return -EPERM;
 	int r = copy_up(fs, n, true);
-	if (r < 0)
-		return r;
+	return r < 0 ? r : inode_locate(fs, n, dir, entry);
+}
+
+int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
+	      int flags)
+{
 	auto_lfd struct lfd dir = LFD_INIT;
 	g_autofree char *entry = NULL;
-	r = inode_locate(fs, n, &dir, &entry);
-	if (r < 0)
-		return r;
+	int r = prepare_change(fs, n, name, &dir, &entry);
+	if (r != 0)
+		return r > 0 ? 0 : r;
 	return layer_setxattr(dir.fd, entry, name, value, size, flags);
 }
 
 int xattr_remove(struct plyfs *fs, struct node *n, const char *name)
 {
-	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
-		return -ENOTSUP;
-	if (fs->params->noxattrs == XATTR_MODE_IGNORED)
-		return 0;
-	if (xattr_is_private(name))
-		return -EPERM;
 	/* Removing what is not there must not copy the file up. */
-	ssize_t have = xattr_get(fs, n, name, NULL, 0);
-	if (have < 0)
-		return (int)have;
-	int r = copy_up(fs, n, true);
-	if (r < 0)
-		return r;
+	if (fs->params->noxattrs == XATTR_MODE_NORMAL && !xattr_is_private(name)) {
+		ssize_t have = xattr_get(fs, n, name, NULL, 0);
+		if (have < 0)
+			return (int)have;
+	}
 	auto_lfd struct lfd dir = LFD_INIT;
 	g_autofree char *entry = NULL;
-	r = inode_locate(fs, n, &dir, &entry);
-	if (r < 0)
-		return r;
+	int r = prepare_change(fs, n, name, &dir, &entry);
+	if (r != 0)
+		return r > 0 ? 0 : r;
 	return layer_removexattr(dir.fd, entry, name);
 }
