@@ -1,33 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# run.sh - mount-level tests: compares BINARY (plyfs, or fuse-overlayfs) with kernel overlayfs.
-#
-#   tests/integration/run.sh BINARY [--sanitizer] [-k PATTERN]... [--keep] [--list] [-v]
-#
-# Re-executes itself under `timeout` (the whole run is bounded: PLYFS_IT_TIMEOUT seconds, 1800 by
-# default) and `unshare` in a private mount namespace, and where the kernel allows it also a PID
-# namespace, so that every mount and every daemon the tests make dies with the run. The logic is in
-# harness.py (python3, stdlib only). Prints "PASS name" / "FAIL name: reason" per test and ends with
-# "N passed, N failed"; exits 0 iff nothing failed. Needs root.
-set -u
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-if [ "${PLYFS_IT_NS:-}" != 1 ]; then
-	if [ $# -lt 1 ]; then
-		echo "usage: $0 BINARY [--sanitizer] [-k PATTERN]... [--keep] [--list] [-v]" >&2
-		exit 2
-	fi
-	if [ "$(id -u)" != 0 ]; then
-		echo "$0: the integration tests mount filesystems and need root" >&2
-		exit 2
-	fi
-	export PLYFS_IT_NS=1
-	export PLYFS_IT_TIMEOUT=${PLYFS_IT_TIMEOUT:-1800}
-	ns=(unshare -m --propagation private)
-	if unshare -m -p -f --kill-child --mount-proc --propagation private true 2>/dev/null; then
-		ns=(unshare -m -p -f --kill-child --mount-proc --propagation private)
-	fi
-	exec timeout --kill-after=30 "$PLYFS_IT_TIMEOUT" "${ns[@]}" -- "$here/run.sh" "$@"
-fi
-
-exec python3 -B "$here/harness.py" "$@"
+# run.sh - mount-level tests: compares BINARY (plyfs, or fuse-overlayfs) with kernel overlayfs
+# (read path, bad options, process lifecycle). The logic is in harness.py; in-namespace.sh bounds
+# the run (PLYFS_IT_TIMEOUT, 1800 s by default) and gives it its own mount namespace. Prints
+# "PASS name" / "FAIL name: reason" per test and ends with "N passed, N failed"; exits 0 iff
+# nothing failed. Needs root.
+exec "$(dirname "${BASH_SOURCE[0]}")/in-namespace.sh" harness.py 1800 \
+	"$0 BINARY [--sanitizer] [-k PATTERN]... [--keep] [--list] [-v]" "$@"
