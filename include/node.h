@@ -42,6 +42,15 @@
  * name (a hard link) returns the same node. node_table_unhash() drops a node's identity (on
  * unlink/rmdir, because ext4 reuses inode numbers at once); it stays reachable by nodeid.
  *
+ * FORGOTTEN NODES (export support)
+ * When a node that still stands for an existing file (hashed) is FREED, the table keeps a record
+ * of it: nodeid -> (parent nodeid, name, identity, type), about 100 bytes plus the name. A file
+ * handle the kernel decodes after forgetting the inode names that nodeid; export.c finds the node
+ * again from the record (resolving the parent the same way) and the file gets the same nodeid
+ * back; so does a plain lookup of the same file. Records are bounded (NODE_RECORD_MAX_DEFAULT,
+ * node_table_set_record_max(); the oldest is dropped first) and dropped with the file's identity
+ * (unlink), so a deleted file's handle answers ESTALE.
+ *
  * LOCKS (order: rename_lock -> node->lock -> table lock)
  *   table->lock (a GMutex inside node_table) protects: both maps, nlookup, refcount, parent, name,
  *   hashed. It is never held across a syscall or a fuse_reply_*.
@@ -189,10 +198,24 @@ char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *
 enum node_state node_state(struct node_table *t, struct node *n);
 
 struct node_table_stats {
-	uint64_t live;	 /* nlookup > 0 */
-	uint64_t pinned; /* nlookup == 0, refcount > 0 */
-	uint64_t total;	 /* nodes in the nodeid map */
+	uint64_t live;	  /* nlookup > 0 */
+	uint64_t pinned;  /* nlookup == 0, refcount > 0 */
+	uint64_t total;	  /* nodes in the nodeid map */
+	uint64_t records; /* records of forgotten nodes */
 };
+
+#define NODE_RECORD_MAX_DEFAULT (1u << 20)
+
+/* What a record of a forgotten node says; `name` is g_malloc'd (caller frees). */
+struct node_record_info {
+	uint64_t parent;
+	struct node_key key;
+	mode_t type;
+	char *name;
+};
+bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_record_info *out);
+void node_table_drop_record(struct node_table *t, uint64_t nodeid);
+void node_table_set_record_max(struct node_table *t, size_t max);
 void node_table_stats(struct node_table *t, struct node_table_stats *out);
 
 /* Whether an underflow (or another accounting bug) aborts after it is logged: on by default unless

@@ -34,6 +34,21 @@ struct node_table {
 	struct node *root;
 	void (*destroy)(struct node *);
 	bool abort_on_underflow;
+
+	/* Records of nodes the kernel forgot (see node.h, FORGOTTEN NODES). */
+	GHashTable *records;	    /* &rec->nodeid -> struct node_record */
+	GHashTable *records_by_key; /* &rec->key -> struct node_record */
+	GQueue record_order;	    /* of struct node_record, oldest first */
+	size_t record_max;
+};
+
+struct node_record {
+	uint64_t nodeid;
+	uint64_t parent;
+	struct node_key key;
+	mode_t type;
+	GList link; /* in record_order */
+	char name[];
 };
 
 /*
@@ -147,8 +162,41 @@ static void unhash_locked(struct node_table *t, struct node *n)
 }
 
 /* Takes n (refcount just reached 0, so PINNED before) out of the table and queues it. */
+static void record_drop_locked(struct node_table *t, struct node_record *rec)
+{
+	g_queue_unlink(&t->record_order, &rec->link);
+	g_hash_table_remove(t->records_by_key, &rec->key);
+	g_hash_table_remove(t->records, &rec->nodeid);
+	g_free(rec);
+}
+
+/* Keeps what is needed to find a forgotten node again: its parent's nodeid, its name and its
+ * identity. Only for files that still exist (hashed); the oldest record goes beyond the bound. */
+static void record_add_locked(struct node_table *t, const struct node *n)
+{
+	if (!n->hashed || n->root || !n->parent || t->record_max == 0)
+		return;
+	size_t len = strlen(n->name);
+	struct node_record *rec = g_malloc(sizeof(*rec) + len + 1);
+	rec->nodeid = n->nodeid;
+	rec->parent = n->parent->nodeid;
+	rec->key = n->key;
+	rec->type = n->type;
+	rec->link = (GList){.data = rec};
+	memcpy(rec->name, n->name, len + 1);
+	struct node_record *old = g_hash_table_lookup(t->records_by_key, &rec->key);
+	if (old)
+		record_drop_locked(t, old);
+	g_hash_table_insert(t->records, &rec->nodeid, rec);
+	g_hash_table_insert(t->records_by_key, &rec->key, rec);
+	g_queue_push_tail_link(&t->record_order, &rec->link);
+	while (t->record_order.length > t->record_max)
+		record_drop_locked(t, t->record_order.head->data);
+}
+
 static void unlink_locked(struct node_table *t, struct node *n, struct pending *p)
 {
+	record_add_locked(t, n);
 	unhash_locked(t, n);
 	g_hash_table_remove(t->by_id, &n->nodeid);
 	t->n_pinned--;
@@ -240,6 +288,10 @@ struct node_table *node_table_new(void (*destroy)(struct node *))
 	g_mutex_init(&t->lock);
 	t->by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
 	t->by_key = g_hash_table_new(key_hash, key_equal);
+	t->records = g_hash_table_new(g_int64_hash, g_int64_equal);
+	t->records_by_key = g_hash_table_new(key_hash, key_equal);
+	g_queue_init(&t->record_order);
+	t->record_max = NODE_RECORD_MAX_DEFAULT;
 	t->next_id = NODE_ROOT_ID + 1;
 	t->destroy = destroy;
 	t->abort_on_underflow = ABORT_ON_UNDERFLOW_DEFAULT;
@@ -277,6 +329,8 @@ void node_table_free(struct node_table *t)
 	g_hash_table_remove_all(t->by_key);
 	g_hash_table_remove_all(t->by_id);
 	t->n_live = t->n_pinned = 0;
+	while (t->record_order.head)
+		record_drop_locked(t, t->record_order.head->data);
 	g_mutex_unlock(&t->lock);
 
 	/* Nodes go in no particular order, so no destroy() may see a dangling parent. */
@@ -286,6 +340,8 @@ void node_table_free(struct node_table *t)
 		free_node(t, g_ptr_array_index(all, i));
 	g_ptr_array_unref(all);
 
+	g_hash_table_unref(t->records);
+	g_hash_table_unref(t->records_by_key);
 	g_hash_table_unref(t->by_key);
 	g_hash_table_unref(t->by_id);
 	g_mutex_clear(&t->lock);
@@ -300,7 +356,16 @@ struct node *node_table_root(struct node_table *t)
 /* Puts fresh in the table under parent: a new nodeid, LIVE, plus the caller's reference. */
 static void insert_locked(struct node_table *t, struct node *parent, struct node *fresh)
 {
-	fresh->nodeid = t->next_id++;
+	/* A file the kernel forgot gets its old nodeid back: handles that name it stay valid. */
+	struct node_record *rec = g_hash_table_lookup(t->records_by_key, &fresh->key);
+	if (rec && rec->type == fresh->type) {
+		fresh->nodeid = rec->nodeid;
+		record_drop_locked(t, rec);
+	} else {
+		if (rec)
+			record_drop_locked(t, rec);
+		fresh->nodeid = t->next_id++;
+	}
 	fresh->generation = NODE_GENERATION;
 	fresh->parent = parent;
 	parent->refcount++; /* the child's pin; the caller holds parent, so its state is unchanged
@@ -417,6 +482,35 @@ void node_table_unhash(struct node_table *t, struct node *n)
 {
 	g_mutex_lock(&t->lock);
 	unhash_locked(t, n);
+	g_mutex_unlock(&t->lock);
+}
+
+bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_record_info *out)
+{
+	g_mutex_lock(&t->lock);
+	struct node_record *rec = g_hash_table_lookup(t->records, &nodeid);
+	if (rec)
+		*out = (struct node_record_info){.parent = rec->parent, .key = rec->key,
+						 .type = rec->type, .name = g_strdup(rec->name)};
+	g_mutex_unlock(&t->lock);
+	return rec != NULL;
+}
+
+void node_table_drop_record(struct node_table *t, uint64_t nodeid)
+{
+	g_mutex_lock(&t->lock);
+	struct node_record *rec = g_hash_table_lookup(t->records, &nodeid);
+	if (rec)
+		record_drop_locked(t, rec);
+	g_mutex_unlock(&t->lock);
+}
+
+void node_table_set_record_max(struct node_table *t, size_t max)
+{
+	g_mutex_lock(&t->lock);
+	t->record_max = max;
+	while (t->record_order.length > t->record_max)
+		record_drop_locked(t, t->record_order.head->data);
 	g_mutex_unlock(&t->lock);
 }
 
@@ -545,6 +639,7 @@ void node_table_stats(struct node_table *t, struct node_table_stats *out)
 	out->live = t->n_live;
 	out->pinned = t->n_pinned;
 	out->total = g_hash_table_size(t->by_id);
+	out->records = g_hash_table_size(t->records);
 	g_mutex_unlock(&t->lock);
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "dir.h"
+#include "export.h"
 #include "file.h"
 #include "inode.h"
 #include "log.h"
@@ -83,13 +84,19 @@ static void reply_entry(fuse_req_t req, struct node *n, const struct stat *st)
 static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct plyfs *fs = req_fs(req);
-	struct node *dir = req_node(req, parent);
-	if (!dir)
+	bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+	struct node *dir = NULL;
+	/* "." and ".." come from decoding a file handle: the kernel may have forgotten the node. */
+	int r = dot ? export_resolve(fs, parent, &dir) : 0;
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (!dir && !(dir = req_node(req, parent)))
 		return;
 	struct node *n = NULL;
 	struct stat st;
-	int r;
-	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+	if (dot)
 		r = namei_lookup_dot(fs, dir, name, &n, &st);
 	else
 		r = namei_lookup(fs, dir, name, &n, &st);

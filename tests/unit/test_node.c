@@ -483,20 +483,88 @@ START_TEST(test_ids_never_reused)
 {
 	uint64_t last = NODE_ROOT_ID;
 
+	/* A nodeid never goes to another file: every new file gets a larger one. */
 	for (int i = 0; i < 100; i++) {
-		/* Same key every time: a freed node's key gets a new node and a new id. */
-		struct node *n = lookup(ROOT, "a", S_IFREG, 10);
+		struct node *n = lookup(ROOT, "a", S_IFREG, 10 + (ino_t)i);
 		uint64_t id = n->nodeid;
 
 		ck_assert_uint_gt(id, last);
 		node_table_forget(T, id, 1);
 		ck_assert_ptr_null(node_table_get(T, id));
-		if (i > 0)
-			ck_assert_ptr_null(node_table_get(T, last));
 		last = id;
 	}
 	ck_assert_uint_eq(freed_ids->len, 100);
 	ck_stats(1, 0);
+}
+END_TEST
+
+START_TEST(test_record_gives_the_same_id_back)
+{
+	/* The same file, forgotten and found again, gets its old nodeid (handles stay valid). */
+	struct node *n = lookup(ROOT, "a", S_IFREG, 10);
+	uint64_t id = n->nodeid;
+	node_table_forget(T, id, 1);
+	ck_assert_ptr_null(node_table_get(T, id));
+
+	struct node_table_stats st;
+	node_table_stats(T, &st);
+	ck_assert_uint_eq(st.records, 1);
+	struct node_record_info rec;
+	ck_assert(node_table_find_record(T, id, &rec));
+	ck_assert_str_eq(rec.name, "a");
+	ck_assert_uint_eq(rec.parent, NODE_ROOT_ID);
+	ck_assert_uint_eq(rec.key.ino, 10);
+	g_free(rec.name);
+
+	n = lookup(ROOT, "a", S_IFREG, 10);
+	ck_assert_uint_eq(n->nodeid, id);
+	node_table_stats(T, &st);
+	ck_assert_uint_eq(st.records, 0);
+
+	/* Another type under the same key is another file: a new id, and the record is gone. */
+	node_table_forget(T, id, 1);
+	n = lookup(ROOT, "a", S_IFDIR, 10);
+	ck_assert_uint_gt(n->nodeid, id);
+	ck_assert(!node_table_find_record(T, id, &rec));
+	node_table_forget(T, n->nodeid, 1);
+}
+END_TEST
+
+START_TEST(test_record_not_kept_for_deleted_files)
+{
+	struct node *n = lookup_ref(ROOT, "a", S_IFREG, 10);
+	uint64_t id = n->nodeid;
+	node_table_unhash(T, n); /* unlink */
+	node_table_forget(T, id, 1);
+	node_put(T, n);
+	struct node_record_info rec;
+	ck_assert(!node_table_find_record(T, id, &rec));
+	n = lookup(ROOT, "a", S_IFREG, 10);
+	ck_assert_uint_gt(n->nodeid, id); /* ext4 reused the inode number: another file */
+	node_table_forget(T, n->nodeid, 1);
+}
+END_TEST
+
+START_TEST(test_records_bounded)
+{
+	node_table_set_record_max(T, 10);
+	uint64_t first = 0;
+	for (int i = 0; i < 25; i++) {
+		struct node *n = lookup(ROOT, "a", S_IFREG, 100 + (ino_t)i);
+		if (i == 0)
+			first = n->nodeid;
+		node_table_forget(T, n->nodeid, 1);
+	}
+	struct node_table_stats st;
+	node_table_stats(T, &st);
+	ck_assert_uint_eq(st.records, 10);
+	struct node_record_info rec;
+	ck_assert(!node_table_find_record(T, first, &rec)); /* the oldest went first */
+	ck_assert(node_table_find_record(T, first + 24, &rec));
+	g_free(rec.name);
+	node_table_set_record_max(T, 0);
+	node_table_stats(T, &st);
+	ck_assert_uint_eq(st.records, 0);
 }
 END_TEST
 
@@ -942,6 +1010,9 @@ static Suite *node_suite(bool forking)
 		tcase_add_test_raise_signal(tc, test_underflow_aborts, SIGABRT);
 	tcase_add_test(tc, test_pinned_lookup_again);
 	tcase_add_test(tc, test_ids_never_reused);
+	tcase_add_test(tc, test_record_gives_the_same_id_back);
+	tcase_add_test(tc, test_record_not_kept_for_deleted_files);
+	tcase_add_test(tc, test_records_bounded);
 	tcase_add_loop_test(tc, test_path, 0, G_N_ELEMENTS(path_cases));
 	tcase_add_test(tc, test_parent_name);
 	tcase_add_test(tc, test_move);
