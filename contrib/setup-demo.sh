@@ -229,7 +229,7 @@ main() {
 
 ==> done
 The demo overlay is mounted at $merged
-  upper:  $dir/upper   (writable layer; writes return EROFS for now: the write path is next)
+  upper:  $dir/upper   (writable layer: changes made in the merged tree land here)
   lowers: $dir/lower1 (top) and $dir/lower2 (bottom), read-only
 Look around:   ls -la $merged; getfattr -d -m - $dir/lower1/cache; stat $dir/lower1/etc/old.conf
 Unmount with:  umount $merged      (or: fusermount3 -u $merged)

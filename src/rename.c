@@ -108,17 +108,32 @@ static int check_target(struct plyfs *fs, struct side *src, struct side *dst, un
 		return -ENOTDIR;
 	if (!sdir && ddir)
 		return -EISDIR;
-	return ddir ? remove_check_empty(fs, dst->node) : 0;
+	return 0;
 }
 
-static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst)
+/* A directory that lives only in upper ("pure upper" in kernel overlayfs' words). */
+static bool pure_upper(const struct plyfs *fs, const struct node *n)
 {
-	int r = copy_up(fs, src->parent, true);
+	const struct node_stack *s = node_stack(n);
+	return s->n == 1 && fs->layers[s->l[0].layer].upper;
+}
+
+/* Copies up what moves and where it goes. A replaced directory must be empty; kernel overlayfs
+ * checks a merged one before copying anything up, and a pure upper one only in the final rename,
+ * after the copy-up: the same order here, since a copied-up directory shows (it merges). */
+static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
+{
+	bool check = dst->node && !(flags & RENAME_EXCHANGE) && S_ISDIR(dst->node->type);
+	int r = check && !pure_upper(fs, dst->node) ? remove_check_empty(fs, dst->node) : 0;
+	if (r == 0)
+		r = copy_up(fs, src->parent, true);
 	if (r == 0)
 		r = copy_up(fs, dst->parent, true);
 	if (r == 0)
 		r = copy_up(fs, src->node, true);
-	if (r == 0 && dst->node)
+	if (r == 0 && check && pure_upper(fs, dst->node))
+		r = remove_check_empty(fs, dst->node);
+	if (r == 0 && dst->node && (flags & RENAME_EXCHANGE))
 		r = copy_up(fs, dst->node, true);
 	if (r == 0)
 		r = inode_dirfd(fs, src->parent, 0, &src->updir);
@@ -243,7 +258,7 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 	if (r == 0)
 		r = check_target(fs, &src, &dst, flags);
 	if (r == 0)
-		r = copy_up_sides(fs, &src, &dst);
+		r = copy_up_sides(fs, &src, &dst, flags);
 	/* A target that is replaced loses its name: mark it while it can still be reached. */
 	bool replaced = r == 0 && dst.node && !(flags & RENAME_EXCHANGE);
 	bool last = replaced && is_last_name(fs, dst.node);

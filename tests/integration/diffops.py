@@ -476,6 +476,7 @@ class Side:
 	def __init__(self, root, relax=()):
 		self.root = os.fsencode(root)
 		self.fds = {}
+		self.fd_paths = {}	# fd -> the path it was opened by
 		self.relax = relax
 
 	def summary(self, st, times=False):
@@ -509,6 +510,7 @@ class Side:
 			except OSError:
 				pass
 		self.fds = {}
+		self.fd_paths = {}
 
 	def run(self, op):
 		"""The normalized result of `op`: ("ok", value), ("err", "ENAME") or ("noslot",)."""
@@ -529,11 +531,13 @@ class Side:
 		if slot in self.fds:
 			os.close(self.fds[slot])
 		self.fds[slot] = fd
+		self.fd_paths[fd] = path
 		return stat.filemode(os.fstat(fd).st_mode)[0]
 
 	def op_close(self, slot):
 		if slot not in self.fds:
 			raise NoSlot()
+		self.fd_paths.pop(self.fds[slot], None)
 		os.close(self.fds.pop(slot))
 
 	def op_read(self, slot, n):
@@ -577,6 +581,14 @@ class Side:
 			return "within [off, size]" if ok else pos
 		return pos
 
+	def still_named(self, fd):
+		"""Does the path the fd was opened by still name the same file?"""
+		p = self.fd_paths.get(fd)
+		try:
+			return p is not None and os.lstat(self.path(p)).st_ino == os.fstat(fd).st_ino
+		except OSError:
+			return False
+
 	def op_fstat(self, slot):
 		return self.fd_summary(self.fd(slot))
 
@@ -587,6 +599,11 @@ class Side:
 		fd = self.fd(slot)
 		if stat.S_ISFIFO(os.fstat(fd).st_mode):
 			return "fifo: not compared"
+		if not self.still_named(fd):
+			# Kernel overlayfs (6.18) fails fchmod of an open lower entry whose name is gone
+			# (EEXIST, ENOTDIR for a directory); plyfs makes it work, as the write-path
+			# issue asks. Neither is asked to, so later fstats agree.
+			return "name gone: not compared"
 		os.fchmod(fd, mode)
 		return self.fd_summary(fd)
 
