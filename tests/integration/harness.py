@@ -17,6 +17,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bad_options  # noqa: E402
+import handles  # noqa: E402
 import lifecycle  # noqa: E402
 import mounts  # noqa: E402
 import scenario  # noqa: E402
@@ -120,6 +121,7 @@ def main(argv):
 	bo_tests, bo_state = bad_option_tests()
 	tests += bo_tests
 	tests += lifecycle.tests()
+	tests += handles.tests()
 	tests = [(n, fn) for n, fn in tests if selected(n, opts.patterns)]
 	if opts.list:
 		for n, _ in tests:
