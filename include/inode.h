@@ -70,15 +70,6 @@ int inode_top_layer(const struct node *n);
  * redirects. g_malloc'd. */
 char *inode_layer_path(struct plyfs *fs, struct node *n, int layer);
 
-/* Called just before the name (parent, name) of n is removed (unlink, rmdir, rename over it).
- * With `last` (no other name remains), n shows st_nlink 0 from now on. When n stays in use
- * (it is open, or other names of a hard-linked file still lead to it) and this was the name n is
- * reached by, an O_PATH fd of the entry is kept in node->unlinked_fd, the way to it from now on. */
-void inode_mark_unlinked(struct plyfs *fs, struct node *n, struct node *parent, const char *name,
-			 bool last);
-/* Undoes inode_mark_unlinked() when the removal failed after all. */
-void inode_unmark_unlinked(struct node *n);
-
 /* A copied-up hard-linked file reached through another of its lower names (`name` in the upper
  * directory `updir` holds nothing): links the upper copy there, so the name can be renamed or
  * removed like any upper entry. 0 when there is nothing to do. */

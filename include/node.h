@@ -124,6 +124,9 @@ struct node {
 	 * in upper or whited out; st_nlink shows upper links + lower_nlink - lower_gone. */
 	int lower_nlink; /* atomic */
 	int lower_gone;	 /* atomic */
+	/* Other names the kernel reached this file by (hard links), as (parent nodeid, name): when
+	 * the name above is removed, the node moves to one of these. Protected by table->lock. */
+	GPtrArray *aliases;
 };
 
 /* The current stack (acquire load). Valid while the caller holds a reference on the node. */
@@ -178,6 +181,12 @@ struct node_forget_item {
 };
 /* BATCH_FORGET: one table lock for the whole batch; O(n). */
 void node_table_forget_batch(struct node_table *t, const struct node_forget_item *items, size_t n);
+
+/* Takes one of n's other names that is not (skip_parent, skip_name) out of its alias list. */
+bool node_table_take_alias(struct node_table *t, struct node *n, uint64_t skip_parent,
+			   const char *skip_name, uint64_t *parent_out, char **name_out);
+/* Forgets that (parent, name) is a name of n. */
+void node_table_drop_alias(struct node_table *t, struct node *n, uint64_t parent, const char *name);
 
 /* Drops n's identity so a new file with the same (dev, ino) gets a new node. */
 void node_table_unhash(struct node_table *t, struct node *n);

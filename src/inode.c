@@ -305,66 +305,6 @@ void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 		st->st_nlink = 0;
 }
 
-/* Is (parent, name) the name n is reached by? */
-static bool is_recorded_name(struct plyfs *fs, struct node *n, struct node *parent,
-			     const char *name)
-{
-	g_autofree char *nname = NULL;
-	struct node *p = node_parent_name(fs->nodes, n, &nname);
-	bool same = p == parent && g_strcmp0(nname, name) == 0;
-	node_put(fs->nodes, p);
-	return same;
-}
-
-void inode_mark_unlinked(struct plyfs *fs, struct node *n, struct node *parent, const char *name,
-			 bool last)
-{
-	bool open = __atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0;
-	/* Fifos, sockets and devices are opened by the kernel without telling us: one may be open,
-	 * so they keep their entry reachable until the kernel forgets them. */
-	bool special = !S_ISREG(n->type) && !S_ISDIR(n->type) && !S_ISLNK(n->type);
-	bool keep = last ? (open || special) : is_recorded_name(fs, n, parent, name);
-	if (keep && __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) < 0) {
-		/* Keep a way to the entry before the name goes: open handles, or the kernel's
-		 * other names of a hard-linked file, still use this node. */
-		auto_lfd struct lfd dir = LFD_INIT;
-		g_autofree char *ename = NULL;
-		if (inode_locate(fs, n, &dir, &ename) == 0) {
-			int fd = ename ? layer_openat(dir.fd, ename, O_PATH, 0)
-				       : layer_open_beneath(dir.fd, "", O_PATH);
-			int expected = -1;
-			if (fd >= 0 && !__atomic_compare_exchange_n(&n->unlinked_fd, &expected, fd,
-								    false, __ATOMIC_ACQ_REL,
-								    __ATOMIC_ACQUIRE))
-				close(fd);
-		}
-	}
-	if (last)
-		__atomic_store_n(&n->unlinked, true, __ATOMIC_RELEASE);
-}
-
-int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
-{
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *name = NULL;
-	int r = inode_locate(fs, n, &dir, &name);
-	if (r < 0)
-		return r;
-	r = name ? layer_fstatat(dir.fd, name, st) : layer_fstat(dir.fd, st);
-	if (r < 0)
-		return r;
-	inode_fill_attr(fs, n, st);
-	return 0;
-}
-
-void inode_unmark_unlinked(struct node *n)
-{
-	__atomic_store_n(&n->unlinked, false, __ATOMIC_RELEASE);
-	int fd = __atomic_exchange_n(&n->unlinked_fd, -1, __ATOMIC_ACQ_REL);
-	if (fd >= 0)
-		close(fd);
-}
-
 int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *name)
 {
 	if (!inode_has_upper(fs, n) || S_ISDIR(n->type))

@@ -124,10 +124,17 @@ static void record_bug(struct node_table *t, struct pending *p, const char *what
  * The table frees only what it allocated: the name, the mutex and the struct. `stack` and the fds
  * in it belong to the overlay modules; `destroy` releases them.
  */
+struct alias {
+	uint64_t parent;
+	char name[];
+};
+
 static void free_node(struct node_table *t, struct node *n)
 {
 	if (t && t->destroy)
 		t->destroy(n);
+	if (n->aliases)
+		g_ptr_array_free(n->aliases, TRUE);
 	g_mutex_clear(&n->lock);
 	g_free(n->name);
 	g_free(n);
@@ -378,9 +385,61 @@ static void insert_locked(struct node_table *t, struct node *parent, struct node
 	t->n_live++;
 }
 
+static int find_alias_locked(const struct node *n, uint64_t parent, const char *name)
+{
+	for (guint i = 0; n->aliases && i < n->aliases->len; i++) {
+		const struct alias *a = n->aliases->pdata[i];
+		if (a->parent == parent && strcmp(a->name, name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Remembers another name of n (a hard link), unless it is n's own or known already. */
+static void add_alias_locked(struct node *n, struct node *parent, const char *name)
+{
+	if ((n->parent == parent && strcmp(n->name, name) == 0) ||
+	    find_alias_locked(n, parent->nodeid, name) >= 0)
+		return;
+	size_t len = strlen(name);
+	struct alias *a = g_malloc(sizeof(*a) + len + 1);
+	a->parent = parent->nodeid;
+	memcpy(a->name, name, len + 1);
+	if (!n->aliases)
+		n->aliases = g_ptr_array_new_with_free_func(g_free);
+	g_ptr_array_add(n->aliases, a);
+}
+
+bool node_table_take_alias(struct node_table *t, struct node *n, uint64_t skip_parent,
+			   const char *skip_name, uint64_t *parent_out, char **name_out)
+{
+	bool found = false;
+	g_mutex_lock(&t->lock);
+	for (guint i = 0; n->aliases && i < n->aliases->len && !found; i++) {
+		struct alias *a = n->aliases->pdata[i];
+		if (a->parent == skip_parent && strcmp(a->name, skip_name) == 0)
+			continue;
+		*parent_out = a->parent;
+		*name_out = g_strdup(a->name);
+		g_ptr_array_remove_index_fast(n->aliases, i);
+		found = true;
+	}
+	g_mutex_unlock(&t->lock);
+	return found;
+}
+
+void node_table_drop_alias(struct node_table *t, struct node *n, uint64_t parent, const char *name)
+{
+	g_mutex_lock(&t->lock);
+	int i = find_alias_locked(n, parent, name);
+	if (i >= 0)
+		g_ptr_array_remove_index_fast(n->aliases, (guint)i);
+	g_mutex_unlock(&t->lock);
+}
+
 /*
  * An existing node keeps its parent and name: a second name of the same file (a hard link) does
- * not move it; renames go through node_table_move().
+ * not move it, it is remembered as an alias; renames go through node_table_move().
  */
 struct node *node_table_insert_lookup(struct node_table *t, struct node *parent, struct node *fresh)
 {
@@ -396,6 +455,7 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 	if (n) {
 		add_lookup_locked(t, n);
 		n->refcount++; /* the caller's */
+		add_alias_locked(n, parent, fresh->name);
 	} else {
 		n = g_steal_pointer(&fresh);
 		insert_locked(t, parent, n);

@@ -2,6 +2,7 @@
 /* remove.c - UNLINK and RMDIR (see remove.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <unistd.h>
 
 #include "copy_up.h"
 #include "dir.h"
@@ -9,6 +10,97 @@
 #include "namei.h"
 #include "remove.h"
 #include "upper.h"
+
+/* Moves n to another of its names that still leads to it. True when done. */
+static bool move_to_alias(struct plyfs *fs, struct node *n, struct node *parent, const char *name)
+{
+	uint64_t pid;
+	char *aname;
+	while (node_table_take_alias(fs->nodes, n, parent->nodeid, name, &pid, &aname)) {
+		struct node *ap = node_table_get(fs->nodes, pid);
+		struct node *fresh = NULL;
+		struct stat st;
+		bool same = ap && namei_scan(fs, ap, aname, &fresh, &st) == 0 &&
+			    fresh->key.dev == n->key.dev && fresh->key.ino == n->key.ino;
+		if (fresh)
+			node_discard(fs->nodes, fresh);
+		if (same)
+			node_table_move(fs->nodes, n, ap, aname);
+		node_put(fs->nodes, ap);
+		g_free(aname);
+		if (same)
+			return true;
+	}
+	return false;
+}
+
+/* Is (parent, name) the name n is reached by? */
+static bool is_recorded_name(struct plyfs *fs, struct node *n, struct node *parent,
+			     const char *name)
+{
+	g_autofree char *nname = NULL;
+	struct node *p = node_parent_name(fs->nodes, n, &nname);
+	bool same = p == parent && g_strcmp0(nname, name) == 0;
+	node_put(fs->nodes, p);
+	return same;
+}
+
+void remove_name_gone(struct plyfs *fs, struct node *n, struct node *parent, const char *name,
+		      bool last)
+{
+	bool open = __atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0;
+	/* Fifos, sockets and devices are opened by the kernel without telling us: one may be open,
+	 * so they keep their entry reachable until the kernel forgets them. */
+	bool special = !S_ISREG(n->type) && !S_ISDIR(n->type) && !S_ISLNK(n->type);
+	bool recorded = is_recorded_name(fs, n, parent, name);
+	if (!last && !recorded) {
+		node_table_drop_alias(fs->nodes, n, parent->nodeid, name);
+		return;
+	}
+	/* The name n is reached by goes, another name of a hard-linked file stays: move n there. */
+	if (!last && move_to_alias(fs, n, parent, name))
+		return;
+	bool keep = last ? (open || special) : recorded;
+	if (keep && __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) < 0) {
+		/* Keep a way to the entry before the name goes: open handles, or the kernel's
+		 * other names of a hard-linked file, still use this node. */
+		auto_lfd struct lfd dir = LFD_INIT;
+		g_autofree char *ename = NULL;
+		if (inode_locate(fs, n, &dir, &ename) == 0) {
+			int fd = ename ? layer_openat(dir.fd, ename, O_PATH, 0)
+				       : layer_open_beneath(dir.fd, "", O_PATH);
+			int expected = -1;
+			if (fd >= 0 && !__atomic_compare_exchange_n(&n->unlinked_fd, &expected, fd,
+								    false, __ATOMIC_ACQ_REL,
+								    __ATOMIC_ACQUIRE))
+				close(fd);
+		}
+	}
+	if (last)
+		__atomic_store_n(&n->unlinked, true, __ATOMIC_RELEASE);
+}
+
+int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
+{
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *name = NULL;
+	int r = inode_locate(fs, n, &dir, &name);
+	if (r < 0)
+		return r;
+	r = name ? layer_fstatat(dir.fd, name, st) : layer_fstat(dir.fd, st);
+	if (r < 0)
+		return r;
+	inode_fill_attr(fs, n, st);
+	return 0;
+}
+
+void remove_name_restore(struct node *n)
+{
+	__atomic_store_n(&n->unlinked, false, __ATOMIC_RELEASE);
+	int fd = __atomic_exchange_n(&n->unlinked_fd, -1, __ATOMIC_ACQ_REL);
+	if (fd >= 0)
+		close(fd);
+}
 
 int remove_check_empty(struct plyfs *fs, struct node *n)
 {
@@ -62,7 +154,7 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 	/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
 	bool last = dir || st.st_nlink <= 1;
 	if (r == 0)
-		inode_mark_unlinked(fs, c, parent, name, last);
+		remove_name_gone(fs, c, parent, name, last);
 	if (r == 0) {
 		g_mutex_lock(&parent->lock);
 		auto_lfd struct lfd updir = LFD_INIT;
@@ -71,7 +163,7 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 			r = remove_locked(fs, parent, updir.fd, name, c);
 		g_mutex_unlock(&parent->lock);
 		if (r < 0)
-			inode_unmark_unlinked(c);
+			remove_name_restore(c);
 	}
 	/* Only the last name frees the inode number for reuse by another file. */
 	if (r == 0 && last)

@@ -263,7 +263,7 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 	bool replaced = r == 0 && dst.node && !(flags & RENAME_EXCHANGE);
 	bool last = replaced && is_last_name(fs, dst.node);
 	if (replaced)
-		inode_mark_unlinked(fs, dst.node, newparent, newname, last);
+		remove_name_gone(fs, dst.node, newparent, newname, last);
 	if (r == 0) {
 		lock_parents(parent, newparent);
 		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst) : do_move(fs, &src, &dst);
@@ -272,7 +272,7 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 		unlock_parents(parent, newparent);
 	}
 	if (r < 0 && replaced)
-		inode_unmark_unlinked(dst.node);
+		remove_name_restore(dst.node);
 out:
 	side_clear(fs, &src);
 	side_clear(fs, &dst);
