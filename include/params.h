@@ -14,7 +14,8 @@
  * Every option is in one fuse_opt table (params.c). Options are in three groups:
  *  - plyfs' own (fuse-overlayfs compatible): lowerdir, upperdir, workdir, uidmapping,
  *    gidmapping, squash_to_root, squash_to_uid, squash_to_gid, static_nlink, noacl, fsync,
- *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, context (ignored), and the
+ *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, forgotten_records, context
+ *    (ignored), and the
  *    fuse-overlayfs compatibility options threaded, fast_ino, writeback, plugins,
  *    redirect_dir (accepted, documented as without effect);
  *  - the generic mount options libfuse understands (rw, ro, dev, nodev, suid, nosuid, exec,
@@ -64,6 +65,9 @@ struct plyfs_params {
 	int xattr_permissions; /* 0, 1 or 2 (fuse-overlayfs meaning); stored, used by the write path */
 	enum xattr_mode noxattrs;
 	bool ino32;	 /* ino32_t: fold st_ino into 32 bits */
+	/* forgotten_records=N: how many forgotten nodes stay resolvable for file handles (node.h,
+	 * FORGOTTEN NODES; about 100 bytes + the name each). Default NODE_RECORD_MAX_DEFAULT. */
+	long forgotten_records;
 	bool read_only;	 /* "ro" was given (also forced when there is no upperdir) */
 
 	bool foreground; /* -f */

@@ -67,6 +67,7 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 			return r;
 	}
 	fs->nodes = node_table_new(inode_destroy);
+	node_table_set_record_max(fs->nodes, (size_t)p->forgotten_records);
 	struct node *root = node_table_root(fs->nodes);
 	struct node_stack *s = inode_stack_new((unsigned)fs->n_layers);
 	for (size_t i = 0; i < fs->n_layers; i++)

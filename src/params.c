@@ -8,6 +8,7 @@
 #include <string.h>
 #include <fuse_opt.h>
 
+#include "node.h"
 #include "params.h"
 
 /*
@@ -21,6 +22,7 @@ enum opt_kind {
 	K_BOOL01,   /* NAME=0|1 into a bool member */
 	K_INT012,   /* NAME=0|1|2 into an int-sized member */
 	K_ID,	    /* NAME=N, a uid/gid (0..2^32-2) into a long member */
+	K_COUNT,    /* NAME=N, a count (0..2^32-1) into a long member */
 	K_TIMEOUT,  /* NAME=SECONDS (float) into a double member */
 	K_PATH,	    /* NAME=PATH (unescaped, not empty) into a char * member */
 	K_LOWERDIR, /* lowerdir=A:B:C */
@@ -65,6 +67,7 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT("xattr_permissions=", K_INT012, xattr_permissions),
 	OPT("noxattrs=", K_INT012, noxattrs),
 	OPT("ino32_t", K_TRUE, ino32),
+	OPT("forgotten_records=", K_COUNT, forgotten_records),
 	OPT_NF("debug", K_DEBUG),
 	/* accepted and ignored: SELinux label (fuse-overlayfs ignores it too) and the
 	 * fuse-overlayfs tuning options that have no meaning in plyfs */
@@ -354,6 +357,11 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 		if (ret == 0)
 			*(long *)member = (long)u;
 		return ret;
+	case K_COUNT:
+		ret = parse_uint(c, arg, val, UINT32_MAX, "a count from 0 to 4294967295", &u);
+		if (ret == 0)
+			*(long *)member = (long)u;
+		return ret;
 	case K_TIMEOUT:
 		return parse_timeout(c, arg, val, member);
 	case K_PATH:
@@ -457,6 +465,7 @@ static void params_init(struct plyfs_params *p)
 	p->squash_to_gid = -1;
 	p->fsync = true;
 	p->timeout = PARAMS_DEFAULT_TIMEOUT;
+	p->forgotten_records = NODE_RECORD_MAX_DEFAULT;
 	p->fuse_args = g_ptr_array_new_with_free_func(g_free);
 }
 
@@ -608,6 +617,7 @@ void params_usage(FILE *out, const char *progname)
 		"  -o xattr_permissions=0|1|2  store ownership/mode in xattrs (fuse-overlayfs)\n"
 		"  -o noxattrs=0|1|2      1: xattrs fail with ENOTSUP, 2: ignored\n"
 		"  -o ino32_t             fold inode numbers into 32 bits\n"
+		"  -o forgotten_records=N forgotten files kept resolvable for file handles\n"
 		"  -o context=..., threaded=, fast_ino=, writeback=, plugins=, redirect_dir=\n"
 		"                         accepted for fuse-overlayfs compatibility, no effect\n"
 		"  -o ro,rw,[no]dev,[no]suid,[no]exec,[no]atime,sync,async,dirsync,allow_other,\n"

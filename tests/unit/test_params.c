@@ -6,6 +6,7 @@
 #include <string.h>
 #include <fuse_lowlevel.h>
 
+#include "node.h"
 #include "params.h"
 
 #define MAX_ARGS 16
@@ -312,6 +313,10 @@ static const struct bad_case bad[] = {
 	{"fsync empty", {"plyfs", "-o", "lowerdir=/l,fsync=", "/m"}, "fsync="},
 	{"timeout=-1", {"plyfs", "-o", "lowerdir=/l,timeout=-1", "/m"}, "timeout=-1"},
 	{"timeout=abc", {"plyfs", "-o", "lowerdir=/l,timeout=abc", "/m"}, "timeout=abc"},
+	{"forgotten_records=-1", {"plyfs", "-o", "lowerdir=/l,forgotten_records=-1", "/m"},
+	 "forgotten_records"},
+	{"forgotten_records=x", {"plyfs", "-o", "lowerdir=/l,forgotten_records=x", "/m"},
+	 "forgotten_records"},
 	{"timeout=inf", {"plyfs", "-o", "lowerdir=/l,timeout=inf", "/m"}, "timeout=inf"},
 	{"timeout=1s", {"plyfs", "-o", "lowerdir=/l,timeout=1s", "/m"}, "timeout=1s"},
 	{"squash_to_uid=x",
@@ -536,6 +541,22 @@ START_TEST(test_usage)
 }
 END_TEST
 
+START_TEST(test_forgotten_records)
+{
+	char *argv[] = {"plyfs", "-o", "lowerdir=/l,forgotten_records=5", "/m", NULL};
+	char *plain[] = {"plyfs", "-o", "lowerdir=/l", "/m", NULL};
+	struct plyfs_params p;
+	g_autofree char *err = NULL;
+
+	ck_assert_int_eq(params_parse(4, argv, &p, &err), 0);
+	ck_assert_int_eq(p.forgotten_records, 5);
+	params_clear(&p);
+	ck_assert_int_eq(params_parse(4, plain, &p, &err), 0);
+	ck_assert_int_eq(p.forgotten_records, NODE_RECORD_MAX_DEFAULT);
+	params_clear(&p);
+}
+END_TEST
+
 static Suite *params_suite(void)
 {
 	Suite *s = suite_create("params");
@@ -549,6 +570,7 @@ static Suite *params_suite(void)
 	tcase_add_test(tc, test_fsname_roundtrip);
 	tcase_add_test(tc, test_validate_direct);
 	tcase_add_test(tc, test_usage);
+	tcase_add_test(tc, test_forgotten_records);
 	suite_add_tcase(s, tc);
 	return s;
 }
