@@ -412,11 +412,8 @@ def parent_renamed_after_forget(ctx, h):
 def hardlink_name_unlinked(ctx, h):
 	"""An upper file with two names (uf, uf2): the handle taken through uf, uf unlinked. The
 	file still exists (as uf2), so the handle must still decode to it, as on any filesystem and
-	as with kernel overlayfs (nfs_export=on), rather than give ESTALE.
-
-	Known plyfs bug (as of commit 573875a): unlinking a name that is not the last keeps the node
-	hashed but under the removed name (remove.c); once forgotten, its record names "uf", which
-	export.c's revive() no longer finds: ESTALE. Fails until fixed."""
+	as with kernel overlayfs (nfs_export=on), rather than give ESTALE. (plyfs moves the node to
+	its other name, remembered as an alias, when the name it was reached by is removed.)"""
 	os.link(ctx.path("mnt/uf"), ctx.path("mnt/uf2"))
 	tk = Taken(ctx, "uf")
 	os.unlink(ctx.path("mnt/uf"))

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bad_options  # noqa: E402
 import handles  # noqa: E402
 import lifecycle  # noqa: E402
+import lifetime  # noqa: E402
 import mounts  # noqa: E402
 import scenario  # noqa: E402
 from mounts import Failure  # noqa: E402
@@ -122,6 +123,7 @@ def main(argv):
 	tests += bo_tests
 	tests += lifecycle.tests()
 	tests += handles.tests()
+	tests += lifetime.tests()
 	tests = [(n, fn) for n, fn in tests if selected(n, opts.patterns)]
 	if opts.list:
 		for n, _ in tests:
