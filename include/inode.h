@@ -75,6 +75,16 @@ char *inode_layer_path(struct plyfs *fs, struct node *n, int layer);
  * removed like any upper entry. 0 when there is nothing to do. */
 int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *name);
 
+/* The merged st_nlink of a hard-linked file with an index entry (index.h), from the upper
+ * inode's trusted.overlay.nlink; `st` is the raw stat of (dirfd, name). */
+void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
+		       struct stat *st);
+/* Before a link/unlink/rename changes the merged and upper link counts of n alike: records the
+ * merged count relative to the upper inode's ("U+d"). */
+int inode_nlink_prepare(struct plyfs *fs, struct node *n);
+/* After n's upper inode got one more link to a name the merged count already included. */
+int inode_nlink_after_link(struct plyfs *fs, struct node *n);
+
 /* stat of n's top entry turned into the merged view. */
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st);
 /* Turns a layer's stat of n's top entry into the merged view (ino, nlink, owners). */

@@ -31,6 +31,8 @@ struct layer {
 	dev_t dev;     /* st_dev of the root */
 	unsigned fsid; /* 0..n: index of `dev` among the distinct devices of all layers */
 	bool upper;
+	unsigned char uuid[16]; /* the filesystem's uuid (FS_IOC_GETFSUUID), for the index */
+	bool uuid_ok;		/* known and not null */
 };
 
 struct plyfs_params;
@@ -56,6 +58,10 @@ int layer_openat(int dirfd, const char *name, int flags, mode_t mode);
 int layer_open_beneath(int dirfd, const char *path, int flags);
 /* Opens the file behind an (O_PATH) fd anew with `flags`, through /proc/self/fd. */
 int layer_reopen(int fd, int flags);
+/* name_to_handle_at of (dirfd, name) without following a symlink; fh->handle_bytes holds the
+ * room on entry. */
+struct file_handle;
+int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh);
 /* Reopens an O_PATH directory fd for reading entries (O_RDONLY|O_DIRECTORY). */
 int layer_opendir_fd(int dirfd);
 ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size);

@@ -123,7 +123,12 @@ struct node {
 	 * lower_nlink is the lower file's link count, lower_gone how many of those names are now
 	 * in upper or whited out; st_nlink shows upper links + lower_nlink - lower_gone. */
 	int lower_nlink; /* atomic */
-	int lower_gone;	 /* atomic */
+	int lower_gone;	 /* atomic; only without the index (index.h keeps the count on disk) */
+	/* The file's entry in workdir/index (index.h), when it has one: g_malloc'd, set once under
+	 * `lock` before the node is published or during copy-up. */
+	char *index_name;
+	bool pinned_hardlink; /* under `lock`: the extra reference of a copied-up hard link */
+	bool indexed;	      /* atomic: its upper inode keeps the merged st_nlink (index.h) */
 	/* Other names the kernel reached this file by (hard links), as (parent nodeid, name): when
 	 * the name above is removed, the node moves to one of these. Protected by table->lock. */
 	GPtrArray *aliases;

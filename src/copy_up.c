@@ -11,6 +11,7 @@
 
 #include "autofd.h"
 #include "copy_up.h"
+#include "index.h"
 #include "inode.h"
 #include "log.h"
 #include "ovl_names.h"
@@ -169,6 +170,11 @@ struct cu {
 	struct stat st;
 	bool data;
 	bool orphan; /* removed while open: built in the work dir and never linked anywhere */
+	/* A lower file with several names goes through the index (index.h): its name there and
+	 * its origin handle; NULL otherwise. */
+	const char *index_hex;
+	unsigned char fb[OVL_FB_MAX];
+	size_t fb_len;
 };
 
 static bool want_fsync(const struct plyfs *fs)
@@ -196,9 +202,35 @@ static int adopt_orphan(struct cu *c, int fd, const char *tmpname)
 	return 0;
 }
 
+/* An indexed copy: the kernel's origin and link count on it, into the index, then linked to
+ * its name in upper. */
+static int place_indexed(struct cu *c, int tmpfd, const char *tmpname)
+{
+	int r = layer_setxattr(tmpfd, NULL, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_ORIGIN_SUFFIX, c->fb,
+			       c->fb_len, 0);
+	if (r == 0)
+		r = index_set_nlink_lower(c->fs, tmpfd, 0);
+	if (r == 0)
+		r = tmpname ? layer_renameat2(c->work, tmpname, c->fs->index_dirfd, c->index_hex,
+					      RENAME_NOREPLACE)
+			    : layer_linkat(tmpfd, NULL, c->fs->index_dirfd, c->index_hex);
+	if (r == 0)
+		r = layer_linkat(c->fs->index_dirfd, c->index_hex, c->dst_dir, c->name);
+	/* The merged count is the lower file's: record it against the upper inode, so that a
+	 * lookup needs no lower file to know it (kernel overlayfs reads both forms). */
+	struct stat up;
+	if (r == 0)
+		r = layer_fstatat(c->dst_dir, c->name, &up);
+	if (r == 0)
+		r = index_set_nlink_upper(c->fs, c->dst_dir, c->name, c->st.st_nlink, up.st_nlink);
+	return r;
+}
+
 /* Moves the finished temporary entry into its place in upper (or adopts it, for an orphan). */
 static int place(struct cu *c, int *tmpfd, const char *tmpname)
 {
+	if (c->index_hex)
+		return place_indexed(c, *tmpfd, tmpname);
 	if (c->orphan)
 		return tmpname ? adopt_orphan(c, -1, tmpname) : adopt_orphan(c, steal_fd(tmpfd), NULL);
 	if (tmpname)
@@ -296,9 +328,12 @@ static void publish_upper(struct node *n)
  * copy) however long the kernel forgets them: the node is pinned until unmount. */
 static void keep_hardlink_node(struct plyfs *fs, struct node *n, int lower_nlink)
 {
-	__atomic_store_n(&n->lower_gone, 1, __ATOMIC_RELEASE);
-	if (__atomic_exchange_n(&n->lower_nlink, lower_nlink, __ATOMIC_ACQ_REL) == 0)
+	if (!n->pinned_hardlink) {
+		n->pinned_hardlink = true; /* under n->lock */
 		node_ref(fs->nodes, n);
+		__atomic_store_n(&n->lower_gone, 1, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&n->lower_nlink, lower_nlink, __ATOMIC_RELEASE);
 }
 
 static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *parent,
@@ -324,17 +359,41 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 	struct stat pst;
 	bool keep_ptimes = !orphan && layer_fstat(dst.fd, &pst) == 0;
 
-	r = S_ISREG(c.st.st_mode) ? copy_up_regular(&c) : copy_up_other(&c);
+	g_autofree char *hex = NULL;
+	const char *linked = __atomic_load_n(&n->index_name, __ATOMIC_ACQUIRE);
+	bool hardlinked = S_ISREG(c.st.st_mode) && !orphan && (linked || c.st.st_nlink > 1);
+	if (hardlinked && !linked &&
+	    index_name(fs, inode_top_layer(n), src.fd, src_name, &hex, c.fb, &c.fb_len) == 0) {
+		if (index_exists(fs, hex))
+			linked = hex; /* another name of it was copied up before */
+		else
+			c.index_hex = hex;
+	}
+	if (linked) {
+		/* "Link up": the file is in the index already; this name becomes one more link. */
+		__atomic_store_n(&n->indexed, true, __ATOMIC_RELEASE);
+		r = layer_linkat(fs->index_dirfd, linked, dst.fd, name);
+		if (r == 0) {
+			publish_upper(n);
+			r = inode_nlink_after_link(fs, n);
+		}
+	} else
+		r = S_ISREG(c.st.st_mode) ? copy_up_regular(&c) : copy_up_other(&c);
 	if (r < 0)
 		return r;
 	if (keep_ptimes) {
 		struct timespec ts[2] = {pst.st_atim, pst.st_mtim};
 		layer_utimensat(dst.fd, NULL, ts);
 	}
-	if (!S_ISDIR(c.st.st_mode) && c.st.st_nlink > 1 &&
-	    !__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
-		keep_hardlink_node(fs, n, (int)c.st.st_nlink);
-	publish_upper(n);
+	if (c.index_hex)
+		__atomic_store_n(&n->indexed, true, __ATOMIC_RELEASE);
+	if (hex && !n->index_name)
+		__atomic_store_n(&n->index_name, g_steal_pointer(&hex), __ATOMIC_RELEASE);
+	if (!S_ISDIR(c.st.st_mode) && !__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE) &&
+	    (c.st.st_nlink > 1 || n->lower_nlink > 1))
+		keep_hardlink_node(fs, n, n->lower_nlink ? n->lower_nlink : (int)c.st.st_nlink);
+	if (!linked)
+		publish_upper(n);
 	return 0;
 }
 

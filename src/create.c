@@ -173,6 +173,10 @@ int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const 
 		r = copy_up(fs, newparent, true);
 	if (r < 0)
 		return r;
+	/* The merged and upper link counts grow together: record one against the other first. */
+	r = inode_nlink_prepare(fs, n);
+	if (r < 0)
+		return r;
 	auto_lfd struct lfd src = LFD_INIT;
 	g_autofree char *src_name = NULL;
 	r = inode_locate(fs, n, &src, &src_name);

@@ -125,6 +125,7 @@ int file_getattr(struct plyfs *fs, struct open_file *of, struct stat *st)
 	int r = fd < 0 ? fd : layer_fstat(fd, st);
 	if (r < 0)
 		return r;
+	inode_index_nlink(fs, of->node, fd, NULL, st);
 	inode_fill_attr(fs, of->node, st);
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "index.h"
 #include "inode.h"
 #include "log.h"
 
@@ -87,6 +88,8 @@ static void close_stack_fds(struct node_stack *s, GHashTable *closed)
 
 void inode_destroy(struct node *n)
 {
+	g_free(n->index_name);
+	n->index_name = NULL;
 	if (n->unlinked_fd >= 0)
 		close(n->unlinked_fd);
 	g_autoptr(GHashTable) closed = g_hash_table_new(NULL, NULL);
@@ -231,6 +234,13 @@ int inode_locate(struct plyfs *fs, struct node *n, struct lfd *dir, char **name_
 		*dir = (struct lfd){.fd = gone, .owned = false};
 		return 0;
 	}
+	/* A lower name of a hard-linked file already copied up: the copy in the index is it. */
+	const char *iname = __atomic_load_n(&n->index_name, __ATOMIC_ACQUIRE);
+	if (iname && !inode_has_upper(fs, n)) {
+		*dir = (struct lfd){.fd = fs->index_dirfd, .owned = false};
+		*name_out = g_strdup(iname);
+		return 0;
+	}
 	if (S_ISDIR(n->type))
 		return inode_dirfd(fs, n, inode_top_layer(n), dir);
 
@@ -298,11 +308,69 @@ void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 	st->st_uid = shown_uid(fs, st->st_uid);
 	st->st_gid = shown_gid(fs, st->st_gid);
 	int lower = __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE);
-	if (lower > 0 && !S_ISDIR(st->st_mode) && inode_has_upper(fs, n))
+	if (lower > 0 && fs->index_dirfd < 0 && !S_ISDIR(st->st_mode) && inode_has_upper(fs, n))
 		st->st_nlink += (nlink_t)(lower - __atomic_load_n(&n->lower_gone, __ATOMIC_ACQUIRE));
 	/* Removed from the merged view while open: a lower file still has its lower names. */
 	if (__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
 		st->st_nlink = 0;
+}
+
+int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
+{
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *name = NULL;
+	int r = inode_locate(fs, n, &dir, &name);
+	if (r < 0)
+		return r;
+	r = name ? layer_fstatat(dir.fd, name, st) : layer_fstat(dir.fd, st);
+	if (r < 0)
+		return r;
+	inode_index_nlink(fs, n, dir.fd, name, st);
+	inode_fill_attr(fs, n, st);
+	return 0;
+}
+
+void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
+		       struct stat *st)
+{
+	if (__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) && !S_ISDIR(st->st_mode))
+		st->st_nlink = index_nlink(fs, dirfd, name, st,
+					   __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE));
+}
+
+/* Raw and merged stat of n's top entry. */
+static int raw_and_merged(struct plyfs *fs, struct node *n, struct lfd *dir, char **name,
+			  struct stat *raw, struct stat *merged)
+{
+	int r = inode_locate(fs, n, dir, name);
+	if (r == 0)
+		r = *name ? layer_fstatat(dir->fd, *name, raw) : layer_fstat(dir->fd, raw);
+	if (r < 0)
+		return r;
+	*merged = *raw;
+	inode_index_nlink(fs, n, dir->fd, *name, merged);
+	return 0;
+}
+
+int inode_nlink_prepare(struct plyfs *fs, struct node *n)
+{
+	if (!__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) || !inode_has_upper(fs, n))
+		return 0;
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *name = NULL;
+	struct stat raw, merged;
+	int r = raw_and_merged(fs, n, &dir, &name, &raw, &merged);
+	return r < 0 ? r : index_set_nlink_upper(fs, dir.fd, name, merged.st_nlink, raw.st_nlink);
+}
+
+/* After one more upper link that the merged count already included: "U+d" becomes "U+(d-1)". */
+int inode_nlink_after_link(struct plyfs *fs, struct node *n)
+{
+	auto_lfd struct lfd dir = LFD_INIT;
+	g_autofree char *name = NULL;
+	struct stat raw, merged;
+	int r = raw_and_merged(fs, n, &dir, &name, &raw, &merged);
+	return r < 0 ? r : index_set_nlink_upper(fs, dir.fd, name, merged.st_nlink - 1, raw.st_nlink);
 }
 
 int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *name)
@@ -314,10 +382,15 @@ int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *n
 		return 0;
 	auto_lfd struct lfd dir = LFD_INIT;
 	g_autofree char *ename = NULL;
-	int r = inode_locate(fs, n, &dir, &ename);
+	/* The merged link count stays: the new upper link takes its share from "U+d". */
+	int r = inode_nlink_prepare(fs, n);
+	if (r == 0)
+		r = inode_locate(fs, n, &dir, &ename);
 	if (r == 0)
 		r = ename ? layer_linkat(dir.fd, ename, updir, name) : layer_linkat(dir.fd, NULL, updir, name);
-	if (r == 0)
+	if (r == 0 && __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE))
+		r = inode_nlink_after_link(fs, n);
+	else if (r == 0)
 		__atomic_add_fetch(&n->lower_gone, 1, __ATOMIC_ACQ_REL);
 	return r;
 }

@@ -290,3 +290,10 @@ int layer_reopen(int fd, int flags)
 	g_autofree char *p = proc_path(fd, NULL);
 	return (int)traced(open(p, flags | O_CLOEXEC), "reopen", fd, NULL);
 }
+
+int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh)
+{
+	int mount_id;
+	return (int)traced(name_to_handle_at(dirfd, name, fh, &mount_id, 0), "name_to_handle_at",
+			   dirfd, name);
+}

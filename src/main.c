@@ -11,6 +11,7 @@
 #include "dir.h"
 #include "file.h"
 #include "fs.h"
+#include "index.h"
 #include "inode.h"
 #include "log.h"
 #include "ops.h"
@@ -66,6 +67,7 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 		if (r < 0)
 			return r;
 	}
+	index_init(fs);
 	fs->nodes = node_table_new(inode_destroy);
 	node_table_set_record_max(fs->nodes, (size_t)p->forgotten_records);
 	struct node *root = node_table_root(fs->nodes);
@@ -96,6 +98,8 @@ static void fs_fini(struct plyfs *fs)
 		close(fs->work_fd);
 	if (fs->work_dirfd >= 0)
 		close(fs->work_dirfd);
+	if (fs->index_dirfd >= 0)
+		close(fs->index_dirfd);
 }
 
 /*
@@ -164,7 +168,7 @@ int main(int argc, char **argv)
 	}
 	log_set_debug(p.debug);
 
-	struct plyfs fs = {.work_fd = -1, .work_dirfd = -1};
+	struct plyfs fs = {.work_fd = -1, .work_dirfd = -1, .index_dirfd = -1};
 	/* Modes of new entries come from the kernel with the caller's umask applied already. */
 	umask(0);
 	int ret = 1;

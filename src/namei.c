@@ -9,6 +9,7 @@
 
 #include "autofd.h"
 #include "copy_up.h"
+#include "index.h"
 #include "inode.h"
 #include "namei.h"
 #include "ovl_names.h"
@@ -31,6 +32,12 @@ struct scan {
 	GArray *stack;		/* of struct node_layer, top first */
 	struct node_key key;	/* identity */
 	bool have_lower_key;	/* key already taken from a lower layer */
+
+	/* A file whose upper inode keeps the merged link count (index.h): a lower name of a
+	 * hard-linked file found in the index, or an upper file with trusted.overlay.nlink. */
+	bool indexed;
+	char *index_hex; /* its index entry, for a lower name */
+	int lower_nlink;
 };
 
 static void scan_add(struct scan *sc, int layer, const struct stat *st, int fd, char *path)
@@ -104,6 +111,25 @@ static int place_in_layer(struct scan *sc, int layer, struct lfd *dir, const cha
 	return inode_dirfd(sc->fs, sc->parent, layer, dir);
 }
 
+/* A lower file with several names: was it copied up through another one (index.h)? */
+static void find_in_index(struct scan *sc, int layer, int dirfd, const char *name,
+			  const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode) || st->st_nlink < 2 || sc->fs->index_dirfd < 0)
+		return;
+	sc->lower_nlink = (int)st->st_nlink;
+	unsigned char fb[OVL_FB_MAX];
+	size_t len;
+	char *hex = NULL;
+	if (index_name(sc->fs, layer, dirfd, name, &hex, fb, &len) == 0 &&
+	    index_exists(sc->fs, hex)) {
+		sc->index_hex = hex;
+		sc->indexed = true;
+	} else {
+		g_free(hex);
+	}
+}
+
 enum scan_step { SCAN_NEXT, SCAN_STOP };
 
 /* Examines one layer of the parent. Returns SCAN_NEXT / SCAN_STOP, or -errno. */
@@ -143,8 +169,14 @@ static int scan_layer(struct scan *sc, unsigned slot)
 		/* A copied-up file keeps the identity (and st_ino) of the file it came from. */
 		struct node_key origin;
 		if (sc->fs->layers[layer].upper && name &&
-		    copy_up_read_origin(sc->fs, dir.fd, name, &origin) == 0)
+		    copy_up_read_origin(sc->fs, dir.fd, name, &origin) == 0) {
 			sc->key = origin;
+			sc->indexed = S_ISREG(st.st_mode) && sc->fs->index_dirfd >= 0 &&
+				      layer_getxattr(dir.fd, name, OVL_XATTR_TRUSTED_PREFIX "nlink",
+						     NULL, 0) > 0;
+		} else if (!sc->fs->layers[layer].upper && name) {
+			find_in_index(sc, layer, dir.fd, name, &st);
+		}
 		return SCAN_STOP;
 	}
 	int fd = name ? layer_openat(dir.fd, name, O_PATH | O_DIRECTORY, 0) : dup(dir.fd);
@@ -181,6 +213,7 @@ static void scan_clear(struct scan *sc)
 	}
 	g_array_free(sc->stack, TRUE);
 	g_free(sc->redirect);
+	g_free(sc->index_hex);
 }
 
 /* Builds the candidate node from a scan; its fds are offered to the fd cache, its paths moved. */
@@ -198,6 +231,9 @@ static struct node *node_from_scan(struct scan *sc)
 	}
 	s->merged = S_ISDIR(n->type) && s->n > 1;
 	inode_stack_publish(n, s);
+	n->indexed = sc->indexed;
+	n->lower_nlink = sc->lower_nlink;
+	n->index_name = g_steal_pointer(&sc->index_hex);
 	return n;
 }
 
@@ -246,6 +282,15 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 	if (r < 0)
 		return r;
 	*out = node_table_insert_lookup(fs->nodes, parent, fresh);
+	/* A file in the index shows the index copy and the merged link count, not the lower. */
+	if (__atomic_load_n(&(*out)->indexed, __ATOMIC_ACQUIRE)) {
+		int r = inode_getattr(fs, *out, st);
+		if (r < 0) {
+			node_table_forget(fs->nodes, (*out)->nodeid, 1);
+			*out = node_put(fs->nodes, *out);
+		}
+		return r;
+	}
 	inode_fill_attr(fs, *out, st);
 	return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "copy_up.h"
 #include "dir.h"
+#include "index.h"
 #include "inode.h"
 #include "namei.h"
 #include "remove.h"
@@ -80,19 +81,6 @@ void remove_name_gone(struct plyfs *fs, struct node *n, struct node *parent, con
 		__atomic_store_n(&n->unlinked, true, __ATOMIC_RELEASE);
 }
 
-int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
-{
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *name = NULL;
-	int r = inode_locate(fs, n, &dir, &name);
-	if (r < 0)
-		return r;
-	r = name ? layer_fstatat(dir.fd, name, st) : layer_fstat(dir.fd, st);
-	if (r < 0)
-		return r;
-	inode_fill_attr(fs, n, st);
-	return 0;
-}
 
 void remove_name_restore(struct node *n)
 {
@@ -122,6 +110,15 @@ static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const
 		return below;
 	if (!inode_has_upper(fs, c))
 		return upper_make_whiteout(fs, updir, name);
+	if (index_covers(fs, c)) {
+		/* Kernel overlayfs covers a lower name of an indexed file up first, so that the
+		 * merged link count is kept on the upper inode while the name goes. */
+		int r = inode_materialize(fs, c, updir, name);
+		if (r == 0)
+			r = inode_nlink_prepare(fs, c);
+		if (r < 0)
+			return r;
+	}
 	if (upper_slot(updir, name) == UPPER_EMPTY) {
 		/* Another lower name of a copied-up hard-linked file. */
 		int r = upper_make_whiteout(fs, updir, name);
@@ -151,6 +148,10 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 		r = remove_check_empty(fs, c);
 	if (r == 0)
 		r = copy_up(fs, parent, true);
+	/* A name of a lower file with several names: covered up first, as kernel overlayfs does,
+	 * so the index keeps the merged link count. */
+	if (r == 0 && index_covers(fs, c))
+		r = copy_up(fs, c, true);
 	/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
 	bool last = dir || st.st_nlink <= 1;
 	if (r == 0)

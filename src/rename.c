@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "copy_up.h"
+#include "index.h"
 #include "inode.h"
 #include "namei.h"
 #include "ovl_names.h"
@@ -262,6 +263,19 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 	/* A target that is replaced loses its name: mark it while it can still be reached. */
 	bool replaced = r == 0 && dst.node && !(flags & RENAME_EXCHANGE);
 	bool last = replaced && is_last_name(fs, dst.node);
+	if (replaced && index_covers(fs, dst.node)) {
+		/* A replaced name of an indexed file: up first (kernel order), counts recorded. */
+		r = copy_up(fs, dst.node, true);
+		if (r == 0) {
+			auto_lfd struct lfd qdir = LFD_INIT;
+			r = inode_dirfd(fs, newparent, 0, &qdir);
+			if (r == 0)
+				r = inode_materialize(fs, dst.node, qdir.fd, newname);
+		}
+		if (r == 0)
+			r = inode_nlink_prepare(fs, dst.node);
+		replaced = r == 0;
+	}
 	if (replaced)
 		remove_name_gone(fs, dst.node, newparent, newname, last);
 	if (r == 0) {

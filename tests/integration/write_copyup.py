@@ -202,10 +202,10 @@ def t_parents(env):
 	check_raw_upper(env, "ldir/sub/nd", parent_mtime=False)
 
 
-# readback=False: a documented divergence. plyfs keeps the link within a mount (one node per
-# origin inode, pinned), but does not write the kernel's index (workdir/index, named by file
-# handle), so kernel overlayfs reading plyfs' upper back sees the other lower name unchanged, as
-# kernel overlayfs with index=off itself would.
+# readback=False: this read-back copies both uppers and mounts them over the kernel's copy of the
+# lowers with a fresh workdir, so the origin file handles and the index (workdir/index) that keep
+# a copied-up hard link one file cannot match there. The differential test (diff.sh, full mix)
+# reads plyfs' own upper, workdir and lowers back and covers it.
 @wtest("copyup/hardlinked_lower", layers=copyup_layers, readback=False)
 def t_hardlinked_lower(env):
 	"""Two lower names of one inode: writing through one is seen through the other after copy-up

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* index.c - the hard-link index in kernel overlayfs' format (see index.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "autofd.h"
+#include "index.h"
+#include "log.h"
+#include "ovl_names.h"
+
+/* FS_IOC_GETFSUUID (Linux 6.7); Debian bookworm's headers predate it. */
+struct fsuuid2 {
+	unsigned char len;
+	unsigned char uuid[16];
+};
+#ifndef FS_IOC_GETFSUUID
+#define FS_IOC_GETFSUUID _IOR(0x15, 0, struct fsuuid2)
+#endif
+
+#define OVL_FH_MAGIC  0xfb
+#define OVL_FB_HEADER 21 /* version, magic, len, flags, type, uuid[16] */
+
+void index_init(struct plyfs *fs)
+{
+	fs->index_dirfd = -1;
+	if (!fs->has_upper || !fs->is_root)
+		return;
+	for (size_t i = 0; i < fs->n_layers; i++) {
+		struct layer *l = &fs->layers[i];
+		autofd int fd = layer_reopen(l->root_fd, O_RDONLY | O_DIRECTORY);
+		struct fsuuid2 u = {0};
+		if (fd >= 0 && ioctl(fd, FS_IOC_GETFSUUID, &u) == 0 && u.len == 16) {
+			static const unsigned char null[16];
+			memcpy(l->uuid, u.uuid, 16);
+			l->uuid_ok = memcmp(u.uuid, null, 16) != 0;
+		}
+	}
+	int r = layer_mkdirat(fs->work_fd, PLYFS_INDEX_SUBDIR, 0700);
+	if (r < 0 && r != -EEXIST)
+		return;
+	fs->index_dirfd = layer_openat(fs->work_fd, PLYFS_INDEX_SUBDIR, O_PATH | O_DIRECTORY, 0);
+}
+
+int index_name(struct plyfs *fs, int layer, int dirfd, const char *name, char **hex,
+	       unsigned char *fb, size_t *fb_len)
+{
+	if (fs->index_dirfd < 0 || !fs->layers[layer].uuid_ok)
+		return -EOPNOTSUPP;
+	struct {
+		struct file_handle fh;
+		unsigned char bytes[128];
+	} h = {.fh.handle_bytes = 128};
+	int r = layer_name_to_handle(dirfd, name, &h.fh);
+	if (r < 0)
+		return r;
+	/* struct ovl_fb, little-endian flags 0 (the kernel's OVL_FH_FLAG_CPU_ENDIAN there). */
+	*fb_len = OVL_FB_HEADER + h.fh.handle_bytes;
+	fb[0] = 0;
+	fb[1] = OVL_FH_MAGIC;
+	fb[2] = (unsigned char)*fb_len;
+	fb[3] = 0;
+	fb[4] = (unsigned char)h.fh.handle_type;
+	memcpy(fb + 5, fs->layers[layer].uuid, 16);
+	memcpy(fb + OVL_FB_HEADER, h.fh.f_handle, h.fh.handle_bytes);
+	GString *s = g_string_sized_new(*fb_len * 2);
+	for (size_t i = 0; i < *fb_len; i++)
+		g_string_append_printf(s, "%02x", fb[i]);
+	*hex = g_string_free(s, FALSE);
+	return 0;
+}
+
+bool index_exists(struct plyfs *fs, const char *hex)
+{
+	struct stat st;
+	return fs->index_dirfd >= 0 && layer_fstatat(fs->index_dirfd, hex, &st) == 0;
+}
+
+static const char *nlink_xattr(void)
+{
+	return OVL_XATTR_TRUSTED_PREFIX "nlink";
+}
+
+nlink_t index_nlink(struct plyfs *fs, int dirfd, const char *name, const struct stat *st,
+		    int lower_nlink)
+{
+	char buf[16];
+	ssize_t len = layer_getxattr(dirfd, name, nlink_xattr(), buf, sizeof(buf) - 1);
+	if (len < 2)
+		return st->st_nlink;
+	buf[len] = '\0';
+	char *end;
+	long diff = strtol(buf + 1, &end, 10);
+	if ((buf[0] != 'L' && buf[0] != 'U') || *end || (buf[1] != '+' && buf[1] != '-'))
+		return st->st_nlink;
+	long n = (buf[0] == 'L' ? lower_nlink : (long)st->st_nlink) + diff;
+	return n > 0 ? (nlink_t)n : st->st_nlink;
+}
+
+int index_set_nlink_upper(struct plyfs *fs, int dirfd, const char *name, nlink_t merged,
+			  nlink_t upper)
+{
+	char buf[16];
+	int len = snprintf(buf, sizeof(buf), "U%+d", (int)merged - (int)upper);
+	return layer_setxattr(dirfd, name, nlink_xattr(), buf, (size_t)len, 0);
+}
+
+int index_set_nlink_lower(struct plyfs *fs, int fd, int diff)
+{
+	char buf[16];
+	int len = snprintf(buf, sizeof(buf), "L%+d", diff);
+	return layer_setxattr(fd, NULL, nlink_xattr(), buf, (size_t)len, 0);
+}
+
+bool index_covers(struct plyfs *fs, struct node *n)
+{
+	return fs->index_dirfd >= 0 && S_ISREG(n->type) &&
+	       (__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) ||
+		__atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE) > 1);
+}
