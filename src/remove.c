@@ -21,8 +21,11 @@ static bool move_to_alias(struct plyfs *fs, struct node *n, struct node *parent,
 		struct node *ap = node_table_get(fs->nodes, pid);
 		struct node *fresh = NULL;
 		struct stat st;
+		/* The alias must lead to n and be reached the same way (a lower-only name of a
+		 * copied-up file would put n's upper inode at a name that has none). */
 		bool same = ap && namei_scan(fs, ap, aname, &fresh, &st) == 0 &&
-			    fresh->key.dev == n->key.dev && fresh->key.ino == n->key.ino;
+			    fresh->key.dev == n->key.dev && fresh->key.ino == n->key.ino &&
+			    inode_top_layer(fresh) == inode_top_layer(n);
 		if (fresh)
 			node_discard(fs->nodes, fresh);
 		if (same)

@@ -137,9 +137,8 @@ def _whiteout_ok(layer, view, path):
 	return not any(mine.get(p, {}).get("opaque") for p in _parents(path))
 
 
-# False (differential.py --no-lower-hardlinks): lower layers get no hard links. plyfs does not
-# write the kernel's index (workdir/index), so a lower file with several names that is copied up
-# reads back differently under kernel overlayfs; CI runs this mode, the full mix is run by hand.
+# False (differential.py --no-lower-hardlinks): lower layers get no hard links, to tell apart
+# failures of the hard-link index (index.h) from the rest when diagnosing.
 LOWER_HARDLINKS = True
 
 
