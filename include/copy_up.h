@@ -29,6 +29,10 @@
  * skips the file's data (an open with O_TRUNC is about to throw it away). */
 int copy_up(struct plyfs *fs, struct node *n, bool data);
 
+/* Copies n up as (parent, name), one of its names (a hard-linked file is reached by several):
+ * the name being changed is the one that appears in upper, as with kernel overlayfs. */
+int copy_up_as(struct plyfs *fs, struct node *n, struct node *parent, const char *name);
+
 /* The private xattr recording an upper entry's origin ("<dev hex>:<ino hex>"). */
 int copy_up_read_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key *key);
 

@@ -187,6 +187,9 @@ struct node_forget_item {
 /* BATCH_FORGET: one table lock for the whole batch; O(n). */
 void node_table_forget_batch(struct node_table *t, const struct node_forget_item *items, size_t n);
 
+/* Remembers (parent, name) as another name of n. */
+void node_table_add_alias(struct node_table *t, struct node *n, struct node *parent,
+			  const char *name);
 /* Takes one of n's other names that is not (skip_parent, skip_name) out of its alias list. */
 bool node_table_take_alias(struct node_table *t, struct node *n, uint64_t skip_parent,
 			   const char *skip_name, uint64_t *parent_out, char **name_out);

@@ -445,3 +445,20 @@ int copy_up(struct plyfs *fs, struct node *n, bool data)
 	}
 	return r;
 }
+
+int copy_up_as(struct plyfs *fs, struct node *n, struct node *parent, const char *name)
+{
+	if (inode_has_upper(fs, n))
+		return 0;
+	int r = copy_up(fs, parent, true);
+	if (r < 0)
+		return r;
+	g_autofree char *old_name = NULL;
+	struct node *old_parent = node_parent_name(fs->nodes, n, &old_name);
+	if (old_parent && (old_parent != parent || strcmp(old_name, name) != 0)) {
+		node_table_move(fs->nodes, n, parent, name);
+		node_table_add_alias(fs->nodes, n, old_parent, old_name);
+	}
+	node_put(fs->nodes, old_parent);
+	return copy_up(fs, n, true);
+}

@@ -410,6 +410,14 @@ static void add_alias_locked(struct node *n, struct node *parent, const char *na
 	g_ptr_array_add(n->aliases, a);
 }
 
+void node_table_add_alias(struct node_table *t, struct node *n, struct node *parent,
+			  const char *name)
+{
+	g_mutex_lock(&t->lock);
+	add_alias_locked(n, parent, name);
+	g_mutex_unlock(&t->lock);
+}
+
 bool node_table_take_alias(struct node_table *t, struct node *n, uint64_t skip_parent,
 			   const char *skip_name, uint64_t *parent_out, char **name_out)
 {

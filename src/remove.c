@@ -154,7 +154,7 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 	/* A name of a lower file with several names: covered up first, as kernel overlayfs does,
 	 * so the index keeps the merged link count. */
 	if (r == 0 && index_covers(fs, c))
-		r = copy_up(fs, c, true);
+		r = copy_up_as(fs, c, parent, name);
 	/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
 	bool last = dir || st.st_nlink <= 1;
 	if (r == 0)

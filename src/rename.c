@@ -265,7 +265,7 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 	bool last = replaced && is_last_name(fs, dst.node);
 	if (replaced && index_covers(fs, dst.node)) {
 		/* A replaced name of an indexed file: up first (kernel order), counts recorded. */
-		r = copy_up(fs, dst.node, true);
+		r = copy_up_as(fs, dst.node, newparent, newname);
 		if (r == 0) {
 			auto_lfd struct lfd qdir = LFD_INIT;
 			r = inode_dirfd(fs, newparent, 0, &qdir);
