@@ -509,26 +509,9 @@ static Suite *readdir_suite(void)
 	return s;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path) == 0 ? 0 : -1;
-}
+#include "tmpdir_main.h"
 
 int main(void)
 {
-	g_autoptr(GError) err = NULL;
-
-	test_root = g_dir_make_tmp("plyfs-test-readdir-XXXXXX", &err);
-	if (!test_root) {
-		fprintf(stderr, "temp dir: %s\n", err->message);
-		return 1;
-	}
-	SRunner *sr = srunner_create(readdir_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (nftw(test_root, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
-		fprintf(stderr, "cleanup of %s failed: %s\n", test_root, g_strerror(errno));
-	g_free(test_root);
-	return failed ? 1 : 0;
+	return run_in_tmpdir("plyfs-test-readdir-XXXXXX", readdir_suite);
 }
