@@ -29,9 +29,7 @@ import ctypes
 import errno
 import itertools
 import os
-import shutil
 import stat
-import traceback
 
 import layerspec
 import lifecycle
@@ -552,23 +550,4 @@ TESTS = [
 
 def tests():
 	"""[(name, fn(opts, base) -> (problems, notes))] for harness.py."""
-	def make(name, fn):
-		def run(opts, base):
-			ctx = Ctx(opts, base, name)
-			errs = []
-			try:
-				errs = fn(ctx)
-			except Failure as e:
-				errs = [str(e)]
-			except Exception as e:	# as harness.py does, with our cleanup below
-				errs = ["%s: %s" % (type(e).__name__, e),
-					traceback.format_exc(limit=6)]
-			finally:
-				errs += ctx.cleanup()
-				if opts.sanitizer:
-					errs += ctx.sanitizer_reports()
-				if not (opts.keep and opts.disk and errs):
-					shutil.rmtree(ctx.dir, ignore_errors=True)
-			return errs, ctx.notes
-		return run
-	return [("handles/" + name, make(name, fn)) for name, fn in TESTS]
+	return lifecycle.tests_of("handles", TESTS, Ctx)

@@ -611,11 +611,15 @@ TESTS = [
 ]
 
 
-def tests():
-	"""[(name, fn(opts, base) -> (problems, notes))] for harness.py."""
+def tests_of(prefix, table, ctx_class, before=None, after=None):
+	"""[(prefix/name, fn(opts, base) -> (problems, notes))] for harness.py, from a table of
+	(name, fn(ctx) -> problems). Every test gets a ctx_class(opts, base, name), and its cleanup
+	(mounts, processes, sanitizer reports, the directory) runs whatever the test did.
+	before(ctx) may return a state object; after(state) returns more problems."""
 	def make(name, fn):
 		def run(opts, base):
-			ctx = Ctx(opts, base, name)
+			ctx = ctx_class(opts, base, name)
+			state = before(ctx) if before else None
 			errs = []
 			try:
 				errs = fn(ctx)
@@ -626,10 +630,17 @@ def tests():
 					traceback.format_exc(limit=6)]
 			finally:
 				errs += ctx.cleanup()
+				if after:
+					errs += after(state)
 				if opts.sanitizer:
 					errs += ctx.sanitizer_reports()
 				if not (opts.keep and opts.disk and errs):
 					shutil.rmtree(ctx.dir, ignore_errors=True)
 			return errs, ctx.notes
 		return run
-	return [("lifecycle/" + name, make(name, fn)) for name, fn in TESTS]
+	return [(prefix + "/" + name, make(name, fn)) for name, fn in table]
+
+
+def tests():
+	"""[(name, fn(opts, base) -> (problems, notes))] for harness.py."""
+	return tests_of("lifecycle", TESTS, Ctx)

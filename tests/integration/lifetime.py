@@ -23,14 +23,12 @@ import errno
 import json
 import os
 import select
-import shutil
 import stat
 import struct
 import subprocess
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -806,33 +804,18 @@ TESTS = [
 ]
 
 
+def _watch_kmsg(ctx):
+	kmsg = Kmsg()
+	kmsg.start()
+	if kmsg.why:
+		ctx.notes.append(kmsg.why)
+	return kmsg
+
+
 def tests():
 	"""[(name, fn(opts, base) -> (problems, notes))] for harness.py."""
-	def make(name, fn):
-		def run(opts, base):
-			ctx = Ctx(opts, base, name)
-			kmsg = Kmsg()
-			kmsg.start()
-			if kmsg.why:
-				ctx.notes.append(kmsg.why)
-			errs = []
-			try:
-				errs = fn(ctx)
-			except Failure as e:
-				errs = [str(e)]
-			except Exception as e:	# as harness.py does, with our cleanup below
-				errs = ["%s: %s" % (type(e).__name__, e),
-					traceback.format_exc(limit=6)]
-			finally:
-				errs += ctx.cleanup()
-				errs += kmsg.problems()
-				if opts.sanitizer:
-					errs += ctx.sanitizer_reports()
-				if not (opts.keep and opts.disk and errs):
-					shutil.rmtree(ctx.dir, ignore_errors=True)
-			return errs, ctx.notes
-		return run
-	return [("lifetime/" + name, make(name, fn)) for name, fn in TESTS]
+	return lifecycle.tests_of("lifetime", TESTS, Ctx, before=_watch_kmsg,
+				  after=lambda kmsg: kmsg.problems())
 
 
 if __name__ == "__main__":
