@@ -30,5 +30,9 @@
 /* Names of the work directory's own entries (inside workdir=W). */
 #define PLYFS_WORK_SUBDIR  "work"
 #define PLYFS_INDEX_SUBDIR "index"
+#define PLYFS_HANDLES_NAME "plyfs-handles" /* export_store.h */
+
+/* The status query: a read-only xattr of the mount's root (status.h). */
+#define PLYFS_STATUS_XATTR PLYFS_XATTR_PREFIX "status"
 
 #endif

@@ -9,6 +9,7 @@
 #include <fuse_lowlevel.h>
 
 #include "dir.h"
+#include "export_store.h"
 #include "file.h"
 #include "fs.h"
 #include "index.h"
@@ -70,6 +71,7 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 	index_init(fs);
 	fs->nodes = node_table_new(inode_destroy);
 	node_table_set_record_max(fs->nodes, (size_t)p->forgotten_records);
+	export_store_load(fs);
 	struct node *root = node_table_root(fs->nodes);
 	struct node_stack *s = inode_stack_new((unsigned)fs->n_layers);
 	for (size_t i = 0; i < fs->n_layers; i++)
@@ -208,6 +210,8 @@ int main(int argc, char **argv)
 	/* The loop returns the number of a signal that ended it (SIGTERM, SIGINT): a clean stop. */
 	ret = serve(se, &p) < 0 ? 1 : 0;
 	fuse_session_unmount(se);
+	/* No request runs any more: the table is still, and what it knows goes to the workdir. */
+	export_store_save(&fs);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:

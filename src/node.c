@@ -10,10 +10,13 @@
 
 /*
  * Nodeids are 64-bit, handed out from a counter starting at 2 (the root is 1) and never reused
- * within a table, so one generation number for the whole table is enough: every node gets
- * NODE_GENERATION. (A new mount is a new table and a new kernel superblock.)
+ * within a table. A node's generation is the table's generation when its nodeid was handed out
+ * (node_table_set_generation(): one per mount), kept in its record and given back with the
+ * nodeid: a handle of an earlier mount whose nodeid this mount hands out again (its records were
+ * lost) names another generation, which the kernel refuses (ESTALE). The root's is 0, as the
+ * kernel's root inode has it.
  */
-#define NODE_GENERATION 1
+#define NODE_GENERATION_DEFAULT 1
 
 #ifdef NDEBUG
 #define ABORT_ON_UNDERFLOW_DEFAULT false
@@ -28,6 +31,7 @@ struct node_table {
 	/* &node->key -> node, for hashed nodes only; at most one hashed node per key. */
 	GHashTable *by_key;
 	uint64_t next_id;
+	uint32_t generation; /* of nodeids handed out from now on */
 	/* Kept incrementally on every state change so node_table_stats() is O(1). */
 	uint64_t n_live;
 	uint64_t n_pinned;
@@ -47,6 +51,7 @@ struct node_record {
 	uint64_t parent;
 	struct node_key key;
 	mode_t type;
+	uint32_t generation;
 	GList link; /* in record_order */
 	char name[];
 };
@@ -177,20 +182,18 @@ static void record_drop_locked(struct node_table *t, struct node_record *rec)
 	g_free(rec);
 }
 
-/* Keeps what is needed to find a forgotten node again: its parent's nodeid, its name and its
- * identity. Only for files that still exist (hashed); the oldest record goes beyond the bound. */
-static void record_add_locked(struct node_table *t, const struct node *n)
+/* Adds a record, replacing one with the same identity; the oldest goes beyond the bound. */
+static void record_insert_locked(struct node_table *t, const struct node_record_info *info)
 {
-	if (!n->hashed || n->root || !n->parent || t->record_max == 0)
-		return;
-	size_t len = strlen(n->name);
+	size_t len = strlen(info->name);
 	struct node_record *rec = g_malloc(sizeof(*rec) + len + 1);
-	rec->nodeid = n->nodeid;
-	rec->parent = n->parent->nodeid;
-	rec->key = n->key;
-	rec->type = n->type;
+	rec->nodeid = info->nodeid;
+	rec->parent = info->parent;
+	rec->key = info->key;
+	rec->type = info->type;
+	rec->generation = info->generation;
 	rec->link = (GList){.data = rec};
-	memcpy(rec->name, n->name, len + 1);
+	memcpy(rec->name, info->name, len + 1);
 	struct node_record *old = g_hash_table_lookup(t->records_by_key, &rec->key);
 	if (old)
 		record_drop_locked(t, old);
@@ -199,6 +202,24 @@ static void record_add_locked(struct node_table *t, const struct node *n)
 	g_queue_push_tail_link(&t->record_order, &rec->link);
 	while (t->record_order.length > t->record_max)
 		record_drop_locked(t, t->record_order.head->data);
+}
+
+/* What a record of n would say (name borrowed from n). */
+static struct node_record_info info_of(const struct node *n)
+{
+	return (struct node_record_info){.nodeid = n->nodeid, .parent = n->parent->nodeid,
+					 .key = n->key, .type = n->type,
+					 .generation = (uint32_t)n->generation, .name = n->name};
+}
+
+/* Keeps what is needed to find a forgotten node again: its parent's nodeid, its name and its
+ * identity. Only for files that still exist (hashed); the oldest record goes beyond the bound. */
+static void record_add_locked(struct node_table *t, const struct node *n)
+{
+	if (!n->hashed || n->root || !n->parent || t->record_max == 0)
+		return;
+	struct node_record_info info = info_of(n);
+	record_insert_locked(t, &info);
 }
 
 static void unlink_locked(struct node_table *t, struct node *n, struct pending *p)
@@ -300,6 +321,7 @@ struct node_table *node_table_new(void (*destroy)(struct node *))
 	g_queue_init(&t->record_order);
 	t->record_max = NODE_RECORD_MAX_DEFAULT;
 	t->next_id = NODE_ROOT_ID + 1;
+	t->generation = NODE_GENERATION_DEFAULT;
 	t->destroy = destroy;
 	t->abort_on_underflow = ABORT_ON_UNDERFLOW_DEFAULT;
 
@@ -310,7 +332,7 @@ struct node_table *node_table_new(void (*destroy)(struct node *))
 	 * FREED.
 	 */
 	root->nodeid = NODE_ROOT_ID;
-	root->generation = NODE_GENERATION;
+	root->generation = 0;
 	root->root = true;
 	root->nlookup = 1;
 	root->refcount = 2;
@@ -367,13 +389,14 @@ static void insert_locked(struct node_table *t, struct node *parent, struct node
 	struct node_record *rec = g_hash_table_lookup(t->records_by_key, &fresh->key);
 	if (rec && rec->type == fresh->type) {
 		fresh->nodeid = rec->nodeid;
+		fresh->generation = rec->generation;
 		record_drop_locked(t, rec);
 	} else {
 		if (rec)
 			record_drop_locked(t, rec);
 		fresh->nodeid = t->next_id++;
+		fresh->generation = t->generation;
 	}
-	fresh->generation = NODE_GENERATION;
 	fresh->parent = parent;
 	parent->refcount++; /* the child's pin; the caller holds parent, so its state is unchanged
 			     */
@@ -558,8 +581,10 @@ bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_r
 	g_mutex_lock(&t->lock);
 	struct node_record *rec = g_hash_table_lookup(t->records, &nodeid);
 	if (rec)
-		*out = (struct node_record_info){.parent = rec->parent, .key = rec->key,
-						 .type = rec->type, .name = g_strdup(rec->name)};
+		*out = (struct node_record_info){.nodeid = rec->nodeid, .parent = rec->parent,
+						 .key = rec->key, .type = rec->type,
+						 .generation = rec->generation,
+						 .name = g_strdup(rec->name)};
 	g_mutex_unlock(&t->lock);
 	return rec != NULL;
 }
@@ -708,7 +733,87 @@ void node_table_stats(struct node_table *t, struct node_table_stats *out)
 	out->pinned = t->n_pinned;
 	out->total = g_hash_table_size(t->by_id);
 	out->records = g_hash_table_size(t->records);
+	out->record_max = t->record_max;
 	g_mutex_unlock(&t->lock);
+}
+
+void node_table_set_generation(struct node_table *t, uint32_t generation)
+{
+	g_mutex_lock(&t->lock);
+	t->generation = generation;
+	g_mutex_unlock(&t->lock);
+}
+
+uint64_t node_table_next_id(struct node_table *t)
+{
+	g_mutex_lock(&t->lock);
+	uint64_t id = t->next_id;
+	g_mutex_unlock(&t->lock);
+	return id;
+}
+
+void node_table_reserve_ids(struct node_table *t, uint64_t next_id)
+{
+	g_mutex_lock(&t->lock);
+	if (next_id > t->next_id)
+		t->next_id = next_id;
+	g_mutex_unlock(&t->lock);
+}
+
+bool node_table_add_record(struct node_table *t, const struct node_record_info *info)
+{
+	bool ok = false;
+
+	g_mutex_lock(&t->lock);
+	if (t->record_max > 0 && info->nodeid > NODE_ROOT_ID && info->nodeid < t->next_id &&
+	    !g_hash_table_contains(t->by_id, &info->nodeid) &&
+	    !g_hash_table_contains(t->records, &info->nodeid) &&
+	    !g_hash_table_contains(t->by_key, &info->key)) {
+		record_insert_locked(t, info);
+		ok = true;
+	}
+	g_mutex_unlock(&t->lock);
+	return ok;
+}
+
+static void add_info(GArray *out, const struct node_record_info *info)
+{
+	struct node_record_info copy = *info;
+	copy.name = g_strdup(info->name);
+	g_array_append_val(out, copy);
+}
+
+static void clear_info(gpointer p)
+{
+	g_free(((struct node_record_info *)p)->name);
+}
+
+GArray *node_table_snapshot(struct node_table *t)
+{
+	GArray *out = g_array_new(FALSE, FALSE, sizeof(struct node_record_info));
+	g_array_set_clear_func(out, clear_info);
+
+	g_mutex_lock(&t->lock);
+	for (GList *l = t->record_order.head; l; l = l->next) {
+		const struct node_record *rec = l->data;
+		struct node_record_info info = {.nodeid = rec->nodeid, .parent = rec->parent,
+						.key = rec->key, .type = rec->type,
+						.generation = rec->generation,
+						.name = (char *)rec->name};
+		add_info(out, &info);
+	}
+	GHashTableIter it;
+	gpointer value;
+	g_hash_table_iter_init(&it, t->by_id);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		const struct node *n = value;
+		if (n->hashed && !n->root && n->parent) {
+			struct node_record_info info = info_of(n);
+			add_info(out, &info);
+		}
+	}
+	g_mutex_unlock(&t->lock);
+	return out;
 }
 
 void node_table_set_abort_on_underflow(struct node_table *t, bool on)

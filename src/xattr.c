@@ -6,6 +6,7 @@
 #include "copy_up.h"
 #include "inode.h"
 #include "ovl_names.h"
+#include "status.h"
 #include "xattr.h"
 
 static const char *const private_prefixes[] = {
@@ -27,6 +28,8 @@ bool xattr_is_private(const char *name)
 
 ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf, size_t size)
 {
+	if (n->root && strcmp(name, PLYFS_STATUS_XATTR) == 0)
+		return status_xattr(fs, buf, size);
 	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
 		return -ENOTSUP;
 	if (fs->params->noxattrs == XATTR_MODE_IGNORED || xattr_is_private(name))

@@ -109,11 +109,25 @@ def mount(ctx):
 		layerspec.build_layer(ctx.path(d), spec)
 	for d in ("w", "mnt"):
 		os.makedirs(ctx.path(d))
+	return mount_built(ctx)
+
+
+def mount_built(ctx, lowers=("l0", "l1")):
+	"""Mounts the layers built by mount() (lowers in the given order) on ctx.path("mnt")."""
 	mnt = ctx.path("mnt")
-	opts = "lowerdir=%s:%s,upperdir=%s,workdir=%s" % (
-		ctx.path("l0"), ctx.path("l1"), ctx.path("u"), ctx.path("w"))
+	opts = "lowerdir=%s,upperdir=%s,workdir=%s" % (
+		":".join(ctx.path(x) for x in lowers), ctx.path("u"), ctx.path("w"))
 	ctx.daemon = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
 	return ctx.daemon
+
+
+def unmount_clean(h):
+	"""umount, and the daemon exits 0 (having written its handle store); raises Failure."""
+	errs = lifecycle.settle(h) + h.cleanup()
+	if not errs and h.returncode() != 0:
+		errs.append("daemon exited %r after umount: %s" % (h.returncode(), h.log_tail()))
+	if errs:
+		raise Failure("; ".join(errs))
 
 
 # --- handles --------------------------------------------------------------------------------------
@@ -523,6 +537,122 @@ def decode_loop(ctx, h):
 	return errs
 
 
+# --- across mounts ----------------------------------------------------------------------------------
+
+def remount_all(ctx):
+	"""The handles of the issue's list taken on one mount (copy-up, renames and a deletion after
+	they were taken), then two clean remounts (the second mount never sees them: they pass
+	through its store untouched), then every handle decodes to its file, the deleted one gives
+	ESTALE, and a directory fd decoded from a handle creates a file that lands in upper."""
+	h = mount(ctx)
+	daemons = [h]
+	errs = []
+	with mounts.Watchdog(t(60), daemons):
+		names = ["", "f0", "ldir", "f1", "cu", "cb", "mv", "mv2", "uf", "ud", "rd", "rd/x",
+			 "a/b/c", "del"]
+		os.chmod(ctx.path("mnt/cb"), 0o640)			# copied up before
+		tk = {n: Taken(ctx, n) for n in names}
+		with open(ctx.path("mnt/cu"), "ab") as f:		# copied up after
+			f.write(b"appended after the handle\n")
+		tk["cu"].want += b"appended after the handle\n"
+		os.rename(ctx.path("mnt/mv"), ctx.path("mnt/mv-renamed"))
+		os.rename(ctx.path("mnt/mv2"), ctx.path("mnt/dst/mv2-moved"))
+		os.rename(ctx.path("mnt/rd"), ctx.path("mnt/rd2"))
+		os.unlink(ctx.path("mnt/del"))
+		tk[""].want = content_of(ctx.path("mnt"), True)
+		for _ in range(2):
+			unmount_clean(daemons[-1])
+			daemons.append(mount_built(ctx))
+		mfd = open_mount_root(ctx)
+		try:
+			for n in names:
+				if n == "del":
+					errs += check_stale(mfd, tk[n], "deleted, then remounted")
+				else:
+					errs += ["after remount: " + e for e in check_decoded(mfd, tk[n])]
+			dfd = decode(mfd, tk["a/b/c"].fh, os.O_RDONLY | os.O_DIRECTORY)
+		except OSError as e:
+			return errs + ["a/b/c: open_by_handle_at(O_DIRECTORY) after remount: %s" % e]
+		finally:
+			os.close(mfd)
+		try:
+			fd = os.open("new", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dfd)
+			os.write(fd, DEEP_NEW)
+			os.close(fd)
+		finally:
+			os.close(dfd)
+		unmount_clean(daemons[-1])
+	errs += lifecycle.check_read(ctx.path("u/a/b/c/new"), DEEP_NEW.decode())
+	return errs
+
+
+def remount_after_crash(ctx):
+	"""A daemon killed (SIGKILL) saves nothing: its handles must give ESTALE on the next mount,
+	even where that mount hands the same nodeid to another file (f1 is looked up first there, so
+	it gets the nodeid f0 had; only the generation tells them apart)."""
+	h = mount(ctx)
+	daemons = [h]
+	with mounts.Watchdog(t(60), daemons):
+		tk = Taken(ctx, "f0")
+		h.kill()
+		errs = h.cleanup()
+		daemons.append(mount_built(ctx))
+		other = Taken(ctx, "f1")
+		if describe(other.fh).split(" generation")[0] != describe(tk.fh).split(" generation")[0]:
+			ctx.notes.append("f1 did not get f0's old nodeid (%s vs %s): the generation "
+					 "check is not exercised" % (describe(other.fh), describe(tk.fh)))
+		mfd = open_mount_root(ctx)
+		try:
+			errs += check_stale(mfd, tk, "taken on a mount whose daemon was killed")
+			errs += check_decoded(mfd, other)
+		finally:
+			os.close(mfd)
+		unmount_clean(daemons[-1])
+	return errs
+
+
+def corrupt_store(ctx):
+	"""Flips one byte in the middle of the saved store."""
+	path = ctx.path("w/plyfs-handles")
+	with open(path, "r+b") as f:
+		size = os.fstat(f.fileno()).st_size
+		f.seek(size // 2)
+		b = f.read(1)
+		f.seek(size // 2)
+		f.write(bytes([b[0] ^ 0x40]))
+
+
+def remount_store_refused(how):
+	"""A store that must not be used: damaged ("damaged"), or written for other layers (the
+	lowers swapped, "other_layers"). The mount still works and says why in its log; the old
+	handle gives ESTALE (never the file at the same path in the other layer order); new handles
+	work."""
+	def run(ctx):
+		h = mount(ctx)
+		daemons = [h]
+		errs = []
+		with mounts.Watchdog(t(60), daemons):
+			tk = Taken(ctx, "f0")
+			unmount_clean(h)
+			if how == "damaged":
+				corrupt_store(ctx)
+				daemons.append(mount_built(ctx))
+			else:
+				daemons.append(mount_built(ctx, lowers=("l1", "l0")))
+			mfd = open_mount_root(ctx)
+			try:
+				errs += check_stale(mfd, tk, "store %s" % how)
+				errs += check_decoded(mfd, Taken(ctx, "f1"))
+			finally:
+				os.close(mfd)
+			log = daemons[-1].log_tail()
+			if "plyfs-handles" not in log:
+				errs.append("the daemon log does not mention the refused store: %r" % log)
+			unmount_clean(daemons[-1])
+		return errs
+	return run
+
+
 TESTS = [
 	("root", simple([("", None)])),
 	("lower_file", simple([("f0", "l0/f0")])),
@@ -545,6 +675,10 @@ TESTS = [
 	("hardlink_name_unlinked", with_mount(hardlink_name_unlinked)),
 	("deep_dir_create_after_forget", deep_dir_create),
 	("decode_loop_%d" % LOOPS, with_mount(decode_loop)),
+	("remount_all", remount_all),
+	("remount_after_crash", remount_after_crash),
+	("remount_damaged_store", remount_store_refused("damaged")),
+	("remount_other_layers", remount_store_refused("other_layers")),
 ]
 
 

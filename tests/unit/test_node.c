@@ -530,6 +530,63 @@ START_TEST(test_record_gives_the_same_id_back)
 }
 END_TEST
 
+/* The store of export_store.h in miniature: a second table loads the first one's snapshot. */
+START_TEST(test_records_carried_to_another_table)
+{
+	node_table_set_generation(T, 77);
+	struct node *d = lookup(ROOT, "d", S_IFDIR | 0755, 20);
+	struct node *f = lookup(d, "f", S_IFREG | 0644, 21);
+	struct node *g = lookup(ROOT, "g", S_IFREG | 0644, 22);
+	uint64_t fid = f->nodeid, did = d->nodeid, gid = g->nodeid;
+	ck_assert_uint_eq(f->generation, 77);
+	node_table_forget(T, gid, 1); /* g: a record; d and f: live nodes */
+	node_table_set_generation(T, 78);
+	struct node *h = lookup(ROOT, "h", S_IFREG | 0644, 23);
+	ck_assert_uint_eq(h->generation, 78);
+	node_table_unhash(T, h); /* deleted: not in the snapshot */
+
+	g_autoptr(GArray) snap = node_table_snapshot(T);
+	ck_assert_uint_eq(snap->len, 3);
+	ck_assert_uint_eq(g_array_index(snap, struct node_record_info, 0).nodeid, gid);
+	uint64_t next = node_table_next_id(T);
+
+	struct node_table *t2 = node_table_new(record_destroy);
+	struct node_record_info bad = g_array_index(snap, struct node_record_info, 0);
+	bad.nodeid = next; /* never handed out by the first table */
+	ck_assert(!node_table_add_record(t2, &bad));
+	node_table_reserve_ids(t2, next);
+	ck_assert(!node_table_add_record(t2, &bad));
+	bad.nodeid = NODE_ROOT_ID;
+	ck_assert(!node_table_add_record(t2, &bad));
+	for (guint i = 0; i < snap->len; i++)
+		ck_assert(node_table_add_record(t2, &g_array_index(snap, struct node_record_info, i)));
+	ck_assert(!node_table_add_record(t2, &g_array_index(snap, struct node_record_info, 0)));
+	ck_assert_uint_eq(node_table_next_id(t2), next);
+
+	/* Found again: the old nodeid and its own generation, whatever the new table's is. */
+	node_table_set_generation(t2, 99);
+	struct node *d2 = node_table_insert_lookup(t2, node_table_root(t2),
+						   node_new("d", S_IFDIR, key(20)));
+	struct node *f2 = node_table_insert_lookup(t2, d2, node_new("f", S_IFREG, key(21)));
+	struct node *n2 = node_table_insert_lookup(t2, d2, node_new("new", S_IFREG, key(24)));
+	ck_assert_uint_eq(d2->nodeid, did);
+	ck_assert_uint_eq(f2->nodeid, fid);
+	ck_assert_uint_eq(f2->generation, 77);
+	ck_assert_uint_eq(n2->nodeid, next);
+	ck_assert_uint_eq(n2->generation, 99);
+	struct node_record_info rec;
+	ck_assert(node_table_find_record(t2, gid, &rec));
+	ck_assert_str_eq(rec.name, "g");
+	ck_assert_uint_eq(rec.generation, 77);
+	ck_assert_uint_eq(rec.parent, NODE_ROOT_ID);
+	g_free(rec.name);
+	node_put(t2, n2);
+	node_put(t2, f2);
+	node_put(t2, d2);
+	node_table_free(t2);
+}
+END_TEST
+
 START_TEST(test_record_not_kept_for_deleted_files)
 {
 	struct node *n = lookup_ref(ROOT, "a", S_IFREG, 10);
@@ -1015,6 +1072,7 @@ static Suite *node_suite(bool forking)
 	tcase_add_test(tc, test_records_bounded);
 	tcase_add_loop_test(tc, test_path, 0, G_N_ELEMENTS(path_cases));
 	tcase_add_test(tc, test_parent_name);
+	tcase_add_test(tc, test_records_carried_to_another_table);
 	tcase_add_test(tc, test_move);
 	tcase_add_test(tc, test_deep_chain);
 	tcase_add_test(tc, test_table_free_destroys_all);

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * export_store.h - file handles that outlive the mount: the node table's records in the workdir.
+ *
+ * A FUSE file handle is (nodeid, generation). For a handle taken on one mount to decode on a later
+ * mount of the same layers, the later mount must know what that nodeid named. At a clean unmount
+ * (umount, fusermount3 -u, SIGTERM) export_store_save() writes every record of a forgotten node
+ * and every node that still stands for a file, as (nodeid, generation, parent nodeid, name,
+ * identity, type), plus the next nodeid to hand out, to workdir/plyfs-handles (built as
+ * plyfs-handles.tmp, fsync'd, renamed over). export_store_load() at the next mount checks that
+ * the file is whole (a SHA-256 over its bytes) and that it was written for the same layers
+ * (device and inode of every layer root, in order), loads the entries as records (oldest first,
+ * within the record bound) and reserves every nodeid the earlier mounts handed out. A decoded
+ * handle then resolves like any forgotten node (export.h): by name from its parent, checked
+ * against the recorded identity; a file deleted or replaced in between gives ESTALE.
+ *
+ * The file is left in place while mounted, so a daemon that dies without saving leaves the
+ * earlier mount's entries for the next one: handles of the lost session give ESTALE (their
+ * generation is that session's, and a new mount draws a new random generation), never another
+ * file. A missing, damaged or foreign file is logged and ignored: the mount goes on, and old
+ * handles give ESTALE.
+ *
+ * Limits: nothing is stored without an upper layer (no workdir); the store follows names, so a
+ * file changed behind the overlay's back while unmounted (deleted, and its inode number reused by
+ * a new file of the same type at the same path) cannot be told from the original. Nothing here
+ * needs privileges: a rootless mount stores and finds its handles the same way, but decoding a
+ * handle (open_by_handle_at) needs CAP_DAC_READ_SEARCH, which an unprivileged user does not have.
+ */
+#ifndef PLYFS_EXPORT_STORE_H
+#define PLYFS_EXPORT_STORE_H
+
+#include "fs.h"
+#include "ovl_names.h"
+
+/* Sets this mount's generation and loads the store, if any. Call once the table exists, before
+ * serving. Never fails the mount. */
+void export_store_load(struct plyfs *fs);
+/* Writes the store (no-op without an upper layer). Call after the session loop ended. */
+int export_store_save(struct plyfs *fs);
+
+#endif
