@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* main.c - parse the command line, open the layers, mount, detach, serve, clean up. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -169,6 +170,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_debug(p.debug);
+	/* glibc raises its mmap threshold each time a large block is freed, after which the hash
+	 * tables' bucket arrays (megabytes for a large tree) come from the heap and stay there as
+	 * holes when the tables resize: a fixed threshold keeps them mmapped, so memory goes back to
+	 * the system when the kernel forgets nodes and the RSS does not creep up walk after walk. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
 	struct plyfs fs = {.work_fd = -1, .work_dirfd = -1, .index_dirfd = -1};
 	/* Modes of new entries come from the kernel with the caller's umask applied already. */

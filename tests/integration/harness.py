@@ -20,6 +20,7 @@ import bad_options  # noqa: E402
 import handles  # noqa: E402
 import lifecycle  # noqa: E402
 import lifetime  # noqa: E402
+import memory  # noqa: E402
 import mounts  # noqa: E402
 import scenario  # noqa: E402
 from mounts import Failure  # noqa: E402
@@ -124,6 +125,7 @@ def main(argv):
 	tests += lifecycle.tests()
 	tests += handles.tests()
 	tests += lifetime.tests()
+	tests += memory.tests()
 	tests = [(n, fn) for n, fn in tests if selected(n, opts.patterns)]
 	if opts.list:
 		for n, _ in tests:

@@ -38,7 +38,7 @@ import lifecycle  # noqa: E402
 import mounts  # noqa: E402
 from mounts import Failure, t  # noqa: E402
 
-RUN_SECONDS = 8		# the length of the forgotten-parent stress run (not scaled: CI time)
+RUN_SECONDS = 15	# the length of the forgotten-parent stress run (the issue asks 15 s; not scaled)
 DROP_PERIOD = 0.1	# seconds between two cache drops during that run
 EVENT_WAIT = 5		# seconds (scaled) to wait for the expected notification events
 MAX_ERRS = 10		# a worker stops after this many unexpected errors

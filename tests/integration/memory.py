@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""memory.py - the daemon's memory does not grow with files merely seen, and the records of
+forgotten nodes stay within their bound (read through the status query, user.plyfs.status).
+
+walk_500k: a lower layer of DIRS x PER_DIR empty files (500,000); the tree is walked through the
+mount (readdir + lstat of every entry, so the kernel and the daemon learn every file), the caches
+are dropped (the kernel forgets every inode: the nodes turn into records), and the daemon's RSS
+is read; then all of it once more. The RSS after the second walk must be within 10% of the first,
+the records must stay within records_max, and after the drop only a handful of nodes may stay
+live. records_bound: a smaller tree under forgotten_records=N: never more than N records.
+
+The sanitizer build runs the same walk: ASan's quarantine (freed memory held back on purpose,
+256 MB by default) would show as growth, so the daemon gets a small one there.
+
+Run by hand: tests/integration/run.sh build/plyfs -k 'memory/*' [--sanitizer] -v.
+"""
+
+import os
+import stat
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import lifecycle  # noqa: E402
+import mounts  # noqa: E402
+from mounts import Failure, t  # noqa: E402
+
+DIRS, PER_DIR = 500, 1000	# 500,000 files in the big walk
+ROUNDS = int(os.environ.get("PLYFS_MEMORY_ROUNDS", "2"))	# more by hand, to see a trend
+SMALL_DIRS, SMALL_PER_DIR, SMALL_BOUND = 20, 1000, 5000
+RSS_SLACK = 0.10		# the second walk may end at most 10% above the first
+LIVE_AFTER_DROP = 100		# nodes still live after a drop: the root and a few in use
+STATUS_XATTR = "user.plyfs.status"
+
+
+class Ctx(lifecycle.Ctx):
+	"""lifecycle.Ctx in base/memory/NAME; the daemon's ASan quarantine kept small (see above)."""
+
+	def __init__(self, opts, base, name):
+		self.opts = opts
+		self.dir = os.path.join(base, "memory", name)
+		self.logdir = os.path.join(self.dir, "log")
+		self.handles = []
+		self.notes = []
+		os.makedirs(self.logdir)
+
+	def env(self, path_prefix=None):
+		env = super().env(path_prefix)
+		if self.opts.sanitizer:
+			env["ASAN_OPTIONS"] += ":quarantine_size_mb=8:thread_local_quarantine_size_kb=64"
+		return env
+
+
+def build_tree(root, dirs, per_dir):
+	for d in range(dirs):
+		p = os.path.join(root, "d%04d" % d)
+		os.makedirs(p)
+		for f in range(per_dir):
+			os.mknod(os.path.join(p, "file-%06d" % f), stat.S_IFREG | 0o644)
+
+
+def mount(ctx, dirs, per_dir, extra=""):
+	for d in ("l", "u", "w", "mnt"):
+		os.makedirs(ctx.path(d))
+	build_tree(ctx.path("l"), dirs, per_dir)
+	mnt = ctx.path("mnt")
+	opts = "lowerdir=%s,upperdir=%s,workdir=%s%s" % (ctx.path("l"), ctx.path("u"),
+							ctx.path("w"), extra)
+	return lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
+
+
+def status(mnt):
+	"""The status query: {counter: int}."""
+	raw = os.getxattr(mnt, STATUS_XATTR)
+	out = {}
+	for line in raw.decode().splitlines():
+		k, v = line.split()
+		out[k] = int(v)
+	return out
+
+
+def rss_kib(pid):
+	with open("/proc/%d/status" % pid) as f:
+		for line in f:
+			if line.startswith("VmRSS:"):
+				return int(line.split()[1])
+	raise Failure("no VmRSS for pid %d" % pid)
+
+
+def walk(mnt):
+	"""readdir and lstat of every entry; returns the number of files seen."""
+	n = 0
+	for top in os.scandir(mnt):
+		for e in os.scandir(top.path):
+			e.stat(follow_symlinks=False)
+			n += 1
+	return n
+
+
+def drop_and_wait(h, mnt, expect_live):
+	"""Drops the caches until the daemon holds at most `expect_live` live nodes (the kernel's
+	FORGETs arrive asynchronously); bounded. Returns the last status."""
+	errs = lifecycle.settle(h)
+	if errs:
+		raise Failure(errs[0])
+	deadline = time.monotonic() + t(60)
+	while True:
+		for _ in range(2):
+			with open("/proc/sys/vm/drop_caches", "w") as f:
+				f.write("3")
+		st = status(mnt)
+		if st["nodes_live"] <= expect_live or time.monotonic() > deadline:
+			return st
+		time.sleep(0.2)
+
+
+def one_round(ctx, h, mnt, want_files):
+	seen = walk(mnt)
+	if seen != want_files:
+		raise Failure("the walk saw %d files, expected %d" % (seen, want_files))
+	st = drop_and_wait(h, mnt, LIVE_AFTER_DROP)
+	return st, rss_kib(h.proc.pid)
+
+
+def check_status(st, what, want_files, errs):
+	if st["nodes_live"] > LIVE_AFTER_DROP:
+		errs.append("%s: %d nodes still live after the caches were dropped (at most %d "
+			    "expected)" % (what, st["nodes_live"], LIVE_AFTER_DROP))
+	if st["records"] > st["records_max"]:
+		errs.append("%s: %d records, over the bound %d" % (what, st["records"],
+								  st["records_max"]))
+	want = min(want_files, st["records_max"])
+	if st["records"] < want * 9 // 10:
+		errs.append("%s: only %d records of forgotten nodes, expected about %d: handles "
+			    "of the files seen would not decode" % (what, st["records"], want))
+
+
+def walk_500k(ctx):
+	h = mount(ctx, DIRS, PER_DIR)
+	mnt = ctx.path("mnt")
+	total = DIRS * PER_DIR
+	errs = []
+	with mounts.Watchdog(t(600), [h]):
+		st1, rss1 = one_round(ctx, h, mnt, total)
+		check_status(st1, "first walk", total, errs)
+		trend = [rss1]
+		for i in range(1, ROUNDS):
+			st2, rss2 = one_round(ctx, h, mnt, total)
+			check_status(st2, "walk %d" % (i + 1), total, errs)
+			trend.append(rss2)
+		if len(trend) > 2:
+			ctx.notes.append("# RSS KiB after each walk: %r" % trend)
+		rss2 = max(trend[1:])
+		if rss2 > rss1 * (1 + RSS_SLACK):
+			errs.append("RSS %d KiB after the second walk, %d KiB after the first: grew "
+				    "%.1f%% (at most %d%%)" % (rss2, rss1, 100.0 * (rss2 - rss1) / rss1,
+							     RSS_SLACK * 100))
+		ctx.notes.append("# %d files: RSS %d KiB after the first walk, %d KiB after the "
+				 "second; records %d, %d; nodes %d, %d" % (
+					 total, rss1, rss2, st1["records"], st2["records"],
+					 st1["nodes"], st2["nodes"]))
+		errs += lifecycle.settle(h)
+	return errs + h.cleanup()
+
+
+def records_bound(ctx):
+	h = mount(ctx, SMALL_DIRS, SMALL_PER_DIR, ",forgotten_records=%d" % SMALL_BOUND)
+	mnt = ctx.path("mnt")
+	total = SMALL_DIRS * SMALL_PER_DIR
+	errs = []
+	with mounts.Watchdog(t(120), [h]):
+		for i in range(2):
+			st, _ = one_round(ctx, h, mnt, total)
+			if st["records_max"] != SMALL_BOUND:
+				errs.append("records_max %d, forgotten_records=%d was given"
+					    % (st["records_max"], SMALL_BOUND))
+			check_status(st, "walk %d" % (i + 1), total, errs)
+		errs += lifecycle.settle(h)
+	return errs + h.cleanup()
+
+
+TESTS = [
+	("walk_500k", walk_500k),
+	("records_bound", records_bound),
+]
+
+
+def tests():
+	"""[(name, fn(opts, base) -> (problems, notes))] for harness.py."""
+	return lifecycle.tests_of("memory", TESTS, Ctx)
