@@ -142,6 +142,7 @@ def walk_500k(ctx):
 	total = DIRS * PER_DIR
 	errs = []
 	with mounts.Watchdog(t(600), [h]):
+		rss0 = rss_kib(h.proc.pid)
 		st1, rss1 = one_round(ctx, h, mnt, total)
 		check_status(st1, "first walk", total, errs)
 		trend = [rss1]
@@ -156,10 +157,12 @@ def walk_500k(ctx):
 			errs.append("RSS %d KiB after the second walk, %d KiB after the first: grew "
 				    "%.1f%% (at most %d%%)" % (rss2, rss1, 100.0 * (rss2 - rss1) / rss1,
 							     RSS_SLACK * 100))
-		ctx.notes.append("# %d files: RSS %d KiB after the first walk, %d KiB after the "
-				 "second; records %d, %d; nodes %d, %d" % (
-					 total, rss1, rss2, st1["records"], st2["records"],
-					 st1["nodes"], st2["nodes"]))
+		ctx.notes.append("# %d files: RSS %d KiB at the start, %d KiB after the first walk, "
+				 "%d KiB after the second (%.0f bytes per record); records %d, %d; "
+				 "nodes %d, %d" % (
+					 total, rss0, rss1, rss2,
+					 (rss1 - rss0) * 1024.0 / max(st1["records"], 1),
+					 st1["records"], st2["records"], st1["nodes"], st2["nodes"]))
 		errs += lifecycle.settle(h)
 	return errs + h.cleanup()
 

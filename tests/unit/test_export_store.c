@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * test_export_store.c - the handle store across mounts: what one table saves, the next loads;
+ * a store written for other layers, a damaged or truncated one, and random bytes are refused
+ * without a crash (run under ASan too, which catches reads past the buffer).
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "export_store.h"
+#include "log.h"
+
+static char *test_root;
+#include "tmpdir_main.h"
+
+/* A minimal mount: layers u and l (root fds only), workdir w, a node table. */
+struct mini {
+	struct plyfs fs;
+	struct plyfs_params p;
+	struct layer layers[2];
+	char *dir;
+};
+
+static void destroy_nothing(struct node *n)
+{
+	(void)n;
+}
+
+static void mini_open(struct mini *m, const char *name, bool swap)
+{
+	memset(m, 0, sizeof(*m));
+	m->dir = g_build_filename(test_root, name, NULL);
+	const char *names[] = {"u", "l", "w"};
+	for (int i = 0; i < 3; i++) {
+		g_autofree char *p = g_build_filename(m->dir, names[i], NULL);
+		g_mkdir_with_parents(p, 0755);
+	}
+	for (int i = 0; i < 2; i++) {
+		g_autofree char *p = g_build_filename(m->dir, names[swap ? 1 - i : i], NULL);
+		m->layers[i].root_fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		ck_assert_int_ge(m->layers[i].root_fd, 0);
+		m->layers[i].index = i;
+	}
+	g_autofree char *w = g_build_filename(m->dir, "w", NULL);
+	m->p.workdir = w;
+	m->fs.work_fd = open(w, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	m->p.workdir = g_strdup(w);
+	m->fs.params = &m->p;
+	m->fs.layers = m->layers;
+	m->fs.n_layers = 2;
+	m->fs.has_upper = true;
+	m->fs.nodes = node_table_new(destroy_nothing);
+}
+
+static void mini_close(struct mini *m)
+{
+	node_table_free(m->fs.nodes);
+	for (int i = 0; i < 2; i++)
+		close(m->layers[i].root_fd);
+	close(m->fs.work_fd);
+	g_free(m->p.workdir);
+	g_free(m->dir);
+}
+
+static struct node *lookup(struct mini *m, struct node *parent, const char *name, mode_t type,
+			   ino_t ino)
+{
+	struct node *n = node_table_insert_lookup(m->fs.nodes, parent,
+						  node_new(name, type, (struct node_key){1, ino}));
+	node_put(m->fs.nodes, n);
+	return n;
+}
+
+static uint64_t records(struct mini *m)
+{
+	struct node_table_stats st;
+	node_table_stats(m->fs.nodes, &st);
+	return st.records;
+}
+
+/* Saves a store of 3 files on a first mount; returns its bytes (and the nodeids). */
+static GBytes *save_sample(const char *name, uint64_t ids[3])
+{
+	struct mini m;
+	mini_open(&m, name, false);
+	export_store_load(&m.fs);
+	struct node *root = node_table_root(m.fs.nodes);
+	struct node *d = lookup(&m, root, "d", S_IFDIR, 10);
+	ids[0] = d->nodeid;
+	ids[1] = lookup(&m, d, "f", S_IFREG, 11)->nodeid;
+	ids[2] = lookup(&m, root, "g", S_IFLNK, 12)->nodeid;
+	node_table_forget(m.fs.nodes, ids[2], 1);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	g_autofree char *path = g_build_filename(m.dir, "w", PLYFS_HANDLES_NAME, NULL);
+	g_autofree char *tmp = g_build_filename(m.dir, "w", PLYFS_HANDLES_NAME ".tmp", NULL);
+	ck_assert(!g_file_test(tmp, G_FILE_TEST_EXISTS));
+	gchar *data;
+	gsize len;
+	ck_assert(g_file_get_contents(path, &data, &len, NULL));
+	mini_close(&m);
+	return g_bytes_new_take(data, len);
+}
+
+START_TEST(test_saved_then_loaded)
+{
+	uint64_t ids[3];
+	g_autoptr(GBytes) b = save_sample("roundtrip", ids);
+
+	struct mini m;
+	mini_open(&m, "roundtrip", false);
+	export_store_load(&m.fs);
+	ck_assert_uint_eq(records(&m), 3);
+	ck_assert_uint_gt(node_table_next_id(m.fs.nodes), ids[2]);
+	struct node_record_info rec;
+	ck_assert(node_table_find_record(m.fs.nodes, ids[1], &rec));
+	ck_assert_str_eq(rec.name, "f");
+	ck_assert_uint_eq(rec.parent, ids[0]);
+	ck_assert_uint_eq(rec.type, S_IFREG);
+	g_free(rec.name);
+	/* Found by its identity: its old nodeid; a new file: a nodeid none of the old ones. */
+	struct node *root = node_table_root(m.fs.nodes);
+	struct node *d = lookup(&m, root, "d", S_IFDIR, 10);
+	ck_assert_uint_eq(d->nodeid, ids[0]);
+	ck_assert_uint_gt(lookup(&m, root, "new", S_IFREG, 13)->nodeid, ids[2]);
+	mini_close(&m);
+}
+END_TEST
+
+START_TEST(test_other_layers_refused)
+{
+	uint64_t ids[3];
+	g_autoptr(GBytes) b = save_sample("swapped", ids);
+
+	struct mini m;
+	mini_open(&m, "swapped", true);
+	export_store_load(&m.fs);
+	ck_assert_uint_eq(records(&m), 0);
+	mini_close(&m);
+}
+END_TEST
+
+static void write_store(const char *name, const void *data, size_t len)
+{
+	g_autofree char *path = g_build_filename(test_root, name, "w", PLYFS_HANDLES_NAME, NULL);
+	ck_assert(g_file_set_contents(path, data, (gssize)len, NULL));
+}
+
+/* Every truncation and every single flipped byte: refused (the checksum), never a crash. */
+START_TEST(test_damaged_refused)
+{
+	uint64_t ids[3];
+	g_autoptr(GBytes) b = save_sample("damaged", ids);
+	gsize len;
+	const guint8 *orig = g_bytes_get_data(b, &len);
+	g_autofree guint8 *buf = g_memdup2(orig, len);
+
+	for (gsize cut = 0; cut < len; cut++) {
+		write_store("damaged", orig, cut);
+		struct mini m;
+		mini_open(&m, "damaged", false);
+		export_store_load(&m.fs);
+		ck_assert_uint_eq(records(&m), 0);
+		mini_close(&m);
+	}
+	for (gsize i = 0; i < len; i++) {
+		buf[i] ^= 0x01;
+		write_store("damaged", buf, len);
+		buf[i] ^= 0x01;
+		struct mini m;
+		mini_open(&m, "damaged", false);
+		export_store_load(&m.fs);
+		ck_assert_uint_eq(records(&m), 0);
+		mini_close(&m);
+	}
+}
+END_TEST
+
+/* Random bytes behind a valid checksum reach the parser itself: it must stop at whatever it
+ * cannot read, without reading past the buffer, and keep only well-formed entries. */
+START_TEST(test_random_bodies)
+{
+	uint64_t ids[3];
+	g_autoptr(GBytes) b = save_sample("random", ids);
+	gsize len;
+	const guint8 *orig = g_bytes_get_data(b, &len);
+	GRand *rnd = g_rand_new_with_seed(42);
+
+	for (int round = 0; round < 2000; round++) {
+		gsize body = len - 32;
+		g_autofree guint8 *buf = g_malloc(len + 64);
+		memcpy(buf, orig, body);
+		/* Keep the header and the layer roots (64 bytes) in half the rounds, so that the
+		 * entries themselves are parsed. */
+		gsize from = round % 2 ? 0 : 64;
+		gsize n = (gsize)g_rand_int_range(rnd, 1, 8);
+		for (gsize k = 0; k < n; k++)
+			buf[from + (gsize)g_rand_int_range(rnd, 0, (gint32)(body - from))] =
+				(guint8)g_rand_int(rnd);
+		gsize newbody = body - (gsize)g_rand_int_range(rnd, 0, 8);
+		GChecksum *c = g_checksum_new(G_CHECKSUM_SHA256);
+		gsize dl = 32;
+		g_checksum_update(c, buf, (gssize)newbody);
+		g_checksum_get_digest(c, buf + newbody, &dl);
+		g_checksum_free(c);
+		write_store("random", buf, newbody + 32);
+		struct mini m;
+		mini_open(&m, "random", false);
+		export_store_load(&m.fs);
+		ck_assert_uint_le(records(&m), 3);
+		mini_close(&m);
+	}
+	g_rand_free(rnd);
+}
+END_TEST
+
+static Suite *export_store_suite(void)
+{
+	Suite *s = suite_create("export_store");
+	TCase *tc = tcase_create("store");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_saved_then_loaded);
+	tcase_add_test(tc, test_other_layers_refused);
+	tcase_add_test(tc, test_damaged_refused);
+	tcase_add_test(tc, test_random_bodies);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_in_tmpdir("plyfs-test-export-store-XXXXXX", export_store_suite);
+}
