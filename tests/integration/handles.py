@@ -56,16 +56,9 @@ _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.
 
 
 class Ctx(lifecycle.Ctx):
-	"""lifecycle.Ctx (process tracking, sanitizer logs, cleanup) in base/handles/NAME."""
-
-	def __init__(self, opts, base, name):
-		self.opts = opts
-		self.dir = os.path.join(base, "handles", name)
-		self.logdir = os.path.join(self.dir, "log")
-		self.handles = []
-		self.notes = []
-		self.daemon = None	# the DaemonHandle of mount()
-		os.makedirs(self.logdir)
+	"""lifecycle.Ctx (process tracking, sanitizer logs, cleanup) in base/handles/NAME; `daemon`
+	is the DaemonHandle of mount()."""
+	GROUP = "handles"
 
 
 # --- the layers -----------------------------------------------------------------------------------

@@ -29,12 +29,15 @@ FSTAB_OPTS = "nofail,_netdev,x-systemd.automount,noauto"
 
 
 class Ctx:
+	GROUP = "lifecycle"	# the test's directory is base/GROUP/NAME (subclasses set their own)
+
 	def __init__(self, opts, base, name):
 		self.opts = opts
-		self.dir = os.path.join(base, "lifecycle", name)	# this test's own directory
+		self.dir = os.path.join(base, self.GROUP, name)	# this test's own directory
 		self.logdir = os.path.join(self.dir, "log")
 		self.handles = []	# everything started, cleaned up newest first
 		self.notes = []
+		self.daemon = None	# the main DaemonHandle, where a group's helpers want one
 		os.makedirs(self.logdir)
 
 	def path(self, rel):

@@ -65,15 +65,7 @@ FAN_METADATA = struct.Struct("=IBBHQii")	# struct fanotify_event_metadata (24 by
 class Ctx(lifecycle.Ctx):
 	"""lifecycle.Ctx (process tracking, sanitizer logs, cleanup) in base/lifetime/NAME; `daemon`
 	as handles.py's helpers expect."""
-
-	def __init__(self, opts, base, name):
-		self.opts = opts
-		self.dir = os.path.join(base, "lifetime", name)
-		self.logdir = os.path.join(self.dir, "log")
-		self.handles = []
-		self.notes = []
-		self.daemon = None
-		os.makedirs(self.logdir)
+	GROUP = "lifetime"
 
 
 class BindMount:

@@ -36,14 +36,7 @@ STATUS_XATTR = "user.plyfs.status"
 
 class Ctx(lifecycle.Ctx):
 	"""lifecycle.Ctx in base/memory/NAME; the daemon's ASan quarantine kept small (see above)."""
-
-	def __init__(self, opts, base, name):
-		self.opts = opts
-		self.dir = os.path.join(base, "memory", name)
-		self.logdir = os.path.join(self.dir, "log")
-		self.handles = []
-		self.notes = []
-		os.makedirs(self.logdir)
+	GROUP = "memory"
 
 	def env(self, path_prefix=None):
 		env = super().env(path_prefix)
