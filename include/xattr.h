@@ -16,6 +16,9 @@
 #include "fs.h"
 
 bool xattr_is_private(const char *name);
+/* Hands `value` out with getxattr(2)'s size semantics: its length for size 0, -ERANGE when it
+ * does not fit, else copied to buf. */
+ssize_t xattr_copy_value(const void *value, size_t len, char *buf, size_t size);
 ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf, size_t size);
 ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size);
 /* SETXATTR / REMOVEXATTR: copy-up first; the overlay's own names are refused with -EPERM. */

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* status.c - the status query (see status.h). */
-#include <errno.h>
 #include <string.h>
 
 #include "status.h"
+#include "xattr.h"
 
 ssize_t status_xattr(struct plyfs *fs, char *buf, size_t size)
 {
@@ -15,11 +15,5 @@ ssize_t status_xattr(struct plyfs *fs, char *buf, size_t size)
 		"\nrecords_max %" G_GUINT64_FORMAT "\nnext_nodeid %" G_GUINT64_FORMAT "\n",
 		st.live, st.pinned, st.total, st.records, st.record_max,
 		node_table_next_id(fs->nodes));
-	size_t len = strlen(text);
-	if (size == 0)
-		return (ssize_t)len;
-	if (size < len)
-		return -ERANGE;
-	memcpy(buf, text, len);
-	return (ssize_t)len;
+	return xattr_copy_value(text, strlen(text), buf, size);
 }

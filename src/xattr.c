@@ -17,6 +17,16 @@ static const char *const private_prefixes[] = {
 	"trusted.plyfs.",
 };
 
+ssize_t xattr_copy_value(const void *value, size_t len, char *buf, size_t size)
+{
+	if (size == 0)
+		return (ssize_t)len;
+	if (size < len)
+		return -ERANGE;
+	memcpy(buf, value, len);
+	return (ssize_t)len;
+}
+
 bool xattr_is_private(const char *name)
 {
 	for (size_t i = 0; i < G_N_ELEMENTS(private_prefixes); i++) {
@@ -90,12 +100,7 @@ ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
 		}
 		pos += l;
 	}
-	if (size == 0)
-		return (ssize_t)kept;
-	if (size < kept)
-		return -ERANGE;
-	memcpy(buf, raw, kept);
-	return (ssize_t)kept;
+	return xattr_copy_value(raw, kept, buf, size);
 }
 
 /*

@@ -160,12 +160,28 @@ def walk_500k(ctx):
 	return errs + h.cleanup()
 
 
+def status_is_read_only(mnt):
+	"""The status xattr is never listed and cannot be set or removed."""
+	errs = []
+	if STATUS_XATTR in os.listxattr(mnt):
+		errs.append("%s is listed by listxattr" % STATUS_XATTR)
+	for what, call in (("set", lambda: os.setxattr(mnt, STATUS_XATTR, b"0")),
+			   ("removed", lambda: os.removexattr(mnt, STATUS_XATTR))):
+		try:
+			call()
+			errs.append("%s could be %s" % (STATUS_XATTR, what))
+		except OSError:
+			pass
+	return errs
+
+
 def records_bound(ctx):
 	h = mount(ctx, SMALL_DIRS, SMALL_PER_DIR, ",forgotten_records=%d" % SMALL_BOUND)
 	mnt = ctx.path("mnt")
 	total = SMALL_DIRS * SMALL_PER_DIR
 	errs = []
 	with mounts.Watchdog(t(120), [h]):
+		errs += status_is_read_only(mnt)
 		for i in range(2):
 			st, _ = one_round(ctx, h, mnt, total)
 			if st["records_max"] != SMALL_BOUND:
