@@ -28,8 +28,12 @@ forgotten creating a file that lands in the upper; LOOPS decode/drop rounds.
 import ctypes
 import errno
 import itertools
+import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
 
 import layerspec
 import lifecycle
@@ -646,6 +650,145 @@ def remount_store_refused(how):
 	return run
 
 
+# --- rootless -----------------------------------------------------------------------------------
+
+NOBODY = 65534
+SETPRIV = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"]
+# open_by_handle_at needs CAP_DAC_READ_SEARCH; a user's FUSE mount (no allow_other) lets in only
+# that user's processes, so the decoding helper is that user with this one capability.
+WITH_CAP = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+ROOTLESS_FILES = ["f0", "f1", "ldir", "cu", "mv", "uf", "a/b/c"]
+
+
+def user_fuse_device(ctx):
+	"""libfuse opens /dev/fuse itself before it falls back to fusermount3: where the device is
+	root's only (0600, as in containers) a 0666 node of it is bind-mounted over /dev/fuse, in
+	this run's own mount namespace only."""
+	st = os.stat("/dev/fuse")
+	if st.st_mode & 0o006 == 0o006:
+		return
+	node = ctx.path("fuse-dev")
+	os.mknod(node, stat.S_IFCHR | 0o666, st.st_rdev)
+	os.chmod(node, 0o666)
+	mounts.run(["mount", "--bind", node, "/dev/fuse"], t(10))
+	ctx.track(mounts.BindMount("/dev/fuse"))
+
+
+def mount_rootless(ctx):
+	mnt = ctx.path("mnt")
+	opts = "lowerdir=%s:%s,upperdir=%s,workdir=%s" % (
+		ctx.path("l0"), ctx.path("l1"), ctx.path("u"), ctx.path("w"))
+	ctx.daemon = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt, prefix=SETPRIV)
+	return ctx.daemon
+
+
+def helper(ctx, cmd, cap=True):
+	"""Runs this file's --rootless-helper CMD as the user (with CAP_DAC_READ_SEARCH when
+	`cap`); returns its JSON answer."""
+	# The checkout may be unreadable to the user (under /root): it runs a copy of these files.
+	src = ctx.path("helper")
+	if not os.path.isdir(src):
+		os.makedirs(src)
+		here = os.path.dirname(os.path.abspath(__file__))
+		for n in os.listdir(here):
+			if n.endswith(".py"):
+				shutil.copy(os.path.join(here, n), src)
+	argv = SETPRIV + (WITH_CAP if cap else []) + [
+		sys.executable, "-B", os.path.join(src, "handles.py"), "--rootless-helper", cmd,
+		ctx.path("mnt"), ctx.path("handles.json")]
+	r = subprocess.run(argv, capture_output=True, timeout=t(60), env=ctx.env())
+	if r.returncode != 0:
+		raise Failure("helper %s exited %d: %s" % (cmd, r.returncode,
+							     r.stderr.decode(errors="replace")[-800:]))
+	return json.loads(r.stdout)
+
+
+def remount_rootless(ctx):
+	"""A mount by an unprivileged user (the daemon runs as nobody, mounting through fusermount3):
+	handles taken there (a lower file, a second-lower file, a lower dir, a file copied up and one
+	renamed after their handles were taken, an upper file, a deep dir) decode after a clean
+	remount, for the user with CAP_DAC_READ_SEARCH; without it open_by_handle_at is refused
+	(EPERM), which is what rootless users get."""
+	for d, spec in zip(("l0", "l1", "u"), std_layers()):
+		os.makedirs(ctx.path(d))
+		layerspec.build_layer(ctx.path(d), spec)
+	for d in ("w", "mnt"):
+		os.makedirs(ctx.path(d))
+	os.chmod(ctx.logdir, 0o777)	# sanitizer reports of the user's daemon
+	for root, dirs, files in os.walk(ctx.dir):
+		for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+			os.lchown(n, NOBODY, NOBODY)
+	user_fuse_device(ctx)
+	h = mount_rootless(ctx)
+	daemons = [h]
+	errs = []
+	with mounts.Watchdog(t(90), daemons):
+		helper(ctx, "take")
+		unmount_clean(h)
+		st = os.lstat(ctx.path("w/plyfs-handles"))
+		if st.st_uid != NOBODY:
+			errs.append("w/plyfs-handles is owned by uid %d, not the user" % st.st_uid)
+		daemons.append(mount_rootless(ctx))
+		errs += ["rootless, after remount: " + e for e in helper(ctx, "decode")]
+		errs += ["rootless, no capability: " + e for e in helper(ctx, "decode-nocap",
+									 cap=False)]
+		unmount_clean(daemons[-1])
+	return errs
+
+
+def rootless_helper(cmd, mnt, store):
+	"""The user's side of remount_rootless: `take` takes the handles and then changes the files
+	(a copy-up, a rename); `decode` checks each; `decode-nocap` expects EPERM. Prints JSON."""
+	if cmd == "take":
+		out = {}
+		for rel in ROOTLESS_FILES:
+			path = os.path.join(mnt, rel)
+			is_dir = os.path.isdir(path)
+			fh = encode(path)
+			want = content_of(path, is_dir)
+			out[rel] = {"type": fh.handle_type, "bytes": bytes(
+				fh.f_handle[:fh.handle_bytes]).hex(), "ino": os.lstat(path).st_ino,
+				"dir": is_dir, "want": want if is_dir else want.hex()}
+		with open(os.path.join(mnt, "cu"), "ab") as f:
+			f.write(b"appended after the handle\n")
+		out["cu"]["want"] = bytes.fromhex(out["cu"]["want"]).hex() + \
+			b"appended after the handle\n".hex()
+		os.rename(os.path.join(mnt, "mv"), os.path.join(mnt, "mv-renamed"))
+		with open(store, "w") as f:
+			json.dump(out, f)
+		print("{}")
+		return 0
+	with open(store) as f:
+		taken = json.load(f)
+	errs = []
+	mfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+	for rel, e in taken.items():
+		fh = FileHandle()
+		raw = bytes.fromhex(e["bytes"])
+		fh.handle_bytes, fh.handle_type = len(raw), e["type"]
+		fh.f_handle[:len(raw)] = raw
+		try:
+			fd = decode(mfd, fh, os.O_RDONLY | (os.O_DIRECTORY if e["dir"] else 0))
+		except OSError as x:
+			if cmd != "decode-nocap" or x.errno != errno.EPERM:
+				errs.append("%s: open_by_handle_at: %s" % (rel, x))
+			continue
+		try:
+			if cmd == "decode-nocap":
+				errs.append("%s: decoded without CAP_DAC_READ_SEARCH" % rel)
+				continue
+			got = content_of(fd, e["dir"])
+			want = e["want"] if e["dir"] else bytes.fromhex(e["want"])
+			if os.fstat(fd).st_ino != e["ino"] or got != want:
+				errs.append("%s: decoded to st_ino %d reading %r, expected %d, %r"
+					    % (rel, os.fstat(fd).st_ino, got, e["ino"], want))
+		finally:
+			os.close(fd)
+	os.close(mfd)
+	print(json.dumps(errs))
+	return 0
+
+
 TESTS = [
 	("root", simple([("", None)])),
 	("lower_file", simple([("f0", "l0/f0")])),
@@ -672,9 +815,18 @@ TESTS = [
 	("remount_after_crash", remount_after_crash),
 	("remount_damaged_store", remount_store_refused("damaged")),
 	("remount_other_layers", remount_store_refused("other_layers")),
+	("remount_rootless", remount_rootless),
 ]
 
 
 def tests():
 	"""[(name, fn(opts, base) -> (problems, notes))] for harness.py."""
 	return lifecycle.tests_of("handles", TESTS, Ctx)
+
+
+if __name__ == "__main__":
+	if len(sys.argv) == 5 and sys.argv[1] == "--rootless-helper":
+		sys.exit(rootless_helper(*sys.argv[2:]))
+	print("handles.py: a module of harness.py (or: --rootless-helper CMD MNT FILE)",
+	      file=sys.stderr)
+	sys.exit(2)

@@ -225,11 +225,12 @@ class ChildHandle:
 		return []
 
 
-def start_foreground(ctx, args, mnt, cwd=None):
-	"""BINARY -f ARGS as our child, with cwd `cwd`; returns once `mnt` (absolute) is mounted."""
+def start_foreground(ctx, args, mnt, cwd=None, prefix=()):
+	"""BINARY -f ARGS as our child, with cwd `cwd`; returns once `mnt` (absolute) is mounted.
+	`prefix` is a command that execs the rest (setpriv ...): the PID stays the daemon's."""
 	h = ctx.track(DaemonHandle(ctx, mnt, mnt))
 	with open(os.path.join(ctx.logdir, "daemon.log"), "ab") as log:
-		h.proc = subprocess.Popen([ctx.opts.binary, "-f"] + args, cwd=cwd,
+		h.proc = subprocess.Popen(list(prefix) + [ctx.opts.binary, "-f"] + args, cwd=cwd,
 					  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
 					  env=ctx.env())
 	if not wait_for(lambda: mounts.mounted_at(mnt) or h.proc.poll() is not None, t(15)):

@@ -68,19 +68,6 @@ class Ctx(lifecycle.Ctx):
 	GROUP = "lifetime"
 
 
-class BindMount:
-	"""A mount we made with mount --bind: unmounted on cleanup (lazily as a last resort)."""
-
-	def __init__(self, path):
-		self.path = path
-
-	def cleanup(self):
-		if self in mounts.ACTIVE:
-			mounts.ACTIVE.remove(self)
-		msg = mounts.umount(self.path)
-		return [msg] if msg else []
-
-
 def mount_layers(ctx, l0, l1, up):
 	"""Builds lower0, lower1, upper from the specs and mounts the binary on ctx.path("mnt")."""
 	for d, spec in zip(("l0", "l1", "u"), (l0, l1, up)):
@@ -764,7 +751,7 @@ def forgotten_parent(detach):
 		errs, results = [], None
 		with mounts.Watchdog(RUN_SECONDS + t(40), [h]):
 			mounts.run(["mount", "--bind", ctx.path("mnt/a/b/c"), bind], t(10))
-			bm = ctx.track(BindMount(bind))
+			bm = ctx.track(mounts.BindMount(bind))
 			results, e = stress(ctx, h, bind, detach)
 			errs += e
 			for who, res in results.items():

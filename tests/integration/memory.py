@@ -108,10 +108,15 @@ def drop_and_wait(h, mnt, expect_live):
 		time.sleep(0.2)
 
 
-def one_round(ctx, h, mnt, want_files):
+def one_round(ctx, h, mnt, want_files, seen_by=None):
+	"""A walk, then the caches dropped: (status, RSS in KiB). With `seen_by`, a dict, also
+	records the live nodes and the RSS right after the walk, before the drop."""
 	seen = walk(mnt)
 	if seen != want_files:
 		raise Failure("the walk saw %d files, expected %d" % (seen, want_files))
+	if seen_by is not None:
+		seen_by["live"] = status(mnt)["nodes_live"]
+		seen_by["rss"] = rss_kib(h.proc.pid)
 	st = drop_and_wait(h, mnt, LIVE_AFTER_DROP)
 	return st, rss_kib(h.proc.pid)
 
@@ -136,7 +141,8 @@ def walk_500k(ctx):
 	errs = []
 	with mounts.Watchdog(t(600), [h]):
 		rss0 = rss_kib(h.proc.pid)
-		st1, rss1 = one_round(ctx, h, mnt, total)
+		live = {}
+		st1, rss1 = one_round(ctx, h, mnt, total, live)
 		check_status(st1, "first walk", total, errs)
 		trend = [rss1]
 		for i in range(1, ROUNDS):
@@ -150,6 +156,9 @@ def walk_500k(ctx):
 			errs.append("RSS %d KiB after the second walk, %d KiB after the first: grew "
 				    "%.1f%% (at most %d%%)" % (rss2, rss1, 100.0 * (rss2 - rss1) / rss1,
 							     RSS_SLACK * 100))
+		ctx.notes.append("# %d live nodes after the first walk: RSS %d KiB (%.0f bytes per "
+				 "live node)" % (live["live"], live["rss"],
+						 (live["rss"] - rss0) * 1024.0 / max(live["live"], 1)))
 		ctx.notes.append("# %d files: RSS %d KiB at the start, %d KiB after the first walk, "
 				 "%d KiB after the second (%.0f bytes per record); records %d, %d; "
 				 "nodes %d, %d" % (

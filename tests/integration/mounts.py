@@ -325,6 +325,20 @@ def cleanup_all():
 	return problems
 
 
+class BindMount:
+	"""A mount we made with mount --bind: unmounted on cleanup (lazily as a last resort). Register
+	it with ctx.track()."""
+
+	def __init__(self, path):
+		self.path = path
+
+	def cleanup(self):
+		if self in ACTIVE:
+			ACTIVE.remove(self)
+		msg = umount(self.path)
+		return [msg] if msg else []
+
+
 class Watchdog:
 	"""Bounds a block that touches a mount: past `seconds` the daemons are killed and the mounts
 	lazily unmounted, so a hung request fails with ENOTCONN instead of hanging the run."""
