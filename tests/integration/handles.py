@@ -454,6 +454,48 @@ def deleted(rel, recreate=False):
 	return with_mount(body)
 
 
+def reused_inode(ctx):
+	"""An upper file's handle; the file deleted through the mount and a new file created, on an
+	ext4 upper (a loop-mounted image: ext4 hands a freed inode number out again at once, tmpfs
+	never does). The new file gets the old inode number (checked: the premise), and the old
+	handle must give ESTALE, never the new file."""
+	img, ext = ctx.path("ext4.img"), ctx.path("ext4")
+	os.makedirs(ext)
+	with open(img, "wb") as f:
+		f.truncate(64 << 20)
+	mounts.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", img], t(60))
+	mounts.run(["mount", "-o", "loop", img, ext], t(30))
+	ctx.track(mounts.BindMount(ext))
+	for d in ("l0", "ext4/u", "ext4/w", "mnt"):
+		os.makedirs(ctx.path(d))
+	lifecycle.write(ctx.path("l0/keep"), "a lower file\n")
+	mnt = ctx.path("mnt")
+	opts = "lowerdir=%s,upperdir=%s,workdir=%s" % (ctx.path("l0"), ctx.path("ext4/u"),
+						      ctx.path("ext4/w"))
+	h = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
+	ctx.daemon = h
+	errs = []
+	with mounts.Watchdog(t(30), [h]):
+		lifecycle.write(ctx.path("mnt/old"), "the old file\n")
+		tk = Taken(ctx, "old")
+		old_ino = os.lstat(ctx.path("ext4/u/old")).st_ino
+		os.unlink(ctx.path("mnt/old"))
+		drop_caches(ctx)
+		lifecycle.write(ctx.path("mnt/new"), "the new file\n")
+		new_ino = os.lstat(ctx.path("ext4/u/new")).st_ino
+		if new_ino != old_ino:
+			errs.append("setup: ext4 gave the new file inode %d, not the freed %d: the "
+				    "reuse was not exercised" % (new_ino, old_ino))
+		drop_caches(ctx)
+		mfd = open_mount_root(ctx)
+		try:
+			errs += check_stale(mfd, tk, "deleted; its inode number reused by a new file")
+		finally:
+			os.close(mfd)
+		errs += lifecycle.settle(h)
+	return errs + h.cleanup()
+
+
 DEEP_NEW = b"created through a decoded directory fd\n"
 
 
@@ -808,6 +850,7 @@ TESTS = [
 	("deleted_lower_file", deleted("del")),
 	("deleted_upper_file", deleted("udel")),
 	("deleted_and_recreated", deleted("rep", recreate=True)),
+	("deleted_inode_number_reused", reused_inode),
 	("hardlink_name_unlinked", with_mount(hardlink_name_unlinked)),
 	("deep_dir_create_after_forget", deep_dir_create),
 	("decode_loop_%d" % LOOPS, with_mount(decode_loop)),
