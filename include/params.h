@@ -66,7 +66,7 @@ struct plyfs_params {
 	enum xattr_mode noxattrs;
 	bool ino32;	 /* ino32_t: fold st_ino into 32 bits */
 	/* forgotten_records=N: how many forgotten nodes stay resolvable for file handles (node.h,
-	 * FORGOTTEN NODES; about 100 bytes + the name each). Default NODE_RECORD_MAX_DEFAULT. */
+	 * FORGOTTEN NODES; about 160 bytes + the name each). Default NODE_RECORD_MAX_DEFAULT. */
 	long forgotten_records;
 	bool read_only;	 /* "ro" was given (also forced when there is no upperdir) */
 
