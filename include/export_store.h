@@ -9,8 +9,11 @@
  * identity, type), plus the next nodeid to hand out, to workdir/plyfs-handles (built as
  * plyfs-handles.tmp, fsync'd, renamed over). export_store_load() at the next mount checks that
  * the file is whole (a SHA-256 over its bytes) and that it was written for the same layers
- * (device and inode of every layer root, in order), loads the entries as records (oldest first,
- * within the record bound) and reserves every nodeid the earlier mounts handed out. A decoded
+ * (filesystem uuid, or device number where there is none, and inode of every layer root, in
+ * order), loads the entries as records (oldest first, within the record bound; identities are
+ * stored by layer filesystem, not device number, so a reboot that renumbers devices keeps them)
+ * and reserves every nodeid the earlier mounts handed out. At most record_max entries are
+ * written (the newest), and only identities on a layer's own filesystem. A decoded
  * handle then resolves like any forgotten node (export.h): by name from its parent, checked
  * against the recorded identity; a file deleted or replaced in between gives ESTALE.
  *

@@ -31,7 +31,7 @@ struct layer {
 	dev_t dev;     /* st_dev of the root */
 	unsigned fsid; /* 0..n: index of `dev` among the distinct devices of all layers */
 	bool upper;
-	unsigned char uuid[16]; /* the filesystem's uuid (FS_IOC_GETFSUUID), for the index */
+	unsigned char uuid[16]; /* the filesystem's uuid (FS_IOC_GETFSUUID): index, handle store */
 	bool uuid_ok;		/* known and not null */
 };
 

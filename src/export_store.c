@@ -12,15 +12,18 @@
 /*
  * The format, in host byte order (the file belongs to this machine's workdir):
  *   "PLYFSHD1"  u32 version  u32 n_layers  u64 next_id  u64 count
- *   n_layers * (u64 dev, u64 ino)            the layer roots, upper first
- *   count * (u64 nodeid, u64 parent, u64 dev, u64 ino, u32 generation, u32 type,
+ *   n_layers * (16 bytes: the filesystem's uuid, or its st_dev and 8 zero bytes where it has
+ *               none; u64 root inode)          the layer roots, upper first
+ *   count * (u64 nodeid, u64 parent, u32 fsid, u64 ino, u32 generation, u32 type,
  *            u16 name length, name bytes)
  *   32 bytes: SHA-256 of everything before
+ * An identity's device is stored as the layer's fsid (struct layer), so that a store outlives a
+ * reboot that numbers the devices anew, where the layers' filesystems have uuids.
  */
 #define STORE_MAGIC "PLYFSHD1"
 #define STORE_VERSION 1
 #define STORE_TMP PLYFS_HANDLES_NAME ".tmp"
-#define STORE_MAX_BYTES (1ULL << 32)
+#define STORE_MAX_BYTES (1ULL << 30) /* ~3 million entries with long names */
 #define SHA256_LEN 32
 
 struct reader {
@@ -47,18 +50,51 @@ static void put(GByteArray *b, const void *p, size_t len)
 
 #define PUT(b, v) put((b), &(v), sizeof(v))
 
-/* The device and inode of every layer root: what the store was written for. */
+/* The filesystem and inode of every layer root: what the store was written for. */
 static GByteArray *layer_fingerprint(struct plyfs *fs)
 {
 	GByteArray *b = g_byte_array_new();
 	for (size_t i = 0; i < fs->n_layers; i++) {
+		const struct layer *l = &fs->layers[i];
 		struct stat st = {0};
-		layer_fstat(fs->layers[i].root_fd, &st);
-		uint64_t dev = st.st_dev, ino = st.st_ino;
-		PUT(b, dev);
+		layer_fstat(l->root_fd, &st);
+		guint8 id[16] = {0};
+		uint64_t dev = l->dev, ino = st.st_ino;
+		if (l->uuid_ok)
+			memcpy(id, l->uuid, 16);
+		else
+			memcpy(id, &dev, sizeof(dev));
+		put(b, id, sizeof(id));
 		PUT(b, ino);
 	}
 	return b;
+}
+
+/* The fsid of the layers' filesystem `dev`; false for a device no layer root is on (a mount
+ * inside a layer). `hint` caches the last answer: nearly all entries share one device. */
+static bool fsid_of(const struct plyfs *fs, dev_t dev, uint32_t *fsid, size_t *hint)
+{
+	for (size_t k = 0; k < fs->n_layers; k++) {
+		size_t i = (*hint + k) % fs->n_layers;
+		if (fs->layers[i].dev == dev) {
+			*hint = i;
+			*fsid = fs->layers[i].fsid;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The device of fsid `fsid` on this mount; false when no layer has it. */
+static bool dev_of(const struct plyfs *fs, uint32_t fsid, dev_t *dev)
+{
+	for (size_t i = 0; i < fs->n_layers; i++) {
+		if (fs->layers[i].fsid == fsid) {
+			*dev = fs->layers[i].dev;
+			return true;
+		}
+	}
+	return false;
 }
 
 static void sha256(const guint8 *data, size_t len, guint8 out[SHA256_LEN])
@@ -88,17 +124,19 @@ static bool valid_type(uint32_t type)
 }
 
 /* Reads one entry; false when the bytes do not make one. `name` is a buffer of 256. */
-static bool read_entry(struct reader *r, uint64_t next_id, struct node_record_info *e, char *name)
+static bool read_entry(const struct plyfs *fs, struct reader *r, uint64_t next_id,
+		       struct node_record_info *e, char *name)
 {
-	uint64_t dev, ino;
-	uint32_t type;
+	uint64_t ino;
+	uint32_t fsid, type;
 	uint16_t len;
-	if (!TAKE(r, e->nodeid) || !TAKE(r, e->parent) || !TAKE(r, dev) || !TAKE(r, ino) ||
+	dev_t dev;
+	if (!TAKE(r, e->nodeid) || !TAKE(r, e->parent) || !TAKE(r, fsid) || !TAKE(r, ino) ||
 	    !TAKE(r, e->generation) || !TAKE(r, type) || !TAKE(r, len) || len > 255 ||
-	    !take(r, name, len))
+	    !take(r, name, len) || !dev_of(fs, fsid, &dev))
 		return false;
 	name[len] = '\0';
-	e->key = (struct node_key){.dev = (dev_t)dev, .ino = (ino_t)ino};
+	e->key = (struct node_key){.dev = dev, .ino = (ino_t)ino};
 	e->type = type;
 	e->name = name;
 	return valid_name(name, len) && valid_type(type) && e->nodeid > NODE_ROOT_ID &&
@@ -134,7 +172,7 @@ static const char *parse(struct plyfs *fs, const guint8 *data, size_t len, unsig
 	char name[256];
 	for (uint64_t i = 0; i < count; i++) {
 		struct node_record_info e;
-		if (!read_entry(&r, next_id, &e, name))
+		if (!read_entry(fs, &r, next_id, &e, name))
 			return "bad entry";
 		if (node_table_add_record(fs->nodes, &e))
 			(*loaded)++;
@@ -204,28 +242,38 @@ static GByteArray *serialize(struct plyfs *fs)
 	g_autoptr(GArray) all = node_table_snapshot(fs->nodes);
 	GByteArray *b = g_byte_array_sized_new(64 + all->len * 64u);
 	uint32_t version = STORE_VERSION, n_layers = (uint32_t)fs->n_layers;
-	uint64_t next_id = node_table_next_id(fs->nodes), count = all->len;
+	uint64_t next_id = node_table_next_id(fs->nodes), count = 0;
 	put(b, STORE_MAGIC, 8);
 	PUT(b, version);
 	PUT(b, n_layers);
 	PUT(b, next_id);
+	guint count_at = b->len;
 	PUT(b, count);
 	g_autoptr(GByteArray) fp = layer_fingerprint(fs);
 	put(b, fp->data, fp->len);
-	for (guint i = 0; i < all->len; i++) {
+	/* The next mount keeps at most record_max of them, the newest (last) ones. */
+	struct node_table_stats st;
+	node_table_stats(fs->nodes, &st);
+	guint first = all->len > st.record_max ? all->len - (guint)st.record_max : 0;
+	size_t hint = 0;
+	for (guint i = first; i < all->len; i++) {
 		const struct node_record_info *e = &g_array_index(all, struct node_record_info, i);
-		uint64_t dev = e->key.dev, ino = e->key.ino;
-		uint32_t type = e->type;
+		uint64_t ino = e->key.ino;
+		uint32_t fsid, type = e->type;
 		uint16_t len = (uint16_t)strlen(e->name);
+		if (!fsid_of(fs, e->key.dev, &fsid, &hint) || b->len > STORE_MAX_BYTES / 2)
+			continue;
+		count++;
 		PUT(b, e->nodeid);
 		PUT(b, e->parent);
-		PUT(b, dev);
+		PUT(b, fsid);
 		PUT(b, ino);
 		PUT(b, e->generation);
 		PUT(b, type);
 		PUT(b, len);
 		put(b, e->name, len);
 	}
+	memcpy(b->data + count_at, &count, sizeof(count));
 	guint8 sum[SHA256_LEN];
 	sha256(b->data, b->len, sum);
 	put(b, sum, SHA256_LEN);

@@ -5,21 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "autofd.h"
 #include "index.h"
 #include "log.h"
 #include "ovl_names.h"
-
-/* FS_IOC_GETFSUUID (Linux 6.7); Debian bookworm's headers predate it. */
-struct fsuuid2 {
-	unsigned char len;
-	unsigned char uuid[16];
-};
-#ifndef FS_IOC_GETFSUUID
-#define FS_IOC_GETFSUUID _IOR(0x15, 0, struct fsuuid2)
-#endif
 
 #define OVL_FH_MAGIC  0xfb
 #define OVL_FB_HEADER 21 /* version, magic, len, flags, type, uuid[16] */
@@ -29,16 +19,6 @@ void index_init(struct plyfs *fs)
 	fs->index_dirfd = -1;
 	if (!fs->has_upper || !fs->is_root)
 		return;
-	for (size_t i = 0; i < fs->n_layers; i++) {
-		struct layer *l = &fs->layers[i];
-		autofd int fd = layer_reopen(l->root_fd, O_RDONLY | O_DIRECTORY);
-		struct fsuuid2 u = {0};
-		if (fd >= 0 && ioctl(fd, FS_IOC_GETFSUUID, &u) == 0 && u.len == 16) {
-			static const unsigned char null[16];
-			memcpy(l->uuid, u.uuid, 16);
-			l->uuid_ok = memcmp(u.uuid, null, 16) != 0;
-		}
-	}
 	int r = layer_mkdirat(fs->work_fd, PLYFS_INDEX_SUBDIR, 0700);
 	if (r < 0 && r != -EEXIST)
 		return;

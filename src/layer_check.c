@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,6 +86,27 @@ static int check_overlaps(struct named_path *paths, size_t n, char **err)
 		}
 	}
 	return 0;
+}
+
+/* FS_IOC_GETFSUUID (Linux 6.7); Debian bookworm's headers predate it. */
+struct fsuuid2 {
+	unsigned char len;
+	unsigned char uuid[16];
+};
+#ifndef FS_IOC_GETFSUUID
+#define FS_IOC_GETFSUUID _IOR(0x15, 0, struct fsuuid2)
+#endif
+
+/* The filesystem's uuid, where it has one that is not all zeroes. */
+static void read_uuid(struct layer *l)
+{
+	autofd int fd = layer_reopen(l->root_fd, O_RDONLY | O_DIRECTORY);
+	struct fsuuid2 u = {0};
+	if (fd >= 0 && ioctl(fd, FS_IOC_GETFSUUID, &u) == 0 && u.len == 16) {
+		static const unsigned char null[16];
+		memcpy(l->uuid, u.uuid, 16);
+		l->uuid_ok = memcmp(u.uuid, null, 16) != 0;
+	}
 }
 
 static void assign_fsids(struct layer *layers, size_t n)
@@ -204,6 +226,8 @@ int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t 
 		return r;
 	}
 	assign_fsids(layers, n_layers);
+	for (size_t i = 0; i < n_layers; i++)
+		read_uuid(&layers[i]);
 	*layers_out = layers;
 	*n_out = n_layers;
 	*work_fd = steal_fd(&wfd);

@@ -42,6 +42,9 @@ static void mini_open(struct mini *m, const char *name, bool swap)
 		m->layers[i].root_fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		ck_assert_int_ge(m->layers[i].root_fd, 0);
 		m->layers[i].index = i;
+		struct stat st;
+		ck_assert_int_eq(fstat(m->layers[i].root_fd, &st), 0);
+		m->layers[i].dev = st.st_dev; /* one filesystem: fsid 0 */
 	}
 	g_autofree char *w = g_build_filename(m->dir, "w", NULL);
 	m->fs.work_fd = open(w, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -68,7 +71,7 @@ static struct node *lookup(struct mini *m, struct node *parent, const char *name
 			   ino_t ino)
 {
 	struct node *n = node_table_insert_lookup(m->fs.nodes, parent,
-						  node_new(name, type, (struct node_key){1, ino}));
+						  node_new(name, type, (struct node_key){m->layers[0].dev, ino}));
 	node_put(m->fs.nodes, n);
 	return n;
 }
@@ -113,6 +116,56 @@ static uint64_t loaded_records(const char *name, bool swap)
 	mini_close(&m);
 	return n;
 }
+
+/*
+ * Layers with a uuid, then the same layers under other device numbers (a reboot): the store is
+ * kept, and its identities name the new device. An identity on a device no layer is on (a mount
+ * inside a layer) is not stored.
+ */
+START_TEST(test_devices_renumbered)
+{
+	struct mini m;
+	mini_open(&m, "renumbered", false);
+	for (int i = 0; i < 2; i++) {
+		memset(m.layers[i].uuid, 0x5a, 16);
+		m.layers[i].uuid_ok = true;
+	}
+	export_store_load(&m.fs);
+	struct node *root = node_table_root(m.fs.nodes);
+	uint64_t f = lookup(&m, root, "f", S_IFREG, 30)->nodeid;
+	dev_t old_dev = m.layers[0].dev;
+	struct node *other = node_table_insert_lookup(
+		m.fs.nodes, root, node_new("sub", S_IFDIR, (struct node_key){old_dev + 1, 31}));
+	node_put(m.fs.nodes, other);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	mini_close(&m);
+
+	mini_open(&m, "renumbered", false);
+	for (int i = 0; i < 2; i++) {
+		memset(m.layers[i].uuid, 0x5a, 16);
+		m.layers[i].uuid_ok = true;
+		m.layers[i].dev = old_dev + 100;
+	}
+	export_store_load(&m.fs);
+	ck_assert_uint_eq(records(&m), 1);
+	struct node_record_info rec;
+	ck_assert(node_table_find_record(m.fs.nodes, f, &rec));
+	ck_assert_uint_eq(rec.key.dev, old_dev + 100);
+	ck_assert_uint_eq(rec.key.ino, 30);
+	g_free(rec.name);
+	mini_close(&m);
+
+	/* Without uuids the device numbers are what identifies the layers: refused. */
+	uint64_t ids[3];
+	g_autoptr(GBytes) b = save_sample("renumbered-no-uuid", ids);
+	ck_assert_uint_eq(loaded_records("renumbered-no-uuid", false), 3);
+	mini_open(&m, "renumbered-no-uuid", false);
+	m.layers[0].dev = old_dev + 100;
+	export_store_load(&m.fs);
+	ck_assert_uint_eq(records(&m), 0);
+	mini_close(&m);
+}
+END_TEST
 
 static void write_store(const char *name, const void *data, size_t len)
 {
@@ -224,6 +277,7 @@ static Suite *export_store_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_saved_then_loaded);
 	tcase_add_test(tc, test_other_layers_refused);
+	tcase_add_test(tc, test_devices_renumbered);
 	tcase_add_test(tc, test_damaged_refused);
 	tcase_add_test(tc, test_random_bodies);
 	suite_add_tcase(s, tc);
