@@ -182,7 +182,8 @@ static const char *parse(struct plyfs *fs, const guint8 *data, size_t len, unsig
 
 static guint8 *read_store(struct plyfs *fs, size_t *len_out, int *err)
 {
-	autofd int fd = layer_openat(fs->work_fd, PLYFS_HANDLES_NAME, O_RDONLY, 0);
+	/* O_NONBLOCK: a FIFO put in its place must not hang the mount. */
+	autofd int fd = layer_openat(fs->work_fd, PLYFS_HANDLES_NAME, O_RDONLY | O_NONBLOCK, 0);
 	struct stat st;
 	if (fd < 0 || (*err = layer_fstat(fd, &st)) < 0) {
 		*err = fd < 0 ? fd : *err;
@@ -296,9 +297,11 @@ int export_store_save(struct plyfs *fs)
 	if (!fs->has_upper)
 		return 0;
 	g_autoptr(GByteArray) b = serialize(fs);
+	/* A fresh file (O_EXCL), whatever a crash or somebody else left under the name. */
+	layer_unlinkat(fs->work_fd, STORE_TMP, 0);
 	int r;
 	{
-		autofd int fd = layer_openat(fs->work_fd, STORE_TMP, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		autofd int fd = layer_openat(fs->work_fd, STORE_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
 		r = fd < 0 ? fd : write_all(fd, b->data, b->len);
 		if (r == 0)
 			r = layer_fsync(fd, false);

@@ -212,6 +212,32 @@ START_TEST(test_other_layers_refused)
 }
 END_TEST
 
+/* Not a regular file where the store should be: a FIFO (opening it for reading would block) or a
+ * directory is refused at once; a save replaces a FIFO left under the temporary name. */
+START_TEST(test_not_a_file)
+{
+	uint64_t ids[3];
+	g_autoptr(GBytes) b = save_sample("fifo", ids);
+	g_autofree char *path = g_build_filename(test_root, "fifo", "w", PLYFS_HANDLES_NAME, NULL);
+	g_autofree char *tmp = g_strconcat(path, ".tmp", NULL);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_uint_eq(loaded_records("fifo", false), 0);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	ck_assert_uint_eq(loaded_records("fifo", false), 0);
+	ck_assert_int_eq(rmdir(path), 0);
+
+	ck_assert_int_eq(mkfifo(tmp, 0600), 0);
+	struct mini m;
+	mini_open(&m, "fifo", false);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	mini_close(&m);
+	ck_assert(g_file_test(path, G_FILE_TEST_IS_REGULAR));
+	ck_assert(!g_file_test(tmp, G_FILE_TEST_EXISTS));
+}
+END_TEST
+
 /* Every truncation and every single flipped byte: refused (the checksum), never a crash. */
 START_TEST(test_damaged_refused)
 {
@@ -278,6 +304,7 @@ static Suite *export_store_suite(void)
 	tcase_add_test(tc, test_saved_then_loaded);
 	tcase_add_test(tc, test_other_layers_refused);
 	tcase_add_test(tc, test_devices_renumbered);
+	tcase_add_test(tc, test_not_a_file);
 	tcase_add_test(tc, test_damaged_refused);
 	tcase_add_test(tc, test_random_bodies);
 	suite_add_tcase(s, tc);
