@@ -23,9 +23,15 @@
  * file. A missing, damaged or foreign file is logged and ignored: the mount goes on, and old
  * handles give ESTALE.
  *
- * Limits: nothing is stored without an upper layer (no workdir); the store follows names, so a
- * file changed behind the overlay's back while unmounted (deleted, and its inode number reused by
- * a new file of the same type at the same path) cannot be told from the original. Nothing here
+ * An upper-only file or directory is identified by its own inode, whose number a new file may
+ * take while unmounted: its identity also holds a hash of the upper layer's file handle of it
+ * (node_key.check: the inode's generation is in it), so a file replaced in the upper layer behind
+ * the overlay's back gives ESTALE. (Lower files and copied-up files are identified by the lower
+ * file; lower layers do not change.)
+ *
+ * Limits: nothing is stored without an upper layer (no workdir); on an upper filesystem without
+ * file handles a replaced upper-only file that reused the inode number and the name cannot be
+ * told from the original. Nothing here
  * needs privileges: a rootless mount stores and finds its handles the same way, but decoding a
  * handle (open_by_handle_at) needs CAP_DAC_READ_SEARCH, which an unprivileged user does not have.
  */

@@ -62,6 +62,10 @@ int layer_reopen(int fd, int flags);
  * room on entry. */
 struct file_handle;
 int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh);
+/* A non-zero hash of the file handle of (dirfd, name): the same for the same inode for as long as
+ * it lives (also across mounts), another for a file that reuses its inode number (the handle holds
+ * the inode's generation on ext4, xfs, btrfs, tmpfs). 0 where the filesystem has no handles. */
+uint32_t layer_handle_check(int dirfd, const char *name);
 /* Reopens an O_PATH directory fd for reading entries (O_RDONLY|O_DIRECTORY). */
 int layer_opendir_fd(int dirfd);
 ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size);

@@ -50,9 +50,9 @@
  * back; so does a plain lookup of the same file. Records are bounded (NODE_RECORD_MAX_DEFAULT,
  * node_table_set_record_max(); the oldest is dropped first) and dropped with the file's identity
  * (unlink), so a deleted file's handle answers ESTALE.
- * Sizes (x86-64): a node is 152 bytes plus its name and its layer stack (8 + 16 per layer), plus
- * its entries in the two maps; a record is 64 bytes plus the name, plus about 70 in its two hash
- * tables: ~140 bytes + name. Measured (memory.py, names of 11 bytes): 500,000 live nodes take
+ * Sizes (x86-64): a node is 160 bytes plus its name and its layer stack (8 + 16 per layer), plus
+ * its entries in the two maps; a record is 72 bytes plus the name, plus about 70 in its two hash
+ * tables: ~150 bytes + name. Measured (memory.py, names of 11 bytes): 500,000 live nodes take
  * 146 MB of RSS (~290 bytes each), 500,000 records 88 MB (~175 bytes each, allocator included).
  * At the default bound (2^20) records take at most ~180 MB with short names.
  * Every node carries the generation of the mount that handed its nodeid out (node_table_set_
@@ -80,6 +80,11 @@ enum node_state { NODE_LIVE, NODE_PINNED, NODE_FREED };
 struct node_key {
 	dev_t dev;
 	ino_t ino;
+	/* Not part of the identity's equality: a hash of the layer's own file handle of the file
+	 * (which holds the inode's generation), where it is known (an upper-only entry; 0 else).
+	 * Two equal keys with different non-zero checks are an inode number reused by another file:
+	 * never the same node, never the same record (a store carries it across mounts). */
+	uint32_t check;
 };
 
 /* One layer a node is present in. `fd` is an O_PATH fd of this node's directory in that layer,
@@ -168,8 +173,8 @@ void node_discard(struct node_table *t, struct node *n);
  * Accounts one entry reply for the file `fresh` stands for, found under `parent` as `name`.
  * If a hashed node with the same key and type exists, it gets nlookup+1 and is returned; `fresh`
  * is discarded. Otherwise `fresh` is inserted: new nodeid, parent pinned (parent refcount+1),
- * nlookup 1, refcount 1, and returned. A hashed node with the same key but a different type is an
- * inode number reused by a new file: it is unhashed first.
+ * nlookup 1, refcount 1, and returned. A hashed node with the same key but a different type (or
+ * another non-zero key.check) is an inode number reused by a new file: it is unhashed first.
  * The returned node also carries one extra reference for the caller (a request in flight): drop it
  * with node_put() once the reply is built.
  */

@@ -14,8 +14,8 @@
  *   "PLYFSHD1"  u32 version  u32 n_layers  u64 next_id  u64 count
  *   n_layers * (16 bytes: the filesystem's uuid, or its st_dev and 8 zero bytes where it has
  *               none; u64 root inode)          the layer roots, upper first
- *   count * (u64 nodeid, u64 parent, u32 fsid, u64 ino, u32 generation, u32 type,
- *            u16 name length, name bytes)
+ *   count * (u64 nodeid, u64 parent, u32 fsid, u64 ino, u32 check, u32 generation, u32 type,
+ *            u16 name length, name bytes)          check: node_key.check (0: unknown)
  *   32 bytes: SHA-256 of everything before
  * An identity's device is stored as the layer's fsid (struct layer), so that a store outlives a
  * reboot that numbers the devices anew, where the layers' filesystems have uuids.
@@ -128,15 +128,15 @@ static bool read_entry(const struct plyfs *fs, struct reader *r, uint64_t next_i
 		       struct node_record_info *e, char *name)
 {
 	uint64_t ino;
-	uint32_t fsid, type;
+	uint32_t fsid, check, type;
 	uint16_t len;
 	dev_t dev;
 	if (!TAKE(r, e->nodeid) || !TAKE(r, e->parent) || !TAKE(r, fsid) || !TAKE(r, ino) ||
-	    !TAKE(r, e->generation) || !TAKE(r, type) || !TAKE(r, len) || len > 255 ||
+	    !TAKE(r, check) || !TAKE(r, e->generation) || !TAKE(r, type) || !TAKE(r, len) || len > 255 ||
 	    !take(r, name, len) || !dev_of(fs, fsid, &dev))
 		return false;
 	name[len] = '\0';
-	e->key = (struct node_key){.dev = dev, .ino = (ino_t)ino};
+	e->key = (struct node_key){.dev = dev, .ino = (ino_t)ino, .check = check};
 	e->type = type;
 	e->name = name;
 	return valid_name(name, len) && valid_type(type) && e->nodeid > NODE_ROOT_ID &&
@@ -269,6 +269,7 @@ static GByteArray *serialize(struct plyfs *fs)
 		PUT(b, e->parent);
 		PUT(b, fsid);
 		PUT(b, ino);
+		PUT(b, e->key.check);
 		PUT(b, e->generation);
 		PUT(b, type);
 		PUT(b, len);

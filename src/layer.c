@@ -297,3 +297,22 @@ int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh)
 	return (int)traced(name_to_handle_at(dirfd, name, fh, &mount_id, 0), "name_to_handle_at",
 			   dirfd, name);
 }
+
+uint32_t layer_handle_check(int dirfd, const char *name)
+{
+	struct {
+		struct file_handle fh;
+		unsigned char room[MAX_HANDLE_SZ];
+	} h = {.fh.handle_bytes = MAX_HANDLE_SZ};
+	if (layer_name_to_handle(dirfd, name, &h.fh) < 0)
+		return 0;
+	/* FNV-1a over the type and the bytes (which follow the header in `h`). */
+	uint32_t x = 2166136261u;
+	const unsigned char *p = (const unsigned char *)&h.fh.handle_type;
+	for (size_t i = 0; i < sizeof(h.fh.handle_type); i++)
+		x = (x ^ p[i]) * 16777619u;
+	size_t n = h.fh.handle_bytes < MAX_HANDLE_SZ ? h.fh.handle_bytes : MAX_HANDLE_SZ;
+	for (size_t i = 0; i < n; i++)
+		x = (x ^ h.room[i]) * 16777619u;
+	return x ? x : 1;
+}

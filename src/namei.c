@@ -176,6 +176,10 @@ static int scan_layer(struct scan *sc, unsigned slot)
 						     NULL, 0) > 0;
 		} else if (!sc->fs->layers[layer].upper && name) {
 			find_in_index(sc, layer, dir.fd, name, &st);
+		} else if (name) {
+			/* An upper-only file: its identity is its own inode, which a later file
+			 * may reuse (store across mounts, export_store.h): mark the inode. */
+			sc->key.check = layer_handle_check(dir.fd, name);
 		}
 		return SCAN_STOP;
 	}
@@ -188,6 +192,9 @@ static int scan_layer(struct scan *sc, unsigned slot)
 		return opaque;
 	}
 	scan_add(sc, layer, &st, fd, g_steal_pointer(&path));
+	/* Identified by its upper inode (until a lower part takes over the identity): mark it. */
+	if (sc->fs->layers[layer].upper && name)
+		sc->key.check = layer_handle_check(dir.fd, name);
 	return opaque ? SCAN_STOP : SCAN_NEXT;
 }
 

@@ -89,6 +89,12 @@ static gboolean key_equal(gconstpointer a, gconstpointer b)
 	return x->dev == y->dev && x->ino == y->ino;
 }
 
+/* Whether a known node or record (key a, type ta) stands for the file just found (b, tb). */
+static bool same_file(const struct node_key *a, mode_t ta, const struct node_key *b, mode_t tb)
+{
+	return ta == tb && (a->check == 0 || b->check == 0 || a->check == b->check);
+}
+
 static enum node_state state_locked(const struct node *n)
 {
 	if (n->refcount == 0)
@@ -311,7 +317,7 @@ void node_discard(struct node_table *t, struct node *n)
 struct node_table *node_table_new(void (*destroy)(struct node *))
 {
 	struct node_table *t = g_new0(struct node_table, 1);
-	struct node *root = node_new("", S_IFDIR, (struct node_key){0, 0});
+	struct node *root = node_new("", S_IFDIR, (struct node_key){0});
 
 	g_mutex_init(&t->lock);
 	t->by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
@@ -387,7 +393,7 @@ static void insert_locked(struct node_table *t, struct node *parent, struct node
 {
 	/* A file the kernel forgot gets its old nodeid back: handles that name it stay valid. */
 	struct node_record *rec = g_hash_table_lookup(t->records_by_key, &fresh->key);
-	if (rec && rec->type == fresh->type) {
+	if (rec && same_file(&rec->key, rec->type, &fresh->key, fresh->type)) {
 		fresh->nodeid = rec->nodeid;
 		fresh->generation = rec->generation;
 		record_drop_locked(t, rec);
@@ -478,8 +484,8 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 
 	g_mutex_lock(&t->lock);
 	n = g_hash_table_lookup(t->by_key, &fresh->key);
-	if (n && n->type != fresh->type) {
-		/* The inode number was reused by a file of another type. */
+	if (n && !same_file(&n->key, n->type, &fresh->key, fresh->type)) {
+		/* The inode number was reused by another file. */
 		unhash_locked(t, n);
 		n = NULL;
 	}

@@ -454,26 +454,38 @@ def deleted(rel, recreate=False):
 	return with_mount(body)
 
 
-def reused_inode(ctx):
-	"""An upper file's handle; the file deleted through the mount and a new file created, on an
-	ext4 upper (a loop-mounted image: ext4 hands a freed inode number out again at once, tmpfs
-	never does). The new file gets the old inode number (checked: the premise), and the old
-	handle must give ESTALE, never the new file."""
+def mount_on_ext4(ctx):
+	"""A lower l0 and an upper and workdir on an ext4 image mounted through a loop device (ext4
+	hands a freed inode number out again at once; tmpfs never does); mounts the binary."""
 	img, ext = ctx.path("ext4.img"), ctx.path("ext4")
-	os.makedirs(ext)
-	with open(img, "wb") as f:
-		f.truncate(64 << 20)
-	mounts.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", img], t(60))
-	mounts.run(["mount", "-o", "loop", img, ext], t(30))
-	ctx.track(mounts.BindMount(ext))
-	for d in ("l0", "ext4/u", "ext4/w", "mnt"):
-		os.makedirs(ctx.path(d))
-	lifecycle.write(ctx.path("l0/keep"), "a lower file\n")
+	if not os.path.isdir(ext):
+		os.makedirs(ext)
+		with open(img, "wb") as f:
+			f.truncate(64 << 20)
+		mounts.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", img], t(60))
+		mounts.run(["mount", "-o", "loop", img, ext], t(30))
+		ctx.track(mounts.BindMount(ext))
+		for d in ("l0", "ext4/u", "ext4/w", "mnt"):
+			os.makedirs(ctx.path(d))
+		lifecycle.write(ctx.path("l0/keep"), "a lower file\n")
 	mnt = ctx.path("mnt")
 	opts = "lowerdir=%s,upperdir=%s,workdir=%s" % (ctx.path("l0"), ctx.path("ext4/u"),
 						      ctx.path("ext4/w"))
-	h = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
-	ctx.daemon = h
+	ctx.daemon = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
+	return ctx.daemon
+
+
+def check_reused(errs, old_ino, new_ino):
+	if new_ino != old_ino:
+		errs.append("setup: ext4 gave the new file inode %d, not the freed %d: the reuse was "
+			    "not exercised" % (new_ino, old_ino))
+
+
+def reused_inode(ctx):
+	"""An upper file's handle; the file deleted through the mount and a new file created, on an
+	ext4 upper. The new file gets the old inode number (checked: the premise), and the old
+	handle must give ESTALE, never the new file."""
+	h = mount_on_ext4(ctx)
 	errs = []
 	with mounts.Watchdog(t(30), [h]):
 		lifecycle.write(ctx.path("mnt/old"), "the old file\n")
@@ -482,10 +494,7 @@ def reused_inode(ctx):
 		os.unlink(ctx.path("mnt/old"))
 		drop_caches(ctx)
 		lifecycle.write(ctx.path("mnt/new"), "the new file\n")
-		new_ino = os.lstat(ctx.path("ext4/u/new")).st_ino
-		if new_ino != old_ino:
-			errs.append("setup: ext4 gave the new file inode %d, not the freed %d: the "
-				    "reuse was not exercised" % (new_ino, old_ino))
+		check_reused(errs, old_ino, os.lstat(ctx.path("ext4/u/new")).st_ino)
 		drop_caches(ctx)
 		mfd = open_mount_root(ctx)
 		try:
@@ -622,6 +631,34 @@ def remount_all(ctx):
 			os.close(dfd)
 		unmount_clean(daemons[-1])
 	errs += lifecycle.check_read(ctx.path("u/a/b/c/new"), DEEP_NEW.decode())
+	return errs
+
+
+def remount_replaced_offline(ctx):
+	"""Handles of two upper files; unmounted; one of them replaced in the upper layer directly
+	(deleted, a new file of the same name and type created: on ext4 it gets the same inode
+	number, checked); mounted again: the replaced file's handle gives ESTALE (its inode's
+	generation differs: key.check), the untouched file's handle still decodes."""
+	h = mount_on_ext4(ctx)
+	daemons = [h]
+	errs = []
+	with mounts.Watchdog(t(60), daemons):
+		lifecycle.write(ctx.path("mnt/gone"), "replaced while unmounted\n")
+		lifecycle.write(ctx.path("mnt/kept"), "untouched\n")
+		gone, kept = Taken(ctx, "gone"), Taken(ctx, "kept")
+		unmount_clean(h)
+		old_ino = os.lstat(ctx.path("ext4/u/gone")).st_ino
+		os.unlink(ctx.path("ext4/u/gone"))
+		lifecycle.write(ctx.path("ext4/u/gone"), "a new file\n")
+		check_reused(errs, old_ino, os.lstat(ctx.path("ext4/u/gone")).st_ino)
+		daemons.append(mount_on_ext4(ctx))
+		mfd = open_mount_root(ctx)
+		try:
+			errs += check_stale(mfd, gone, "replaced in the upper layer while unmounted")
+			errs += check_decoded(mfd, kept)
+		finally:
+			os.close(mfd)
+		unmount_clean(daemons[-1])
 	return errs
 
 
@@ -856,6 +893,7 @@ TESTS = [
 	("decode_loop_%d" % LOOPS, with_mount(decode_loop)),
 	("remount_all", remount_all),
 	("remount_after_crash", remount_after_crash),
+	("remount_replaced_offline", remount_replaced_offline),
 	("remount_damaged_store", remount_store_refused("damaged")),
 	("remount_other_layers", remount_store_refused("other_layers")),
 	("remount_rootless", remount_rootless),

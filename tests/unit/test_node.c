@@ -530,6 +530,40 @@ START_TEST(test_record_gives_the_same_id_back)
 }
 END_TEST
 
+/* key.check tells an inode number reused by another file from the same file found again. */
+START_TEST(test_key_check)
+{
+	struct node_key k = key(40);
+	k.check = 7;
+	struct node *a = node_table_insert_lookup(T, ROOT, node_new("a", S_IFREG, k));
+	uint64_t aid = a->nodeid;
+	node_put(T, a);
+	/* Unknown check (0): the same file. */
+	struct node *a0 = lookup_ref(ROOT, "a", S_IFREG, 40);
+	ck_assert_ptr_eq(a0, a);
+	node_put(T, a0);
+	node_table_forget(T, aid, 2);
+	ck_freed(aid);
+	/* Its record: found again by the same check, not by another one. */
+	k.check = 8;
+	struct node *b = node_table_insert_lookup(T, ROOT, node_new("a", S_IFREG, k));
+	ck_assert_uint_ne(b->nodeid, aid);
+	struct node_record_info rec;
+	ck_assert(!node_table_find_record(T, aid, &rec)); /* dropped: another file now */
+	/* A live node, then a file with its key and another check: a new node; the old one is
+	 * unhashed (a lookup with its own check no longer finds it). */
+	k.check = 9;
+	struct node *c = node_table_insert_lookup(T, ROOT, node_new("c", S_IFREG, k));
+	ck_assert_ptr_ne(c, b);
+	k.check = 8;
+	struct node *b2 = node_table_insert_lookup(T, ROOT, node_new("b2", S_IFREG, k));
+	ck_assert_ptr_ne(b2, b);
+	node_put(T, b);
+	node_put(T, c);
+	node_put(T, b2);
+}
+END_TEST
+
 /* The store of export_store.h in miniature: a second table loads the first one's snapshot. */
 START_TEST(test_records_carried_to_another_table)
 {
@@ -1073,6 +1107,7 @@ static Suite *node_suite(bool forking)
 	tcase_add_loop_test(tc, test_path, 0, G_N_ELEMENTS(path_cases));
 	tcase_add_test(tc, test_parent_name);
 	tcase_add_test(tc, test_records_carried_to_another_table);
+	tcase_add_test(tc, test_key_check);
 	tcase_add_test(tc, test_move);
 	tcase_add_test(tc, test_deep_chain);
 	tcase_add_test(tc, test_table_free_destroys_all);
