@@ -20,11 +20,11 @@
  * An identity's device is stored as the layer's fsid (struct layer), so that a store outlives a
  * reboot that numbers the devices anew, where the layers' filesystems have uuids.
  */
-#define STORE_MAGIC "PLYFSHD1"
-#define STORE_VERSION 1
-#define STORE_TMP PLYFS_HANDLES_NAME ".tmp"
+#define STORE_MAGIC	"PLYFSHD1"
+#define STORE_VERSION	1
+#define STORE_TMP	PLYFS_HANDLES_NAME ".tmp"
 #define STORE_MAX_BYTES (1ULL << 30) /* ~3 million entries with long names */
-#define SHA256_LEN 32
+#define SHA256_LEN	32
 
 struct reader {
 	const guint8 *p;
@@ -116,7 +116,12 @@ static bool valid_name(const char *name, size_t len)
 static bool valid_type(uint32_t type)
 {
 	switch (type) {
-	case S_IFREG: case S_IFDIR: case S_IFLNK: case S_IFCHR: case S_IFBLK: case S_IFIFO:
+	case S_IFREG:
+	case S_IFDIR:
+	case S_IFLNK:
+	case S_IFCHR:
+	case S_IFBLK:
+	case S_IFIFO:
 	case S_IFSOCK:
 		return true;
 	}
@@ -132,8 +137,8 @@ static bool read_entry(const struct plyfs *fs, struct reader *r, uint64_t next_i
 	uint16_t len;
 	dev_t dev;
 	if (!TAKE(r, e->nodeid) || !TAKE(r, e->parent) || !TAKE(r, fsid) || !TAKE(r, ino) ||
-	    !TAKE(r, check) || !TAKE(r, e->generation) || !TAKE(r, type) || !TAKE(r, len) || len > 255 ||
-	    !take(r, name, len) || !dev_of(fs, fsid, &dev))
+	    !TAKE(r, check) || !TAKE(r, e->generation) || !TAKE(r, type) || !TAKE(r, len) ||
+	    len > 255 || !take(r, name, len) || !dev_of(fs, fsid, &dev))
 		return false;
 	name[len] = '\0';
 	e->key = (struct node_key){.dev = dev, .ino = (ino_t)ino, .check = check};
@@ -225,14 +230,17 @@ void export_store_load(struct plyfs *fs)
 	g_autofree guint8 *data = read_store(fs, &len, &err);
 	if (!data) {
 		if (err != -ENOENT)
-			log_msg(LOG_WARNING, "%s/%s: cannot read (%s): file handles of earlier mounts "
-				"are stale", fs->params->workdir, PLYFS_HANDLES_NAME, g_strerror(-err));
+			log_msg(LOG_WARNING,
+				"%s/%s: cannot read (%s): file handles of earlier mounts "
+				"are stale",
+				fs->params->workdir, PLYFS_HANDLES_NAME, g_strerror(-err));
 		return;
 	}
 	unsigned loaded = 0;
 	const char *why = parse(fs, data, len, &loaded);
 	if (why)
-		log_msg(LOG_WARNING, "%s/%s: %s: file handles of earlier mounts are stale (%u kept)",
+		log_msg(LOG_WARNING,
+			"%s/%s: %s: file handles of earlier mounts are stale (%u kept)",
 			fs->params->workdir, PLYFS_HANDLES_NAME, why, loaded);
 	log_debug("export store: %u records loaded, next nodeid %" G_GUINT64_FORMAT, loaded,
 		  node_table_next_id(fs->nodes));
@@ -302,7 +310,8 @@ int export_store_save(struct plyfs *fs)
 	layer_unlinkat(fs->work_fd, STORE_TMP, 0);
 	int r;
 	{
-		autofd int fd = layer_openat(fs->work_fd, STORE_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		autofd int fd =
+			layer_openat(fs->work_fd, STORE_TMP, O_WRONLY | O_CREAT | O_EXCL, 0600);
 		r = fd < 0 ? fd : write_all(fd, b->data, b->len);
 		if (r == 0)
 			r = layer_fsync(fd, false);
@@ -310,8 +319,10 @@ int export_store_save(struct plyfs *fs)
 	if (r == 0)
 		r = layer_renameat2(fs->work_fd, STORE_TMP, fs->work_fd, PLYFS_HANDLES_NAME, 0);
 	if (r < 0) {
-		log_msg(LOG_ERR, "%s/%s: cannot write (%s): file handles of this mount will be stale "
-			"on the next", fs->params->workdir, PLYFS_HANDLES_NAME, g_strerror(-r));
+		log_msg(LOG_ERR,
+			"%s/%s: cannot write (%s): file handles of this mount will be stale "
+			"on the next",
+			fs->params->workdir, PLYFS_HANDLES_NAME, g_strerror(-r));
 		layer_unlinkat(fs->work_fd, STORE_TMP, 0);
 	}
 	return r;

@@ -70,8 +70,9 @@ static void mini_close(struct mini *m)
 static struct node *lookup(struct mini *m, struct node *parent, const char *name, mode_t type,
 			   ino_t ino)
 {
-	struct node *n = node_table_insert_lookup(m->fs.nodes, parent,
-						  node_new(name, type, (struct node_key){.dev = m->layers[0].dev, .ino = ino}));
+	struct node *n = node_table_insert_lookup(
+		m->fs.nodes, parent,
+		node_new(name, type, (struct node_key){.dev = m->layers[0].dev, .ino = ino}));
 	node_put(m->fs.nodes, n);
 	return n;
 }
@@ -135,7 +136,8 @@ START_TEST(test_devices_renumbered)
 	uint64_t f = lookup(&m, root, "f", S_IFREG, 30)->nodeid;
 	dev_t old_dev = m.layers[0].dev;
 	struct node *other = node_table_insert_lookup(
-		m.fs.nodes, root, node_new("sub", S_IFDIR, (struct node_key){.dev = old_dev + 1, .ino = 31}));
+		m.fs.nodes, root,
+		node_new("sub", S_IFDIR, (struct node_key){.dev = old_dev + 1, .ino = 31}));
 	node_put(m.fs.nodes, other);
 	ck_assert_int_eq(export_store_save(&m.fs), 0);
 	mini_close(&m);
