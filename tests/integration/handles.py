@@ -284,6 +284,15 @@ def check_stale(mfd, tk, what):
 		% (tk.label(), what, st.st_ino, got)]
 
 
+def stale_and_control(ctx, tk, what, control=None):
+	"""`tk` must decode to ESTALE (it is `what`) and `control`, if any, to its file."""
+	mfd = open_mount_root(ctx)
+	try:
+		return check_stale(mfd, tk, what) + (check_decoded(mfd, control) if control else [])
+	finally:
+		os.close(mfd)
+
+
 def with_mount(body):
 	"""Runs body(ctx, h) on a fresh mount under a watchdog, then settles and unmounts."""
 	def run(ctx):
@@ -442,11 +451,7 @@ def deleted(rel, recreate=False):
 			lifecycle.write(ctx.path("mnt/" + rel), "a new file of the same name\n")
 			what = "deleted, then a new file of the same name created"
 		prepare_forget(ctx, [(control, "f1", backing(ctx, "f1"))])
-		mfd = open_mount_root(ctx)
-		try:
-			errs = check_stale(mfd, tk, what) + check_decoded(mfd, control)
-		finally:
-			os.close(mfd)
+		errs = stale_and_control(ctx, tk, what, control)
 		if recreate:
 			errs += lifecycle.check_read(ctx.path("mnt/" + rel),
 						     "a new file of the same name\n")
@@ -496,11 +501,7 @@ def reused_inode(ctx):
 		lifecycle.write(ctx.path("mnt/new"), "the new file\n")
 		check_reused(errs, old_ino, os.lstat(ctx.path("ext4/u/new")).st_ino)
 		drop_caches(ctx)
-		mfd = open_mount_root(ctx)
-		try:
-			errs += check_stale(mfd, tk, "deleted; its inode number reused by a new file")
-		finally:
-			os.close(mfd)
+		errs += stale_and_control(ctx, tk, "deleted; its inode number reused by a new file")
 		errs += lifecycle.settle(h)
 	return errs + h.cleanup()
 
@@ -652,12 +653,8 @@ def remount_replaced_offline(ctx):
 		lifecycle.write(ctx.path("ext4/u/gone"), "a new file\n")
 		check_reused(errs, old_ino, os.lstat(ctx.path("ext4/u/gone")).st_ino)
 		daemons.append(mount_on_ext4(ctx))
-		mfd = open_mount_root(ctx)
-		try:
-			errs += check_stale(mfd, gone, "replaced in the upper layer while unmounted")
-			errs += check_decoded(mfd, kept)
-		finally:
-			os.close(mfd)
+		errs += stale_and_control(ctx, gone, "replaced in the upper layer while unmounted",
+					  kept)
 		unmount_clean(daemons[-1])
 	return errs
 
@@ -677,12 +674,7 @@ def remount_after_crash(ctx):
 		if describe(other.fh).split(" generation")[0] != describe(tk.fh).split(" generation")[0]:
 			ctx.notes.append("f1 did not get f0's old nodeid (%s vs %s): the generation "
 					 "check is not exercised" % (describe(other.fh), describe(tk.fh)))
-		mfd = open_mount_root(ctx)
-		try:
-			errs += check_stale(mfd, tk, "taken on a mount whose daemon was killed")
-			errs += check_decoded(mfd, other)
-		finally:
-			os.close(mfd)
+		errs += stale_and_control(ctx, tk, "taken on a mount whose daemon was killed", other)
 		unmount_clean(daemons[-1])
 	return errs
 
@@ -715,12 +707,7 @@ def remount_store_refused(how):
 				daemons.append(mount_built(ctx))
 			else:
 				daemons.append(mount_built(ctx, lowers=("l1", "l0")))
-			mfd = open_mount_root(ctx)
-			try:
-				errs += check_stale(mfd, tk, "store %s" % how)
-				errs += check_decoded(mfd, Taken(ctx, "f1"))
-			finally:
-				os.close(mfd)
+			errs += stale_and_control(ctx, tk, "store %s" % how, Taken(ctx, "f1"))
 			log = daemons[-1].log_tail()
 			if "plyfs-handles" not in log:
 				errs.append("the daemon log does not mention the refused store: %r" % log)
