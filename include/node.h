@@ -112,7 +112,7 @@ struct node {
 	uint64_t nodeid;     /* immutable */
 	uint64_t generation; /* immutable */
 	mode_t type;	     /* S_IFMT bits; immutable */
-	struct node_key key; /* immutable while hashed */
+	struct node_key key; /* dev, ino immutable while hashed; check under table->lock */
 
 	/* protected by table->lock */
 	struct node *parent; /* holds a reference; NULL only for the root */

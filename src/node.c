@@ -490,6 +490,9 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 		n = NULL;
 	}
 	if (n) {
+		/* Not part of the hashed key, read under the lock only: learnt when first known. */
+		if (n->key.check == 0)
+			n->key.check = fresh->key.check;
 		add_lookup_locked(t, n);
 		n->refcount++; /* the caller's */
 		add_alias_locked(n, parent, fresh->name);

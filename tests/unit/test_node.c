@@ -561,6 +561,20 @@ START_TEST(test_key_check)
 	node_put(T, b);
 	node_put(T, c);
 	node_put(T, b2);
+
+	/* A node known without a check learns the first one seen, and then holds to it. */
+	struct node *d = lookup_ref(ROOT, "d", S_IFREG, 41);
+	struct node_key kd = key(41);
+	kd.check = 5;
+	struct node *d5 = node_table_insert_lookup(T, ROOT, node_new("d", S_IFREG, kd));
+	ck_assert_ptr_eq(d5, d);
+	ck_assert_uint_eq(d->key.check, 5);
+	kd.check = 6;
+	struct node *d6 = node_table_insert_lookup(T, ROOT, node_new("d", S_IFREG, kd));
+	ck_assert_ptr_ne(d6, d);
+	node_put(T, d);
+	node_put(T, d5);
+	node_put(T, d6);
 }
 END_TEST
 
