@@ -27,7 +27,7 @@ import mounts  # noqa: E402
 from mounts import Failure, t  # noqa: E402
 
 DIRS, PER_DIR = 500, 1000	# 500,000 files in the big walk
-ROUNDS = int(os.environ.get("PLYFS_MEMORY_ROUNDS", "2"))	# more by hand, to see a trend
+ROUNDS = max(2, int(os.environ.get("PLYFS_MEMORY_ROUNDS", "2")))	# more by hand: a trend
 SMALL_DIRS, SMALL_PER_DIR, SMALL_BOUND = 20, 1000, 5000
 RSS_SLACK = 0.10		# the second walk may end at most 10% above the first
 LIVE_AFTER_DROP = 100		# nodes still live after a drop: the root and a few in use
