@@ -53,7 +53,7 @@
  * Sizes (x86-64): a node is 160 bytes plus its name and its layer stack (8 + 16 per layer), plus
  * its entries in the two maps; a record is 72 bytes plus the name, plus about 70 in its two hash
  * tables: ~150 bytes + name. Measured (memory.py, names of 11 bytes): 500,000 live nodes take
- * 146 MB of RSS (~290 bytes each), 500,000 records 88 MB (~175 bytes each, allocator included).
+ * 150 MB of RSS (~310 bytes each), 500,000 records 88 MB (~175 bytes each, allocator included).
  * At the default bound (2^20) records take at most ~180 MB with short names.
  * Every node carries the generation of the mount that handed its nodeid out (node_table_set_
  * generation()); a record keeps it, so a node found again answers with its first generation.
