@@ -58,11 +58,11 @@ int layer_openat(int dirfd, const char *name, int flags, mode_t mode);
 int layer_open_beneath(int dirfd, const char *path, int flags);
 /* Opens the file behind an (O_PATH) fd anew with `flags`, through /proc/self/fd. */
 int layer_reopen(int fd, int flags);
-/* name_to_handle_at of (dirfd, name) without following a symlink; fh->handle_bytes holds the
- * room on entry. */
+/* name_to_handle_at of (dirfd, name) without following a symlink (name NULL: dirfd itself);
+ * fh->handle_bytes holds the room on entry. */
 struct file_handle;
 int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh);
-/* A non-zero hash of the file handle of (dirfd, name): the same for the same inode for as long as
+/* A non-zero hash of the file handle of (dirfd, name) (name NULL: dirfd itself): the same for the same inode for as long as
  * it lives (also across mounts), another for a file that reuses its inode number (the handle holds
  * the inode's generation on ext4, xfs, btrfs, tmpfs). 0 where the filesystem has no handles. */
 uint32_t layer_handle_check(int dirfd, const char *name);

@@ -270,6 +270,8 @@ static GByteArray *serialize(struct plyfs *fs)
 		uint64_t ino = e->key.ino;
 		uint32_t fsid, type = e->type;
 		uint16_t len = (uint16_t)strlen(e->name);
+		/* Off a layer's filesystem: not findable by fsid. Past half the size limit: left
+		 * out, so that the file stays loadable (the limit is far above record_max's). */
 		if (!fsid_of(fs, e->key.dev, &fsid, &hint) || b->len > STORE_MAX_BYTES / 2)
 			continue;
 		count++;

@@ -294,8 +294,9 @@ int layer_reopen(int fd, int flags)
 int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh)
 {
 	int mount_id;
-	return (int)traced(name_to_handle_at(dirfd, name, fh, &mount_id, 0), "name_to_handle_at",
-			   dirfd, name);
+	return (int)traced(name_to_handle_at(dirfd, name ? name : "", fh, &mount_id,
+					     name ? 0 : AT_EMPTY_PATH),
+			   "name_to_handle_at", dirfd, name);
 }
 
 uint32_t layer_handle_check(int dirfd, const char *name)

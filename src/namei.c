@@ -192,9 +192,6 @@ static int scan_layer(struct scan *sc, unsigned slot)
 		return opaque;
 	}
 	scan_add(sc, layer, &st, fd, g_steal_pointer(&path));
-	/* Identified by its upper inode (until a lower part takes over the identity): mark it. */
-	if (sc->fs->layers[layer].upper && name)
-		sc->key.check = layer_handle_check(dir.fd, name);
 	return opaque ? SCAN_STOP : SCAN_NEXT;
 }
 
@@ -273,6 +270,12 @@ int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct n
 		}
 	}
 	if (r >= 0 && sc.stack->len > 0) {
+		/* A directory identified by its upper inode (no lower part took the identity over):
+		 * mark the inode, as for an upper-only file. Only now, once the scan is complete, so
+		 * that a merged directory costs no name_to_handle_at. */
+		const struct node_layer *top = &g_array_index(sc.stack, struct node_layer, 0);
+		if (S_ISDIR(sc.top.st_mode) && fs->layers[top->layer].upper && !sc.have_lower_key)
+			sc.key.check = layer_handle_check(top->fd, NULL);
 		*fresh = node_from_scan(&sc);
 		*st = sc.top;
 	}
