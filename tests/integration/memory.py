@@ -5,9 +5,12 @@ forgotten nodes stay within their bound (read through the status query, user.ply
 walk_500k: a lower layer of DIRS x PER_DIR empty files (500,000); the tree is walked through the
 mount (readdir + lstat of every entry, so the kernel and the daemon learn every file), the caches
 are dropped (the kernel forgets every inode: the nodes turn into records), and the daemon's RSS
-is read; then all of it once more. The RSS after the second walk must be within 10% of the first,
-the records must stay within records_max, and after the drop only a handful of nodes may stay
-live. records_bound: a smaller tree under forgotten_records=N: never more than N records.
+is read; then all of it once more. What is bounded by design is checked: walking the same files
+again leaves exactly as many records and no more nodes than the first walk (memory follows the
+files, not the walks), the records stay within records_max, and after the drop only a handful of
+nodes stay live. The RSS after each walk is reported, not asserted: it moves with the machine's
+load (a 10% limit failed on a loaded machine), so RSS goals live in the benchmark (bench/).
+records_bound: a smaller tree under forgotten_records=N: never more than N records.
 
 The sanitizer build runs the same walk: ASan's quarantine (freed memory held back on purpose,
 256 MB by default) would show as growth, so the daemon gets a small one there.
@@ -29,7 +32,6 @@ from mounts import Failure, t  # noqa: E402
 DIRS, PER_DIR = 500, 1000	# 500,000 files in the big walk
 ROUNDS = max(2, int(os.environ.get("PLYFS_MEMORY_ROUNDS", "2")))	# more by hand: a trend
 SMALL_DIRS, SMALL_PER_DIR, SMALL_BOUND = 20, 1000, 5000
-RSS_SLACK = 0.10		# the second walk may end at most 10% above the first
 LIVE_AFTER_DROP = 100		# nodes still live after a drop: the root and a few in use
 STATUS_XATTR = "user.plyfs.status"
 
@@ -152,10 +154,14 @@ def walk_500k(ctx):
 		if len(trend) > 2:
 			ctx.notes.append("# RSS KiB after each walk: %r" % trend)
 		rss2 = max(trend[1:])
-		if rss2 > rss1 * (1 + RSS_SLACK):
-			errs.append("RSS %d KiB after the second walk, %d KiB after the first: grew "
-				    "%.1f%% (at most %d%%)" % (rss2, rss1, 100.0 * (rss2 - rss1) / rss1,
-							     RSS_SLACK * 100))
+		# The same files seen again: the same records, and no more nodes than the first time
+		# (up to the few that a drop may leave live in one round and not the other).
+		if abs(st2["records"] - st1["records"]) > LIVE_AFTER_DROP:
+			errs.append("%d records after walking the same files again, %d after the first "
+				    "walk" % (st2["records"], st1["records"]))
+		if st2["nodes"] > st1["nodes"] + LIVE_AFTER_DROP:
+			errs.append("%d nodes after walking the same files again, %d after the first walk"
+				    % (st2["nodes"], st1["nodes"]))
 		ctx.notes.append("# %d live nodes after the first walk: RSS %d KiB (%.0f bytes per "
 				 "live node)" % (live["live"], live["rss"],
 						 (live["rss"] - rss0) * 1024.0 / max(live["live"], 1)))
