@@ -24,10 +24,17 @@
 #include <stdbool.h>
 
 #include "fs.h"
+#include "inode.h"
 
 /* 0 when n's top entry is (now) in upper; -EROFS without an upper layer; -errno. `data` false
  * skips the file's data (an open with O_TRUNC is about to throw it away). */
 int copy_up(struct plyfs *fs, struct node *n, bool data);
+
+/* The same for a request that located n already: `loc` (from inode_locate) is the source, and on
+ * success it is n's location in upper (moved there, or located again when another request copied
+ * n up since `loc` was computed), so the request goes on with it. On failure `loc` is n's location
+ * as before or released. */
+int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data);
 
 /* Copies n up as (parent, name), one of its names (a hard-linked file is reached by several):
  * the name being changed is the one that appears in upper, as with kernel overlayfs. */

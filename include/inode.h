@@ -8,9 +8,25 @@
  * layer roots), never through a symlink. A non-directory is reached as (its parent's fd in the
  * layer it was found in, its name).
  *
- * struct lfd is an fd that is either borrowed from a node (valid while the caller holds a reference
- * on that node, because cached fds are closed only when a node is freed) or owned (closed by
- * lfd_release). Declare it `auto_lfd struct lfd d = LFD_INIT;`.
+ * LOCATIONS (struct lfd): where a node's entry is, as a directory fd and a name in it, or (name
+ * NULL) an fd of the entry itself (a directory, or an entry whose last name went while it was
+ * open). A request computes its node's location once (inode_locate) and passes it down: to
+ * copy_up_at(), which moves it to the upper entry, to the open, the stat, the xattr calls.
+ * Declare it `auto_lfd struct lfd loc = LFD_INIT;`; lfd_release() undoes what it holds.
+ *
+ * What keeps `fd` open until lfd_release(), by how it was obtained (exactly one holds):
+ *   owned   opened for this location (the fd cache was full): closed by lfd_release().
+ *   owner   a cached fd of another node (the parent of a non-directory): the location holds a
+ *           reference on that node, because cached fds are closed only when their node is
+ *           freed, and without it a rename of n plus a FORGET of the old parent would free it.
+ *   held    an entry removed while open (node->unlinked_fd): a reference on that fd's holder,
+ *           closed when the last reference goes, so a copy-up or an undone unlink that replaces
+ *           it never closes it under a reader.
+ *   none    a cached fd of the node the caller named, which the caller holds for the
+ *           location's life (every inode_* call takes a node the caller holds), or a mount-wide
+ *           fd (the index directory, the layer roots) open for the mount's life.
+ * A location is only as current as the tree when it was computed: `gen` is the node's
+ * copyup_gen then; a location of an older generation names the entry before its copy-up.
  *
  * Attributes: st_ino is the identity's inode number (the origin file's), so it is unique across
  * layers and the same across remounts; when the layers span several filesystems the layer's fsid is
@@ -25,11 +41,21 @@
 
 #include "fs.h"
 
+struct held_fd;
+
 struct lfd {
 	int fd;
 	bool owned;
+	char *name;		  /* g_malloc'd; NULL: `fd` is the entry itself */
+	unsigned gen;		  /* the node's copyup_gen when it was located */
+	struct node_table *nodes; /* where `owner` is put */
+	struct node *owner;	  /* referenced, or NULL */
+	struct held_fd *held;	  /* referenced, or NULL */
 };
-#define LFD_INIT {.fd = -1, .owned = false}
+#define LFD_INIT                                                                                   \
+	{                                                                                          \
+		.fd = -1, .owned = false                                                           \
+	}
 
 void lfd_release(struct lfd *l);
 #define auto_lfd __attribute__((cleanup(lfd_release)))
@@ -48,7 +74,8 @@ int inode_stack_slot(const struct node_stack *s, int layer);
 void inode_destroy(struct node *n);
 void inode_set_fs(struct plyfs *fs);
 
-/* O_PATH fd of directory `n` in `layer` (which must be in its stack). 0 or -errno. */
+/* O_PATH fd of directory `n` in `layer` (which must be in its stack), as a location with name
+ * NULL: n's cached fd (the caller holds n) or an fd opened for it. 0 or -errno. */
 int inode_dirfd(struct plyfs *fs, struct node *n, int layer, struct lfd *out);
 /* Offers an O_PATH fd of directory `n` in stack slot `slot` of `s` (n's stack, not yet published
  * or current) to the cache; takes ownership of `fd` (closes it when not kept). Used by lookup,
@@ -56,12 +83,31 @@ int inode_dirfd(struct plyfs *fs, struct node *n, int layer, struct lfd *out);
 void inode_offer_dirfd(struct plyfs *fs, struct node_stack *s, unsigned slot, int fd);
 
 /*
- * Where the top entry of `n` lives: the directory fd in the entry's layer and the entry's name in
- * it, so that callers use the *at() wrappers with (dirfd, name). For a directory node, *name_out is
- * NULL and `dir` is the directory itself (use name NULL / fstat). So it is for an entry removed
- * while open (node->unlinked_fd). Caller g_free()s *name_out.
+ * Where the top entry of `n` lives, into `loc` (LFD_INIT or released): the directory fd in the
+ * entry's layer and the entry's name in it, so that callers use the *at() wrappers with
+ * (loc.fd, loc.name). For a directory node, and for an entry removed while open, loc.name is NULL
+ * and loc.fd is the entry itself (use name NULL / fstat). 0 or -errno (-ESTALE: n has no parent
+ * any more, or its parent is not in n's layer: the tree changed under the request).
  */
-int inode_locate(struct plyfs *fs, struct node *n, struct lfd *dir, char **name_out);
+int inode_locate(struct plyfs *fs, struct node *n, struct lfd *loc);
+/* The location of `name` in directory `parent` (held by the caller) in `layer`; loc.gen is left 0
+ * for the caller, who knows which node it is, to set. */
+int inode_locate_child(struct plyfs *fs, struct node *parent, const char *name, int layer,
+		       struct lfd *loc);
+
+/*
+ * An entry whose last name went while it was open is reached through an O_PATH fd of it kept in
+ * node->unlinked_fd (see node.h). The fd is refcounted: the node holds one reference, every
+ * location that uses it one more; replacing or dropping it drops the node's.
+ */
+/* Whether n has such an fd (it was removed while open). */
+bool inode_is_orphan(const struct node *n);
+/* Takes `fd` as n's way to its entry, unless it has one already (then `fd` is closed). */
+void inode_keep_unlinked(struct node *n, int fd);
+/* Takes `fd` as n's way to its entry in place of the current one (an orphan's copy-up). */
+void inode_replace_unlinked(struct node *n, int fd);
+/* n is reached by its name again (the removal failed): forgets the fd. */
+void inode_drop_unlinked(struct node *n);
 
 /* The layer index of n's top entry. */
 int inode_top_layer(const struct node *n);
@@ -80,13 +126,16 @@ int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *n
 void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
 		       struct stat *st);
 /* Before a link/unlink/rename changes the merged and upper link counts of n alike: records the
- * merged count relative to the upper inode's ("U+d"). */
-int inode_nlink_prepare(struct plyfs *fs, struct node *n);
+ * merged count relative to the upper inode's ("U+d"). `loc` is n's location (NULL: located here).
+ */
+int inode_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc);
 /* After n's upper inode got one more link to a name the merged count already included. */
-int inode_nlink_after_link(struct plyfs *fs, struct node *n);
+int inode_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc);
 
 /* stat of n's top entry turned into the merged view. */
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st);
+/* The same at n's location `loc`, computed by the caller. */
+int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct stat *st);
 /* Turns a layer's stat of n's top entry into the merged view (ino, nlink, owners). */
 void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st);
 /* The inode number shown for identity key `k`. */

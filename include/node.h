@@ -33,6 +33,12 @@
  * a request in flight. The root (nodeid 1) holds a permanent reference and is never freed before
  * node_table_free().
  *
+ * BORROWED FDS
+ * A node's cached directory fds (struct node_layer.fd) are closed only when it is FREED, so an fd
+ * borrowed from a node is valid exactly while a reference on that node is held: a location
+ * (inode.h) that uses its parent's fd holds a reference on the parent, not only on the child,
+ * since the child may be renamed to another parent and the old one freed meanwhile.
+ *
  * Underflow (forget more than was looked up, put more than was got) is a bug: it is logged and
  * clamped in release builds and aborts in debug builds (NDEBUG unset).
  *
@@ -129,9 +135,16 @@ struct node {
 	unsigned copyup_gen;	  /* atomic; bumped when the top entry moves to the upper layer */
 	bool unlinked;		  /* atomic; the last name went away while the kernel knew it */
 	unsigned open_count;	  /* atomic; open file and directory handles */
-	/* atomic; an O_PATH fd of the entry, taken when its last name was removed while it was
-	 * open: the only way left to reach it (fstat, fchmod, ...); -1 otherwise. */
-	int unlinked_fd;
+	/* An O_PATH fd of the entry, taken when its last name was removed while it was open: the
+	 * only way left to reach it (fstat, fchmod, ...); NULL otherwise. A refcounted holder
+	 * (inode.h): the node holds one reference, each location using the fd another. States:
+	 *   NULL --last name removed while open--> held(fd)   inode_keep_unlinked()
+	 *   held(fd) --removal failed--> NULL                  inode_drop_unlinked()
+	 *   held(fd) --orphan copied up--> held(copy)          inode_replace_unlinked()
+	 *   held(x) --node freed--> (the node's reference dropped)
+	 * A replaced fd is closed when its last location is released, never under a reader.
+	 * The pointer is written under inode.c's holder lock and read atomically. */
+	struct held_fd *unlinked_fd;
 	/* A lower file with several names, copied up through one of them: the other names still
 	 * resolve to this node (same identity), which is therefore pinned for the mount's life.
 	 * lower_nlink is the lower file's link count, lower_gone how many of those names are now
@@ -155,6 +168,7 @@ static inline const struct node_stack *node_stack(const struct node *n)
 }
 
 struct node_table;
+struct held_fd;
 
 /* Creates the table and its root node (nodeid 1, nlookup 1, permanently referenced).
  * `destroy` is called for every freed node after it left the table, without the table lock: it

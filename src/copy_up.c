@@ -110,8 +110,8 @@ static int copy_xattrs(int sdir, const char *sname, int ddir, const char *dname)
 
 static char *origin_xattr_name(const struct plyfs *fs)
 {
-	return g_strconcat(fs->is_root ? "trusted.plyfs." : PLYFS_XATTR_PREFIX,
-			   ORIGIN_XATTR_SUFFIX, NULL);
+	return g_strconcat(fs->is_root ? "trusted.plyfs." : PLYFS_XATTR_PREFIX, ORIGIN_XATTR_SUFFIX,
+			   NULL);
 }
 
 static int write_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key key)
@@ -162,11 +162,11 @@ static int copy_attrs(int dirfd, const char *name, const struct stat *st)
 struct cu {
 	struct plyfs *fs;
 	struct node *n;
-	const char *name;	/* n's name in the upper parent */
-	int src_dir;		/* the entry's directory in its top layer (a directory: itself) */
-	const char *src_name;	/* NULL for a directory */
-	int dst_dir;		/* the parent's upper directory */
-	int work;		/* workdir/work */
+	const char *name;     /* n's name in the upper parent */
+	int src_dir;	      /* the entry's directory in its top layer (a directory: itself) */
+	const char *src_name; /* NULL for a directory */
+	int dst_dir;	      /* the parent's upper directory */
+	int work;	      /* workdir/work */
 	struct stat st;
 	bool data;
 	bool orphan; /* removed while open: built in the work dir and never linked anywhere */
@@ -196,9 +196,8 @@ static int adopt_orphan(struct cu *c, int fd, const char *tmpname)
 			return r;
 		}
 	}
-	int old = __atomic_exchange_n(&c->n->unlinked_fd, fd, __ATOMIC_ACQ_REL);
-	if (old >= 0)
-		close(old);
+	/* The fd it replaces stays open as long as a location still uses it. */
+	inode_replace_unlinked(c->n, fd);
 	return 0;
 }
 
@@ -232,7 +231,8 @@ static int place(struct cu *c, int *tmpfd, const char *tmpname)
 	if (c->index_hex)
 		return place_indexed(c, *tmpfd, tmpname);
 	if (c->orphan)
-		return tmpname ? adopt_orphan(c, -1, tmpname) : adopt_orphan(c, steal_fd(tmpfd), NULL);
+		return tmpname ? adopt_orphan(c, -1, tmpname)
+			       : adopt_orphan(c, steal_fd(tmpfd), NULL);
 	if (tmpname)
 		return layer_renameat2(c->work, tmpname, c->dst_dir, c->name, RENAME_NOREPLACE);
 	return layer_linkat(*tmpfd, NULL, c->dst_dir, c->name);
@@ -336,23 +336,34 @@ static void keep_hardlink_node(struct plyfs *fs, struct node *n, int lower_nlink
 	__atomic_store_n(&n->lower_nlink, lower_nlink, __ATOMIC_RELEASE);
 }
 
+/* Copies n up as `name` in `parent` (n's parent, read under n->lock). `loc`, when not NULL, is n's
+ * location computed by the request (its source, while it is current); on success it becomes the
+ * upper entry's. */
 static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *parent,
-			      const char *name, bool data)
+			      const char *name, struct lfd *loc, bool data)
 {
-	auto_lfd struct lfd src = LFD_INIT;
+	auto_lfd struct lfd own = LFD_INIT;
 	auto_lfd struct lfd dst = LFD_INIT;
-	g_autofree char *src_name = NULL;
-	bool orphan = __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) >= 0;
-	int r = inode_locate(fs, n, &src, &src_name);
+	unsigned gen = __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE);
+	bool orphan = inode_is_orphan(n);
+	struct lfd *src = loc && loc->fd >= 0 && loc->gen == gen ? loc : &own;
+	int r = src == &own ? inode_locate(fs, n, &own) : 0;
 	if (r == 0 && !orphan)
 		r = inode_dirfd(fs, parent, 0, &dst);
 	if (r < 0)
 		return r;
 	struct cu c = {
-		.fs = fs, .n = n, .name = name, .src_dir = src.fd, .src_name = src_name,
-		.dst_dir = dst.fd, .work = fs->work_dirfd, .data = data, .orphan = orphan,
+		.fs = fs,
+		.n = n,
+		.name = name,
+		.src_dir = src->fd,
+		.src_name = src->name,
+		.dst_dir = dst.fd,
+		.work = fs->work_dirfd,
+		.data = data,
+		.orphan = orphan,
 	};
-	r = src_name ? layer_fstatat(src.fd, src_name, &c.st) : layer_fstat(src.fd, &c.st);
+	r = src->name ? layer_fstatat(src->fd, src->name, &c.st) : layer_fstat(src->fd, &c.st);
 	if (r < 0)
 		return r;
 	/* A copy-up must not show as a change of the parent directory. */
@@ -363,7 +374,7 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 	const char *linked = __atomic_load_n(&n->index_name, __ATOMIC_ACQUIRE);
 	bool hardlinked = S_ISREG(c.st.st_mode) && !orphan && (linked || c.st.st_nlink > 1);
 	if (hardlinked && !linked &&
-	    index_name(fs, inode_top_layer(n), src.fd, src_name, &hex, c.fb, &c.fb_len) == 0) {
+	    index_name(fs, inode_top_layer(n), src->fd, src->name, &hex, c.fb, &c.fb_len) == 0) {
 		if (index_exists(fs, hex))
 			linked = hex; /* another name of it was copied up before */
 		else
@@ -375,7 +386,9 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		r = layer_linkat(fs->index_dirfd, linked, dst.fd, name);
 		if (r == 0) {
 			publish_upper(n);
-			r = inode_nlink_after_link(fs, n);
+			/* Borrowed from `parent`, held by the caller: nothing to release. */
+			const struct lfd up = {.fd = dst.fd, .name = (char *)name};
+			r = inode_nlink_after_link(fs, n, &up);
 		}
 	} else
 		r = S_ISREG(c.st.st_mode) ? copy_up_regular(&c) : copy_up_other(&c);
@@ -394,10 +407,23 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		keep_hardlink_node(fs, n, n->lower_nlink ? n->lower_nlink : (int)c.st.st_nlink);
 	if (!linked)
 		publish_upper(n);
-	return 0;
+	if (!loc)
+		return 0;
+	/* The request goes on with the entry it just made. */
+	gen = __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE);
+	lfd_release(loc);
+	if (orphan)
+		return inode_locate(fs, n, loc);
+	if (S_ISDIR(n->type))
+		r = inode_dirfd(fs, n, 0, loc);
+	else
+		r = inode_locate_child(fs, parent, name, 0, loc);
+	if (r == 0)
+		loc->gen = gen;
+	return r;
 }
 
-static int copy_up_one(struct plyfs *fs, struct node *n, bool data)
+static int copy_up_one(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
 {
 	g_mutex_lock(&n->lock);
 	int r = 0;
@@ -406,7 +432,7 @@ static int copy_up_one(struct plyfs *fs, struct node *n, bool data)
 		done = true;
 		g_autofree char *name = NULL;
 		struct node *parent = node_parent_name(fs->nodes, n, &name);
-		r = parent ? copy_up_one_locked(fs, n, parent, name, data) : -ESTALE;
+		r = parent ? copy_up_one_locked(fs, n, parent, name, loc, data) : -ESTALE;
 		node_put(fs->nodes, parent);
 	}
 	g_mutex_unlock(&n->lock);
@@ -415,23 +441,19 @@ static int copy_up_one(struct plyfs *fs, struct node *n, bool data)
 	if (r == 0 && done && S_ISDIR(n->type) && fs->se)
 		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, -1, 0);
 	if (r < 0)
-		log_ratelimited(LOG_WARNING, "copy-up of nodeid %" PRIu64 " failed: %s",
-				n->nodeid, g_strerror(-r));
+		log_ratelimited(LOG_WARNING, "copy-up of nodeid %" PRIu64 " failed: %s", n->nodeid,
+				g_strerror(-r));
 	return r;
 }
 
-int copy_up(struct plyfs *fs, struct node *n, bool data)
+/* The ancestors of n that exist only below, farthest first, then n itself (with `loc`). */
+static int copy_up_chain(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
 {
-	if (!fs->has_upper)
-		return -EROFS;
-	if (inode_has_upper(fs, n))
-		return 0;
 	/* A node removed while open has no place in the tree any more: only itself is copied. */
-	if (__atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) >= 0)
-		return copy_up_one(fs, n, data);
-	/* The chain of ancestors that exist only below, nearest first; copied farthest first. */
+	if (inode_is_orphan(n))
+		return copy_up_one(fs, n, loc, data);
 	g_autoptr(GPtrArray) chain = g_ptr_array_new();
-	struct node *cur = node_ref(fs->nodes, n);
+	struct node *cur = node_parent_name(fs->nodes, n, NULL);
 	while (cur && !inode_has_upper(fs, cur)) {
 		g_ptr_array_add(chain, cur);
 		cur = node_parent_name(fs->nodes, cur, NULL);
@@ -440,10 +462,28 @@ int copy_up(struct plyfs *fs, struct node *n, bool data)
 	int r = 0;
 	for (guint i = chain->len; i-- > 0;) {
 		if (r == 0)
-			r = copy_up_one(fs, chain->pdata[i], i == 0 ? data : true);
+			r = copy_up_one(fs, chain->pdata[i], NULL, true);
 		node_put(fs->nodes, chain->pdata[i]);
 	}
+	return r < 0 ? r : copy_up_one(fs, n, loc, data);
+}
+
+int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
+{
+	if (!fs->has_upper)
+		return -EROFS;
+	int r = inode_has_upper(fs, n) ? 0 : copy_up_chain(fs, n, loc, data);
+	/* Copied up by another request since `loc` was computed: it names the lower entry. */
+	if (r == 0 && loc && loc->gen != __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE)) {
+		lfd_release(loc);
+		r = inode_locate(fs, n, loc);
+	}
 	return r;
+}
+
+int copy_up(struct plyfs *fs, struct node *n, bool data)
+{
+	return copy_up_at(fs, n, NULL, data);
 }
 
 int copy_up_as(struct plyfs *fs, struct node *n, struct node *parent, const char *name)

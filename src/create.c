@@ -168,18 +168,15 @@ int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const 
 {
 	if (S_ISDIR(n->type))
 		return -EPERM;
-	int r = copy_up(fs, n, true);
+	auto_lfd struct lfd src = LFD_INIT;
+	int r = inode_locate(fs, n, &src);
+	if (r == 0)
+		r = copy_up_at(fs, n, &src, true);
 	if (r == 0)
 		r = copy_up(fs, newparent, true);
-	if (r < 0)
-		return r;
 	/* The merged and upper link counts grow together: record one against the other first. */
-	r = inode_nlink_prepare(fs, n);
-	if (r < 0)
-		return r;
-	auto_lfd struct lfd src = LFD_INIT;
-	g_autofree char *src_name = NULL;
-	r = inode_locate(fs, n, &src, &src_name);
+	if (r == 0)
+		r = inode_nlink_prepare(fs, n, &src);
 	if (r < 0)
 		return r;
 
@@ -194,13 +191,13 @@ int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const 
 	} else if (slot == UPPER_WHITEOUT) {
 		/* Link in the work dir, then over the whiteout: never a moment without either. */
 		g_autofree char *tmp = workdir_tmpname();
-		r = layer_linkat(src.fd, src_name, fs->work_dirfd, tmp);
+		r = layer_linkat(src.fd, src.name, fs->work_dirfd, tmp);
 		if (r == 0)
 			r = layer_renameat2(fs->work_dirfd, tmp, updir.fd, newname, 0);
 		if (r < 0)
 			layer_unlinkat(fs->work_dirfd, tmp, 0);
 	} else {
-		r = layer_linkat(src.fd, src_name, updir.fd, newname);
+		r = layer_linkat(src.fd, src.name, updir.fd, newname);
 		if (r == 0 && slot == UPPER_WH_FILE)
 			r = upper_drop_whiteout(updir.fd, newname, UPPER_WH_FILE);
 	}

@@ -19,28 +19,23 @@ static int open_entry(int dirfd, const char *name, int flags)
 	return name ? layer_openat(dirfd, name, flags, 0) : layer_reopen(dirfd, flags);
 }
 
-/* Opens n's current top entry. Writable handles get O_RDWR when the file allows it, because the
+/* Opens the entry at `loc`. Writable handles get O_RDWR when the file allows it, because the
  * kernel may read through a write-only handle to fill a partial page. */
-static int open_top(struct plyfs *fs, struct node *n, int flags, bool write)
+static int open_at(const struct lfd *loc, int flags, bool write)
 {
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *name = NULL;
-	int r = inode_locate(fs, n, &dir, &name);
-	if (r < 0)
-		return r;
 	/* O_APPEND and O_DIRECT stay with the kernel: it sends explicit offsets and aligned
 	 * buffers are not guaranteed; O_NONBLOCK is kept for what it means to the caller. */
 	int keep = flags & (O_NONBLOCK | O_TRUNC | O_SYNC | O_DSYNC | O_NOATIME);
 	if (!write)
-		return open_entry(dir.fd, name, O_RDONLY | (keep & ~O_TRUNC));
-	int fd = open_entry(dir.fd, name, O_RDWR | keep);
+		return open_entry(loc->fd, loc->name, O_RDONLY | (keep & ~O_TRUNC));
+	int fd = open_entry(loc->fd, loc->name, O_RDWR | keep);
 	if (fd == -EACCES && (flags & O_ACCMODE) == O_WRONLY)
-		fd = open_entry(dir.fd, name, O_WRONLY | keep);
+		fd = open_entry(loc->fd, loc->name, O_WRONLY | keep);
 	return fd;
 }
 
 static struct open_file *new_handle(struct plyfs *fs, struct node *n, int fd, unsigned gen,
-				     bool writable)
+				    bool writable)
 {
 	struct open_file *of = g_new0(struct open_file, 1);
 	g_mutex_init(&of->lock);
@@ -60,17 +55,18 @@ int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **ou
 	if (S_ISDIR(n->type))
 		return -EISDIR;
 	bool write = wants_write(flags);
-	if (write) {
-		/* An O_TRUNC open throws the data away: copy only the metadata. */
-		int r = copy_up(fs, n, !(flags & O_TRUNC));
-		if (r < 0)
-			return r;
-	}
-	unsigned gen = __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE);
-	int fd = open_top(fs, n, flags, write);
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
+	/* An O_TRUNC open throws the data away: copy only the metadata. */
+	if (r == 0 && write)
+		r = copy_up_at(fs, n, &loc, !(flags & O_TRUNC));
+	if (r < 0)
+		return r;
+	int fd = open_at(&loc, flags, write);
 	if (fd < 0)
 		return fd;
-	*out = new_handle(fs, n, fd, gen, write);
+	/* The generation of the entry just opened: a later copy-up makes file_fd() reopen. */
+	*out = new_handle(fs, n, fd, loc.gen, write);
 	return 0;
 }
 
@@ -89,13 +85,16 @@ int file_fd(struct plyfs *fs, struct open_file *of)
 	int r = __atomic_load_n(&of->fd, __ATOMIC_ACQUIRE);
 	if (of->gen != now) {
 		/* Opened below before a copy-up: from now on the upper file is the file. */
-		int fd = open_top(fs, of->node, O_RDONLY, false);
+		auto_lfd struct lfd loc = LFD_INIT;
+		int fd = inode_locate(fs, of->node, &loc);
+		if (fd == 0)
+			fd = open_at(&loc, O_RDONLY, false);
 		if (fd >= 0) {
 			if (!of->old_fds)
 				of->old_fds = g_array_new(FALSE, FALSE, sizeof(int));
 			g_array_append_val(of->old_fds, of->fd);
 			__atomic_store_n(&of->fd, fd, __ATOMIC_RELEASE);
-			__atomic_store_n(&of->gen, now, __ATOMIC_RELEASE);
+			__atomic_store_n(&of->gen, loc.gen, __ATOMIC_RELEASE);
 		}
 		r = fd;
 	}
@@ -134,13 +133,12 @@ ssize_t file_readlink(struct plyfs *fs, struct node *n, char *buf, size_t size)
 {
 	if (!S_ISLNK(n->type))
 		return -EINVAL;
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *name = NULL;
-	int r = inode_locate(fs, n, &dir, &name);
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
 	if (r < 0)
 		return r;
 	/* An empty name reads the symlink an O_PATH fd stands for (one removed while in use). */
-	return layer_readlinkat(dir.fd, name ? name : "", buf, size);
+	return layer_readlinkat(loc.fd, loc.name ? loc.name : "", buf, size);
 }
 
 void file_release_all(struct plyfs *fs)

@@ -17,12 +17,93 @@ void inode_set_fs(struct plyfs *fs)
 	the_fs = fs;
 }
 
+/* The fd of an entry removed while open (node.h, unlinked_fd), shared by the node and the
+ * locations that use it. `refs` and every node's unlinked_fd pointer change under held_lock, a leaf
+ * lock held for a few instructions only. */
+struct held_fd {
+	int fd;
+	unsigned refs;
+};
+
+static GMutex held_lock;
+
+static void held_put(struct held_fd *h)
+{
+	if (!h)
+		return;
+	g_mutex_lock(&held_lock);
+	bool last = --h->refs == 0;
+	g_mutex_unlock(&held_lock);
+	if (last) {
+		close(h->fd);
+		g_free(h);
+	}
+}
+
+/* n's held fd with a reference for the caller, or NULL. */
+static struct held_fd *held_get(struct node *n)
+{
+	if (!__atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE))
+		return NULL;
+	g_mutex_lock(&held_lock);
+	struct held_fd *h = n->unlinked_fd;
+	if (h)
+		h->refs++;
+	g_mutex_unlock(&held_lock);
+	return h;
+}
+
+/* Puts `h` (NULL: none) in n's slot when the slot is empty or `replace`; returns what has to be
+ * dropped: the previous holder, or `h` itself when it was not taken. */
+static struct held_fd *held_swap(struct node *n, struct held_fd *h, bool replace)
+{
+	g_mutex_lock(&held_lock);
+	struct held_fd *old = n->unlinked_fd;
+	if (replace || !old)
+		__atomic_store_n(&n->unlinked_fd, h, __ATOMIC_RELEASE);
+	else
+		old = h;
+	g_mutex_unlock(&held_lock);
+	return old;
+}
+
+static struct held_fd *held_new(int fd)
+{
+	struct held_fd *h = g_new(struct held_fd, 1);
+	h->fd = fd;
+	h->refs = 1; /* the node's */
+	return h;
+}
+
+bool inode_is_orphan(const struct node *n)
+{
+	return __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) != NULL;
+}
+
+void inode_keep_unlinked(struct node *n, int fd)
+{
+	held_put(held_swap(n, held_new(fd), false));
+}
+
+void inode_replace_unlinked(struct node *n, int fd)
+{
+	held_put(held_swap(n, held_new(fd), true));
+}
+
+void inode_drop_unlinked(struct node *n)
+{
+	held_put(held_swap(n, NULL, true));
+}
+
 void lfd_release(struct lfd *l)
 {
 	if (l->owned && l->fd >= 0)
 		close(l->fd);
-	l->fd = -1;
-	l->owned = false;
+	g_free(l->name);
+	if (l->owner)
+		node_put(l->nodes, l->owner);
+	held_put(l->held);
+	*l = (struct lfd)LFD_INIT;
 }
 
 struct node_stack *inode_stack_new(unsigned n)
@@ -90,8 +171,8 @@ void inode_destroy(struct node *n)
 {
 	g_free(n->index_name);
 	n->index_name = NULL;
-	if (n->unlinked_fd >= 0)
-		close(n->unlinked_fd);
+	held_put(n->unlinked_fd);
+	n->unlinked_fd = NULL;
 	g_autoptr(GHashTable) closed = g_hash_table_new(NULL, NULL);
 	/* The root's fds are the layer roots, closed by layers_close(). */
 	if (n->stack && !n->root)
@@ -226,35 +307,60 @@ int inode_top_layer(const struct node *n)
 	return node_stack(n)->l[0].layer;
 }
 
-int inode_locate(struct plyfs *fs, struct node *n, struct lfd *dir, char **name_out)
+/* The location of `name` (taken) in `parent` (its reference taken: kept by the location while it
+ * borrows the parent's cached fd, else dropped) in `layer`. */
+static int locate_in(struct plyfs *fs, struct node *parent, char *name, int layer, struct lfd *loc)
 {
-	*name_out = NULL;
-	int gone = __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE);
-	if (gone >= 0) {
-		*dir = (struct lfd){.fd = gone, .owned = false};
+	int r = inode_dirfd(fs, parent, layer, loc);
+	if (r == -ENOENT)
+		r = -ESTALE; /* the parent is not in that layer: the tree changed under us */
+	if (r == 0 && !loc->owned) {
+		/* A borrowed fd of the parent is valid only while the parent lives. */
+		loc->owner = g_steal_pointer(&parent);
+		loc->nodes = fs->nodes;
+	}
+	node_put(fs->nodes, parent);
+	if (r == 0)
+		loc->name = name;
+	else
+		g_free(name);
+	return r;
+}
+
+int inode_locate_child(struct plyfs *fs, struct node *parent, const char *name, int layer,
+		       struct lfd *loc)
+{
+	return locate_in(fs, node_ref(fs->nodes, parent), g_strdup(name), layer, loc);
+}
+
+int inode_locate(struct plyfs *fs, struct node *n, struct lfd *loc)
+{
+	/* Read before the stack: a location must never claim a newer generation than its entry. */
+	unsigned gen = __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE);
+	struct held_fd *h = held_get(n);
+	if (h) {
+		*loc = (struct lfd){.fd = h->fd, .held = h, .gen = gen};
 		return 0;
 	}
 	/* A lower name of a hard-linked file already copied up: the copy in the index is it. */
 	const char *iname = __atomic_load_n(&n->index_name, __ATOMIC_ACQUIRE);
+	int r;
 	if (iname && !inode_has_upper(fs, n)) {
-		*dir = (struct lfd){.fd = fs->index_dirfd, .owned = false};
-		*name_out = g_strdup(iname);
-		return 0;
+		*loc = (struct lfd){.fd = fs->index_dirfd, .name = g_strdup(iname)};
+		r = 0;
+	} else if (S_ISDIR(n->type)) {
+		r = inode_dirfd(fs, n, inode_top_layer(n), loc);
+	} else {
+		char *name = NULL;
+		struct node *parent = node_parent_name(fs->nodes, n, &name);
+		if (!parent) {
+			g_free(name);
+			return -ESTALE;
+		}
+		r = locate_in(fs, parent, name, inode_top_layer(n), loc);
 	}
-	if (S_ISDIR(n->type))
-		return inode_dirfd(fs, n, inode_top_layer(n), dir);
-
-	g_autofree char *name = NULL;
-	struct node *parent = node_parent_name(fs->nodes, n, &name);
-	if (!parent)
-		return -ESTALE;
-	int r = inode_dirfd(fs, parent, inode_top_layer(n), dir);
-	if (r == -ENOENT)
-		r = -ESTALE; /* the parent is not in that layer: the tree changed under us */
-	/* A borrowed fd of the parent stays valid after this put: n pins its parent. */
-	node_put(fs->nodes, parent);
 	if (r == 0)
-		*name_out = g_steal_pointer(&name);
+		loc->gen = gen;
 	return r;
 }
 
@@ -309,25 +415,28 @@ void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 	st->st_gid = shown_gid(fs, st->st_gid);
 	int lower = __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE);
 	if (lower > 0 && fs->index_dirfd < 0 && !S_ISDIR(st->st_mode) && inode_has_upper(fs, n))
-		st->st_nlink += (nlink_t)(lower - __atomic_load_n(&n->lower_gone, __ATOMIC_ACQUIRE));
+		st->st_nlink +=
+			(nlink_t)(lower - __atomic_load_n(&n->lower_gone, __ATOMIC_ACQUIRE));
 	/* Removed from the merged view while open: a lower file still has its lower names. */
 	if (__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
 		st->st_nlink = 0;
 }
 
-int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
+int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct stat *st)
 {
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *name = NULL;
-	int r = inode_locate(fs, n, &dir, &name);
+	int r = loc->name ? layer_fstatat(loc->fd, loc->name, st) : layer_fstat(loc->fd, st);
 	if (r < 0)
 		return r;
-	r = name ? layer_fstatat(dir.fd, name, st) : layer_fstat(dir.fd, st);
-	if (r < 0)
-		return r;
-	inode_index_nlink(fs, n, dir.fd, name, st);
+	inode_index_nlink(fs, n, loc->fd, loc->name, st);
 	inode_fill_attr(fs, n, st);
 	return 0;
+}
+
+int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
+{
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
+	return r < 0 ? r : inode_stat(fs, n, &loc, st);
 }
 
 void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
@@ -338,39 +447,37 @@ void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *
 					   __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE));
 }
 
-/* Raw and merged stat of n's top entry. */
-static int raw_and_merged(struct plyfs *fs, struct node *n, struct lfd *dir, char **name,
-			  struct stat *raw, struct stat *merged)
+/* Sets the upper inode's recorded merged count to its merged count now plus `delta`, at `loc`
+ * (NULL: n's location, computed here). */
+static int record_nlink(struct plyfs *fs, struct node *n, const struct lfd *loc, int delta)
 {
-	int r = inode_locate(fs, n, dir, name);
-	if (r == 0)
-		r = *name ? layer_fstatat(dir->fd, *name, raw) : layer_fstat(dir->fd, raw);
+	auto_lfd struct lfd own = LFD_INIT;
+	if (!loc) {
+		int r = inode_locate(fs, n, &own);
+		if (r < 0)
+			return r;
+		loc = &own;
+	}
+	struct stat raw;
+	int r = loc->name ? layer_fstatat(loc->fd, loc->name, &raw) : layer_fstat(loc->fd, &raw);
 	if (r < 0)
 		return r;
-	*merged = *raw;
-	inode_index_nlink(fs, n, dir->fd, *name, merged);
-	return 0;
+	struct stat merged = raw;
+	inode_index_nlink(fs, n, loc->fd, loc->name, &merged);
+	return index_set_nlink_upper(fs, loc->fd, loc->name, merged.st_nlink + delta, raw.st_nlink);
 }
 
-int inode_nlink_prepare(struct plyfs *fs, struct node *n)
+int inode_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc)
 {
 	if (!__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) || !inode_has_upper(fs, n))
 		return 0;
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *name = NULL;
-	struct stat raw, merged;
-	int r = raw_and_merged(fs, n, &dir, &name, &raw, &merged);
-	return r < 0 ? r : index_set_nlink_upper(fs, dir.fd, name, merged.st_nlink, raw.st_nlink);
+	return record_nlink(fs, n, loc, 0);
 }
 
 /* After one more upper link that the merged count already included: "U+d" becomes "U+(d-1)". */
-int inode_nlink_after_link(struct plyfs *fs, struct node *n)
+int inode_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc)
 {
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *name = NULL;
-	struct stat raw, merged;
-	int r = raw_and_merged(fs, n, &dir, &name, &raw, &merged);
-	return r < 0 ? r : index_set_nlink_upper(fs, dir.fd, name, merged.st_nlink - 1, raw.st_nlink);
+	return record_nlink(fs, n, loc, -1);
 }
 
 int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *name)
@@ -380,16 +487,15 @@ int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *n
 	struct stat st;
 	if (layer_fstatat(updir, name, &st) == 0)
 		return 0;
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *ename = NULL;
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
 	/* The merged link count stays: the new upper link takes its share from "U+d". */
-	int r = inode_nlink_prepare(fs, n);
 	if (r == 0)
-		r = inode_locate(fs, n, &dir, &ename);
+		r = inode_nlink_prepare(fs, n, &loc);
 	if (r == 0)
-		r = ename ? layer_linkat(dir.fd, ename, updir, name) : layer_linkat(dir.fd, NULL, updir, name);
+		r = layer_linkat(loc.fd, loc.name, updir, name);
 	if (r == 0 && __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE))
-		r = inode_nlink_after_link(fs, n);
+		r = inode_nlink_after_link(fs, n, &loc);
 	else if (r == 0)
 		__atomic_add_fetch(&n->lower_gone, 1, __ATOMIC_ACQ_REL);
 	return r;

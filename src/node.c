@@ -303,7 +303,7 @@ struct node *node_new(const char *name, mode_t type, struct node_key key)
 	n->name = g_strdup(name ? name : "");
 	n->stack = NULL;
 	n->retired = NULL;
-	n->unlinked_fd = -1;
+	n->unlinked_fd = NULL;
 	g_mutex_init(&n->lock);
 	return n;
 }

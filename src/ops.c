@@ -591,8 +591,7 @@ static void ops_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fu
 	/* Only the upper layer has anything to flush. */
 	if (inode_has_upper(fs, n)) {
 		auto_lfd struct lfd dir = LFD_INIT;
-		g_autofree char *name = NULL;
-		r = inode_locate(fs, n, &dir, &name);
+		r = inode_locate(fs, n, &dir);
 		autofd int fd = r < 0 ? -1 : layer_reopen(dir.fd, O_RDONLY | O_DIRECTORY);
 		r = r < 0 ? r : (fd < 0 ? fd : layer_fsync(fd, datasync));
 	}

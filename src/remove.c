@@ -65,32 +65,26 @@ void remove_name_gone(struct plyfs *fs, struct node *n, struct node *parent, con
 	if (!last && move_to_alias(fs, n, parent, name))
 		return;
 	bool keep = last ? (open || special) : recorded;
-	if (keep && __atomic_load_n(&n->unlinked_fd, __ATOMIC_ACQUIRE) < 0) {
+	if (keep && !inode_is_orphan(n)) {
 		/* Keep a way to the entry before the name goes: open handles, or the kernel's
 		 * other names of a hard-linked file, still use this node. */
-		auto_lfd struct lfd dir = LFD_INIT;
-		g_autofree char *ename = NULL;
-		if (inode_locate(fs, n, &dir, &ename) == 0) {
-			int fd = ename ? layer_openat(dir.fd, ename, O_PATH, 0)
-				       : layer_open_beneath(dir.fd, "", O_PATH);
-			int expected = -1;
-			if (fd >= 0 && !__atomic_compare_exchange_n(&n->unlinked_fd, &expected, fd,
-								    false, __ATOMIC_ACQ_REL,
-								    __ATOMIC_ACQUIRE))
-				close(fd);
+		auto_lfd struct lfd loc = LFD_INIT;
+		if (inode_locate(fs, n, &loc) == 0) {
+			int fd = loc.name ? layer_openat(loc.fd, loc.name, O_PATH, 0)
+					  : layer_open_beneath(loc.fd, "", O_PATH);
+			if (fd >= 0)
+				inode_keep_unlinked(n, fd);
 		}
 	}
 	if (last)
 		__atomic_store_n(&n->unlinked, true, __ATOMIC_RELEASE);
 }
 
-
 void remove_name_restore(struct node *n)
 {
 	__atomic_store_n(&n->unlinked, false, __ATOMIC_RELEASE);
-	int fd = __atomic_exchange_n(&n->unlinked_fd, -1, __ATOMIC_ACQ_REL);
-	if (fd >= 0)
-		close(fd);
+	/* Closed once no location uses it any more. */
+	inode_drop_unlinked(n);
 }
 
 int remove_check_empty(struct plyfs *fs, struct node *n)
@@ -118,7 +112,7 @@ static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const
 		 * merged link count is kept on the upper inode while the name goes. */
 		int r = inode_materialize(fs, c, updir, name);
 		if (r == 0)
-			r = inode_nlink_prepare(fs, c);
+			r = inode_nlink_prepare(fs, c, NULL);
 		if (r < 0)
 			return r;
 	}
@@ -172,7 +166,8 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 	/* Only the last name frees the inode number for reuse by another file. */
 	if (r == 0 && last)
 		node_table_unhash(fs->nodes, c);
-	node_table_forget(fs->nodes, c->nodeid, 1); /* the lookup above was ours, not the kernel's */
+	node_table_forget(fs->nodes, c->nodeid,
+			  1); /* the lookup above was ours, not the kernel's */
 	node_put(fs->nodes, c);
 	return r;
 }

@@ -273,14 +273,15 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 				r = inode_materialize(fs, dst.node, qdir.fd, newname);
 		}
 		if (r == 0)
-			r = inode_nlink_prepare(fs, dst.node);
+			r = inode_nlink_prepare(fs, dst.node, NULL);
 		replaced = r == 0;
 	}
 	if (replaced)
 		remove_name_gone(fs, dst.node, newparent, newname, last);
 	if (r == 0) {
 		lock_parents(parent, newparent);
-		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst) : do_move(fs, &src, &dst);
+		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst)
+					      : do_move(fs, &src, &dst);
 		if (r == 0)
 			update_nodes(fs, &src, &dst, flags);
 		unlock_parents(parent, newparent);

@@ -84,24 +84,23 @@ int setattr_apply(struct plyfs *fs, struct node *n, struct open_file *of, const 
 		  int to_set, struct stat *out)
 {
 	bool no_data = (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size == 0;
-	int r = copy_up(fs, n, !no_data);
-	if (r < 0)
-		return r;
 	struct target t = {.fd = -1, .dirfd = -1};
 	if (of && S_ISREG(n->type)) {
-		t.fd = file_fd(fs, of);
+		int r = copy_up(fs, n, !no_data);
+		t.fd = r < 0 ? r : file_fd(fs, of);
 		if (t.fd < 0)
 			return t.fd;
 		r = apply(fs, &t, attr, to_set);
 		return r < 0 ? r : file_getattr(fs, of, out);
 	}
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *name = NULL;
-	r = inode_locate(fs, n, &dir, &name);
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
+	if (r == 0)
+		r = copy_up_at(fs, n, &loc, !no_data);
 	if (r < 0)
 		return r;
-	t.dirfd = dir.fd;
-	t.name = name;
+	t.dirfd = loc.fd;
+	t.name = loc.name;
 	r = apply(fs, &t, attr, to_set);
-	return r < 0 ? r : inode_getattr(fs, n, out);
+	return r < 0 ? r : inode_stat(fs, n, &loc, out);
 }

@@ -10,11 +10,8 @@
 #include "xattr.h"
 
 static const char *const private_prefixes[] = {
-	OVL_XATTR_TRUSTED_PREFIX,
-	OVL_XATTR_USER_PREFIX,
-	OVL_XATTR_FOVL_PREFIX,
-	PLYFS_XATTR_PREFIX,
-	"trusted.plyfs.",
+	OVL_XATTR_TRUSTED_PREFIX, OVL_XATTR_USER_PREFIX, OVL_XATTR_FOVL_PREFIX,
+	PLYFS_XATTR_PREFIX,	  "trusted.plyfs.",
 };
 
 ssize_t xattr_copy_value(const void *value, size_t len, char *buf, size_t size)
@@ -44,12 +41,11 @@ ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf,
 		return -ENOTSUP;
 	if (fs->params->noxattrs == XATTR_MODE_IGNORED || xattr_is_private(name))
 		return -ENODATA;
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *entry = NULL;
-	int r = inode_locate(fs, n, &dir, &entry);
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
 	if (r < 0)
 		return r;
-	return layer_getxattr(dir.fd, entry, name, buf, size);
+	return layer_getxattr(loc.fd, loc.name, name, buf, size);
 }
 
 /* The raw list of the top entry, grown until it fits (it may change between the two calls). */
@@ -80,13 +76,12 @@ ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
 		return -ENOTSUP;
 	if (fs->params->noxattrs == XATTR_MODE_IGNORED)
 		return 0;
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *entry = NULL;
-	int r = inode_locate(fs, n, &dir, &entry);
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
 	if (r < 0)
 		return r;
 	g_autofree char *raw = NULL;
-	ssize_t len = list_raw(dir.fd, entry, &raw);
+	ssize_t len = list_raw(loc.fd, loc.name, &raw);
 	if (len <= 0)
 		return len;
 
@@ -104,46 +99,43 @@ ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
 }
 
 /*
- * What SETXATTR and REMOVEXATTR share: the mount's xattr mode, the overlay's own names (not the
- * user's to change: kernel overlayfs answers EPERM), copy-up, and where the entry is now.
- * Returns 1 when the call is to be ignored (noxattrs=2), 0 with *dir and *entry set, or -errno.
+ * What SETXATTR and REMOVEXATTR share: the mount's xattr mode and the overlay's own names (not the
+ * user's to change: kernel overlayfs answers EPERM). Returns 1 when the call is to be ignored
+ * (noxattrs=2), 0 when it goes on, or -errno.
  */
-static int prepare_change(struct plyfs *fs, struct node *n, const char *name, struct lfd *dir,
-			  char **entry)
+static int check_change(struct plyfs *fs, const char *name)
 {
 	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
 		return -ENOTSUP;
 	if (fs->params->noxattrs == XATTR_MODE_IGNORED)
 		return 1;
-	if (xattr_is_private(name))
-		return -EPERM;
-	int r = copy_up(fs, n, true);
-	return r < 0 ? r : inode_locate(fs, n, dir, entry);
+	return xattr_is_private(name) ? -EPERM : 0;
 }
 
 int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
 	      int flags)
 {
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *entry = NULL;
-	int r = prepare_change(fs, n, name, &dir, &entry);
+	int r = check_change(fs, name);
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	return layer_setxattr(dir.fd, entry, name, value, size, flags);
+	auto_lfd struct lfd loc = LFD_INIT;
+	r = inode_locate(fs, n, &loc);
+	if (r == 0)
+		r = copy_up_at(fs, n, &loc, true);
+	return r < 0 ? r : layer_setxattr(loc.fd, loc.name, name, value, size, flags);
 }
 
 int xattr_remove(struct plyfs *fs, struct node *n, const char *name)
 {
-	/* Removing what is not there must not copy the file up. */
-	if (fs->params->noxattrs == XATTR_MODE_NORMAL && !xattr_is_private(name)) {
-		ssize_t have = xattr_get(fs, n, name, NULL, 0);
-		if (have < 0)
-			return (int)have;
-	}
-	auto_lfd struct lfd dir = LFD_INIT;
-	g_autofree char *entry = NULL;
-	int r = prepare_change(fs, n, name, &dir, &entry);
+	int r = check_change(fs, name);
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	return layer_removexattr(dir.fd, entry, name);
+	auto_lfd struct lfd loc = LFD_INIT;
+	r = inode_locate(fs, n, &loc);
+	/* Removing what is not there must not copy the file up. */
+	ssize_t have = r < 0 ? r : layer_getxattr(loc.fd, loc.name, name, NULL, 0);
+	if (have < 0)
+		return (int)have;
+	r = copy_up_at(fs, n, &loc, true);
+	return r < 0 ? r : layer_removexattr(loc.fd, loc.name, name);
 }
