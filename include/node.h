@@ -12,7 +12,8 @@
  *               1 while nlookup > 0 (the kernel's share),
  *             + 1 per child node (a child pins its parent, as kernel dentries do),
  *             + 1 per open file or directory handle,
- *             + 1 per request in flight that uses it (node_get ... node_put).
+ *             + 1 per request in flight that uses it (node_get ... node_put),
+ *             + 1 per location (inode.h) that borrows one of its cached fds.
  *
  * States:
  *   LIVE    nlookup > 0 (so refcount >= 1). Reachable by nodeid and by identity.

@@ -21,10 +21,11 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
  * With `last` (no other name remains), n shows st_nlink 0 from now on. When it was the name n is
  * reached by and another name of a hard-linked file remains, n moves to that one. When n stays in
  * use without a name (it is open), an O_PATH fd of the entry is kept in node->unlinked_fd, the
- * way to it from now on. */
+ * way to it from now on (inode_keep_unlinked()). */
 void remove_name_gone(struct plyfs *fs, struct node *n, struct node *parent, const char *name,
 		      bool last);
-/* Undoes remove_name_gone() when the removal failed after all. */
+/* Undoes remove_name_gone() when the removal failed after all: the kept fd is dropped (closed
+ * once no location uses it). */
 void remove_name_restore(struct node *n);
 
 /* -ENOTEMPTY unless the merged directory n has no entries. */
