@@ -90,6 +90,10 @@ void inode_offer_dirfd(struct plyfs *fs, struct node_stack *s, unsigned slot, in
  * any more, or its parent is not in n's layer: the tree changed under the request).
  */
 int inode_locate(struct plyfs *fs, struct node *n, struct lfd *loc);
+/* Locates n again into `loc` unless `loc` holds a current location of n (computed at n's present
+ * copy-up generation): a request passes one location down, and whoever needs it current after a
+ * copy-up calls this. 0 or -errno. */
+int inode_relocate(struct plyfs *fs, struct node *n, struct lfd *loc);
 /* The location of `name` in directory `parent` (held by the caller) in `layer`; loc.gen is left 0
  * for the caller, who knows which node it is, to set. */
 int inode_locate_child(struct plyfs *fs, struct node *parent, const char *name, int layer,

@@ -474,11 +474,7 @@ int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
 		return -EROFS;
 	int r = inode_has_upper(fs, n) ? 0 : copy_up_chain(fs, n, loc, data);
 	/* Copied up by another request since `loc` was computed: it names the lower entry. */
-	if (r == 0 && loc && loc->gen != __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE)) {
-		lfd_release(loc);
-		r = inode_locate(fs, n, loc);
-	}
-	return r;
+	return r == 0 && loc ? inode_relocate(fs, n, loc) : r;
 }
 
 int copy_up(struct plyfs *fs, struct node *n, bool data)

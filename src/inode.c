@@ -364,6 +364,14 @@ int inode_locate(struct plyfs *fs, struct node *n, struct lfd *loc)
 	return r;
 }
 
+int inode_relocate(struct plyfs *fs, struct node *n, struct lfd *loc)
+{
+	if (loc->fd >= 0 && loc->gen == __atomic_load_n(&n->copyup_gen, __ATOMIC_ACQUIRE))
+		return 0;
+	lfd_release(loc);
+	return inode_locate(fs, n, loc);
+}
+
 ino_t inode_map_ino(const struct plyfs *fs, struct node_key k)
 {
 	uint64_t ino = k.ino;

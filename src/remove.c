@@ -49,8 +49,8 @@ static bool is_recorded_name(struct plyfs *fs, struct node *n, struct node *pare
 	return same;
 }
 
-void remove_name_gone(struct plyfs *fs, struct node *n, struct node *parent, const char *name,
-		      bool last)
+void remove_name_gone(struct plyfs *fs, struct node *n, struct lfd *loc, struct node *parent,
+		      const char *name, bool last)
 {
 	bool open = __atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0;
 	/* Fifos, sockets and devices are opened by the kernel without telling us: one may be open,
@@ -68,10 +68,9 @@ void remove_name_gone(struct plyfs *fs, struct node *n, struct node *parent, con
 	if (keep && !inode_is_orphan(n)) {
 		/* Keep a way to the entry before the name goes: open handles, or the kernel's
 		 * other names of a hard-linked file, still use this node. */
-		auto_lfd struct lfd loc = LFD_INIT;
-		if (inode_locate(fs, n, &loc) == 0) {
-			int fd = loc.name ? layer_openat(loc.fd, loc.name, O_PATH, 0)
-					  : layer_open_beneath(loc.fd, "", O_PATH);
+		if (inode_relocate(fs, n, loc) == 0) {
+			int fd = loc->name ? layer_openat(loc->fd, loc->name, O_PATH, 0)
+					   : layer_open_beneath(loc->fd, "", O_PATH);
 			if (fd >= 0)
 				inode_keep_unlinked(n, fd);
 		}
@@ -98,9 +97,10 @@ int remove_check_empty(struct plyfs *fs, struct node *n)
 	return r;
 }
 
-/* Takes `name` (node c) out of the merged view of `parent`, whose upper dir is `updir`. */
+/* Takes `name` (node c, located at `cloc` when the request needed it) out of the merged view of
+ * `parent`, whose upper dir is `updir`. */
 static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const char *name,
-			 struct node *c)
+			 struct node *c, struct lfd *cloc)
 {
 	int below = upper_lower_positive(fs, parent, name);
 	if (below < 0)
@@ -112,7 +112,9 @@ static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const
 		 * merged link count is kept on the upper inode while the name goes. */
 		int r = inode_materialize(fs, c, updir, name);
 		if (r == 0)
-			r = inode_nlink_prepare(fs, c, NULL);
+			r = inode_relocate(fs, c, cloc);
+		if (r == 0)
+			r = inode_nlink_prepare(fs, c, cloc);
 		if (r < 0)
 			return r;
 	}
@@ -151,14 +153,15 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 		r = copy_up_as(fs, c, parent, name);
 	/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
 	bool last = dir || st.st_nlink <= 1;
+	auto_lfd struct lfd cloc = LFD_INIT;
 	if (r == 0)
-		remove_name_gone(fs, c, parent, name, last);
+		remove_name_gone(fs, c, &cloc, parent, name, last);
 	if (r == 0) {
 		g_mutex_lock(&parent->lock);
 		auto_lfd struct lfd updir = LFD_INIT;
 		r = inode_dirfd(fs, parent, 0, &updir);
 		if (r == 0)
-			r = remove_locked(fs, parent, updir.fd, name, c);
+			r = remove_locked(fs, parent, updir.fd, name, c, &cloc);
 		g_mutex_unlock(&parent->lock);
 		if (r < 0)
 			remove_name_restore(c);

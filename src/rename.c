@@ -208,10 +208,13 @@ static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 	return r;
 }
 
-static bool is_last_name(struct plyfs *fs, struct node *n)
+/* Whether the name going is n's last; locates n into `loc` for the rest of the request. */
+static bool is_last_name(struct plyfs *fs, struct node *n, struct lfd *loc)
 {
+	if (S_ISDIR(n->type))
+		return true;
 	struct stat st;
-	return S_ISDIR(n->type) || inode_getattr(fs, n, &st) < 0 || st.st_nlink <= 1;
+	return inode_locate(fs, n, loc) < 0 || inode_stat(fs, n, loc, &st) < 0 || st.st_nlink <= 1;
 }
 
 static void lock_parents(struct node *a, struct node *b)
@@ -250,6 +253,7 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 		return -EINVAL;
 	struct side src = {.parent = parent, .name = name, .updir = LFD_INIT};
 	struct side dst = {.parent = newparent, .name = newname, .updir = LFD_INIT};
+	auto_lfd struct lfd dloc = LFD_INIT; /* the replaced target's, once it is located */
 	g_mutex_lock(&fs->rename_lock);
 	int r = side_init(fs, &src, true);
 	if (r == 0)
@@ -262,7 +266,7 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 		r = copy_up_sides(fs, &src, &dst, flags);
 	/* A target that is replaced loses its name: mark it while it can still be reached. */
 	bool replaced = r == 0 && dst.node && !(flags & RENAME_EXCHANGE);
-	bool last = replaced && is_last_name(fs, dst.node);
+	bool last = replaced && is_last_name(fs, dst.node, &dloc);
 	if (replaced && index_covers(fs, dst.node)) {
 		/* A replaced name of an indexed file: up first (kernel order), counts recorded. */
 		r = copy_up_as(fs, dst.node, newparent, newname);
@@ -273,11 +277,13 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 				r = inode_materialize(fs, dst.node, qdir.fd, newname);
 		}
 		if (r == 0)
-			r = inode_nlink_prepare(fs, dst.node, NULL);
+			r = inode_relocate(fs, dst.node, &dloc); /* it was copied up */
+		if (r == 0)
+			r = inode_nlink_prepare(fs, dst.node, &dloc);
 		replaced = r == 0;
 	}
 	if (replaced)
-		remove_name_gone(fs, dst.node, newparent, newname, last);
+		remove_name_gone(fs, dst.node, &dloc, newparent, newname, last);
 	if (r == 0) {
 		lock_parents(parent, newparent);
 		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst)

@@ -276,7 +276,9 @@ START_TEST(test_unlinked_fd_outlives_restore)
 	struct stat g_st;
 	stat_of(e.dir, "lower/g", &g_st);
 	__atomic_add_fetch(&g->open_count, 1, __ATOMIC_ACQ_REL); /* as an open handle does */
-	remove_name_gone(fs, g, root, "g", true);
+	struct lfd gone = LFD_INIT;
+	remove_name_gone(fs, g, &gone, root, "g", true);
+	lfd_release(&gone);
 	ck_assert(inode_is_orphan(g));
 
 	struct lfd loc = LFD_INIT;
