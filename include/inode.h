@@ -26,7 +26,10 @@
  *           location's life (every inode_* call takes a node the caller holds), or a mount-wide
  *           fd (the index directory, the layer roots) open for the mount's life.
  * A location is only as current as the tree when it was computed: `gen` is the node's
- * copyup_gen then; a location of an older generation names the entry before its copy-up.
+ * copyup_gen then; a location of an older generation names the entry before its copy-up
+ * (inode_relocate() refreshes it). A rename after it was computed is not seen: the request races
+ * the rename as any two unserialised requests do; what a location guarantees is that its fd is
+ * still the directory it was, never a closed or reused fd number.
  *
  * Attributes: st_ino is the identity's inode number (the origin file's), so it is unique across
  * layers and the same across remounts; when the layers span several filesystems the layer's fsid is
