@@ -12,7 +12,11 @@
  * (filesystem uuid, or device number where there is none, and inode of every layer root, in
  * order), loads the entries as records (oldest first, within the record bound; identities are
  * stored by layer filesystem, not device number, so a reboot that renumbers devices keeps them)
- * and reserves every nodeid the earlier mounts handed out. At most record_max entries are
+ * and reserves every nodeid the earlier mounts handed out. The whole file is checked before
+ * anything of it is used (every entry well-formed, its nodeids below the stored next nodeid, that
+ * one at most NODE_ID_LIMIT, node.h): a store refused for any reason changes nothing, so a forged
+ * one (even with a valid checksum) cannot make nodeids wrap to 0 or the root's. At most record_max
+ * entries are
  * written (the newest), and only identities on a layer's own filesystem. A decoded
  * handle then resolves like any forgotten node (export.h): by name from its parent, checked
  * against the recorded identity; a file deleted or replaced in between gives ESTALE.

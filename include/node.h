@@ -81,6 +81,14 @@
 #include <sys/types.h>
 
 #define NODE_ROOT_ID 1
+/*
+ * NODEIDS are handed out from NODE_ROOT_ID + 1 upwards and stay below NODE_ID_LIMIT: never 0
+ * (invalid in FUSE), never 1 (the root), never wrapped. 2^63 ids last 292 years at a billion
+ * lookups a second, so the bound is never reached by a real mount; it exists so that a value read
+ * from outside (the handle store, export_store.h) can be checked against it, and once it is
+ * reached node_table_insert_lookup() fails (the request gets ENOSPC) instead of wrapping.
+ */
+#define NODE_ID_LIMIT (UINT64_C(1) << 63)
 
 enum node_state { NODE_LIVE, NODE_PINNED, NODE_FREED };
 
@@ -192,6 +200,8 @@ void node_discard(struct node_table *t, struct node *n);
  * another non-zero key.check) is an inode number reused by a new file: it is unhashed first.
  * The returned node also carries one extra reference for the caller (a request in flight): drop it
  * with node_put() once the reply is built.
+ * Returns NULL (and discards `fresh`) when a new nodeid is needed and none is left below
+ * NODE_ID_LIMIT: the caller answers -ENOSPC.
  */
 struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 				      struct node *fresh);
@@ -275,9 +285,10 @@ GArray *node_table_snapshot(struct node_table *t);
 /* The generation of nodeids handed out from now on (one per mount; see node.c). */
 void node_table_set_generation(struct node_table *t, uint32_t generation);
 /* The next nodeid to hand out; reserve_ids raises it (never lowers it), so nodeids of an earlier
- * mount are not handed out again. */
+ * mount are not handed out again. reserve_ids refuses (-ERANGE, nothing changed) a next_id past
+ * NODE_ID_LIMIT; NODE_ID_LIMIT itself is accepted and leaves no nodeid to hand out. */
 uint64_t node_table_next_id(struct node_table *t);
-void node_table_reserve_ids(struct node_table *t, uint64_t next_id);
+int node_table_reserve_ids(struct node_table *t, uint64_t next_id);
 void node_table_drop_record(struct node_table *t, uint64_t nodeid);
 void node_table_set_record_max(struct node_table *t, size_t max);
 void node_table_stats(struct node_table *t, struct node_table_stats *out);

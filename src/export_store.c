@@ -148,7 +148,26 @@ static bool read_entry(const struct plyfs *fs, struct reader *r, uint64_t next_i
 	       e->nodeid < next_id && e->parent >= NODE_ROOT_ID && e->parent < next_id;
 }
 
-/* Checks the header and loads the entries; returns why not, or NULL. */
+/* Reads `count` entries; with `t` NULL only checks that they are well-formed, else adds them as
+ * records and counts those added in *loaded. Returns why not, or NULL. */
+static const char *read_entries(struct plyfs *fs, struct reader r, uint64_t count, uint64_t next_id,
+				struct node_table *t, unsigned *loaded)
+{
+	char name[256];
+	for (uint64_t i = 0; i < count; i++) {
+		struct node_record_info e;
+		if (!read_entry(fs, &r, next_id, &e, name))
+			return "bad entry";
+		if (t && node_table_add_record(t, &e))
+			(*loaded)++;
+	}
+	return r.left == 0 ? NULL : "trailing bytes";
+}
+
+/*
+ * Checks the whole store, then applies it: nothing of a store that is refused reaches the table
+ * (neither its records nor its next nodeid). Returns why it was refused, or NULL.
+ */
 static const char *parse(struct plyfs *fs, const guint8 *data, size_t len, unsigned *loaded)
 {
 	if (len < SHA256_LEN)
@@ -171,18 +190,16 @@ static const char *parse(struct plyfs *fs, const guint8 *data, size_t len, unsig
 		return "written for other layers";
 	r.p += fp->len;
 	r.left -= fp->len;
-	if (next_id <= NODE_ROOT_ID)
+	/* A mount hands out nodeids below NODE_ID_LIMIT only: a larger next nodeid was not
+	 * written by plyfs, and taken over it would make the nodeids wrap to 0 and the root's. */
+	if (next_id <= NODE_ROOT_ID || next_id > NODE_ID_LIMIT)
 		return "bad next nodeid";
-	node_table_reserve_ids(fs->nodes, next_id);
-	char name[256];
-	for (uint64_t i = 0; i < count; i++) {
-		struct node_record_info e;
-		if (!read_entry(fs, &r, next_id, &e, name))
-			return "bad entry";
-		if (node_table_add_record(fs->nodes, &e))
-			(*loaded)++;
-	}
-	return r.left == 0 ? NULL : "trailing bytes";
+	const char *why = read_entries(fs, r, count, next_id, NULL, NULL);
+	if (why)
+		return why;
+	if (node_table_reserve_ids(fs->nodes, next_id) < 0)
+		return "bad next nodeid";
+	return read_entries(fs, r, count, next_id, fs->nodes, loaded);
 }
 
 static guint8 *read_store(struct plyfs *fs, size_t *len_out, int *err)
@@ -239,9 +256,8 @@ void export_store_load(struct plyfs *fs)
 	unsigned loaded = 0;
 	const char *why = parse(fs, data, len, &loaded);
 	if (why)
-		log_msg(LOG_WARNING,
-			"%s/%s: %s: file handles of earlier mounts are stale (%u kept)",
-			fs->params->workdir, PLYFS_HANDLES_NAME, why, loaded);
+		log_msg(LOG_WARNING, "%s/%s: %s: refused, file handles of earlier mounts are stale",
+			fs->params->workdir, PLYFS_HANDLES_NAME, why);
 	log_debug("export store: %u records loaded, next nodeid %" G_GUINT64_FORMAT, loaded,
 		  node_table_next_id(fs->nodes));
 }

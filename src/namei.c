@@ -292,6 +292,8 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 	if (r < 0)
 		return r;
 	*out = node_table_insert_lookup(fs->nodes, parent, fresh);
+	if (!*out)
+		return -ENOSPC; /* no nodeid left (node.h, NODE_ID_LIMIT) */
 	/* A file in the index shows the index copy and the merged link count, not the lower. */
 	if (__atomic_load_n(&(*out)->indexed, __ATOMIC_ACQUIRE)) {
 		int r = inode_getattr(fs, *out, st);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* node.c - the node table: nodeid and identity maps, lookup counts, references and lifetimes. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,8 +389,9 @@ struct node *node_table_root(struct node_table *t)
 	return t->root;
 }
 
-/* Puts fresh in the table under parent: a new nodeid, LIVE, plus the caller's reference. */
-static void insert_locked(struct node_table *t, struct node *parent, struct node *fresh)
+/* Puts fresh in the table under parent: a new nodeid, LIVE, plus the caller's reference.
+ * -ENOSPC, nothing changed, when a new nodeid is needed and none is left (NODE_ID_LIMIT). */
+static int insert_locked(struct node_table *t, struct node *parent, struct node *fresh)
 {
 	/* A file the kernel forgot gets its old nodeid back: handles that name it stay valid. */
 	struct node_record *rec = g_hash_table_lookup(t->records_by_key, &fresh->key);
@@ -398,6 +400,8 @@ static void insert_locked(struct node_table *t, struct node *parent, struct node
 		fresh->generation = rec->generation;
 		record_drop_locked(t, rec);
 	} else {
+		if (t->next_id >= NODE_ID_LIMIT)
+			return -ENOSPC;
 		if (rec)
 			record_drop_locked(t, rec);
 		fresh->nodeid = t->next_id++;
@@ -412,6 +416,7 @@ static void insert_locked(struct node_table *t, struct node *parent, struct node
 	g_hash_table_insert(t->by_id, &fresh->nodeid, fresh);
 	g_hash_table_insert(t->by_key, &fresh->key, fresh);
 	t->n_live++;
+	return 0;
 }
 
 static int find_alias_locked(const struct node *n, uint64_t parent, const char *name)
@@ -496,12 +501,16 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 		add_lookup_locked(t, n);
 		n->refcount++; /* the caller's */
 		add_alias_locked(n, parent, fresh->name);
-	} else {
+	} else if (insert_locked(t, parent, fresh) == 0) {
 		n = g_steal_pointer(&fresh);
-		insert_locked(t, parent, n);
 	}
 	g_mutex_unlock(&t->lock);
 
+	if (!n)
+		log_ratelimited(LOG_ERR,
+				"no nodeid left below %" PRIu64 ": lookups of new files "
+				"fail with ENOSPC until the next mount",
+				NODE_ID_LIMIT);
 	node_discard(t, fresh);
 	return n;
 }
@@ -761,12 +770,15 @@ uint64_t node_table_next_id(struct node_table *t)
 	return id;
 }
 
-void node_table_reserve_ids(struct node_table *t, uint64_t next_id)
+int node_table_reserve_ids(struct node_table *t, uint64_t next_id)
 {
+	if (next_id > NODE_ID_LIMIT)
+		return -ERANGE;
 	g_mutex_lock(&t->lock);
 	if (next_id > t->next_id)
 		t->next_id = next_id;
 	g_mutex_unlock(&t->lock);
+	return 0;
 }
 
 bool node_table_add_record(struct node_table *t, const struct node_record_info *info)

@@ -298,6 +298,101 @@ START_TEST(test_random_bodies)
 }
 END_TEST
 
+/* Writes `body` (a store without its checksum) with a valid checksum: what a forger can do. */
+static void write_forged(const char *name, const guint8 *body, gsize len)
+{
+	g_autofree guint8 *buf = g_malloc(len + 32);
+	memcpy(buf, body, len);
+	GChecksum *c = g_checksum_new(G_CHECKSUM_SHA256);
+	gsize dl = 32;
+	g_checksum_update(c, buf, (gssize)len);
+	g_checksum_get_digest(c, buf + len, &dl);
+	g_checksum_free(c);
+	write_store(name, buf, len + 32);
+}
+
+#define NEXT_ID_AT 16 /* "PLYFSHD1", version, n_layers */
+
+struct forged_case {
+	const char *what;
+	uint64_t next_id;
+	int damage; /* 0: none, 1: one trailing byte, 2: the last entry's name made "/" */
+	bool accepted;
+};
+
+static const struct forged_case forged_cases[] = {
+	{"next_id 2^64-1", UINT64_MAX, 0, false},
+	{"next_id 2^64-2", UINT64_MAX - 1, 0, false},
+	{"next_id past the limit", NODE_ID_LIMIT + 1, 0, false},
+	{"next_id 0", 0, 0, false},
+	{"next_id 1", 1, 0, false},
+	{"next_id 2^64-2, then a trailing byte", UINT64_MAX - 1, 1, false},
+	{"next_id below the limit, then a trailing byte", NODE_ID_LIMIT - 1, 1, false},
+	{"next_id below the limit, last entry bad", NODE_ID_LIMIT - 1, 2, false},
+	{"the saved next_id, last entry bad", 0, 2, false},
+	{"next_id just below the limit", NODE_ID_LIMIT - 1, 0, true},
+	{"next_id at the limit", NODE_ID_LIMIT, 0, true},
+};
+
+/*
+ * Forged stores with a valid checksum: a next nodeid that would wrap (or leave the valid range)
+ * and stores refused for a later reason are refused as a whole: no record, the table's next
+ * nodeid untouched, so new files get nodeids from 2 on, never 0 or 1. A next nodeid up to
+ * NODE_ID_LIMIT is taken; once the ids are used up a new file gets none (ENOSPC), never a wrapped
+ * one.
+ */
+START_TEST(test_forged_next_id)
+{
+	const struct forged_case *fc = &forged_cases[_i];
+	uint64_t ids[3];
+	g_autofree char *name = g_strdup_printf("forged%d", _i);
+	g_autoptr(GBytes) b = save_sample(name, ids);
+	gsize len;
+	const guint8 *orig = g_bytes_get_data(b, &len);
+	gsize body = len - 32;
+	g_autofree guint8 *buf = g_malloc(body + 1);
+	memcpy(buf, orig, body);
+	if (fc->next_id != 0 || fc->damage != 2)
+		memcpy(buf + NEXT_ID_AT, &fc->next_id, sizeof(fc->next_id));
+	if (fc->damage == 1)
+		buf[body++] = 0;
+	if (fc->damage == 2)
+		buf[body - 1] = '/';
+	write_forged(name, buf, body);
+
+	struct mini m;
+	mini_open(&m, name, false);
+	export_store_load(&m.fs);
+	struct node *root = node_table_root(m.fs.nodes);
+	if (!fc->accepted) {
+		ck_assert_msg(records(&m) == 0, "%s: records loaded", fc->what);
+		ck_assert_msg(node_table_next_id(m.fs.nodes) == NODE_ROOT_ID + 1, "%s: next id %lu",
+			      fc->what, (unsigned long)node_table_next_id(m.fs.nodes));
+		for (ino_t i = 0; i < 4; i++)
+			ck_assert_uint_eq(lookup(&m, root, "new", S_IFREG, 40 + i)->nodeid,
+					  NODE_ROOT_ID + 1 + i);
+	} else {
+		ck_assert_uint_eq(records(&m), 3);
+		ck_assert_uint_eq(node_table_next_id(m.fs.nodes), fc->next_id);
+		for (ino_t i = 0; i < 3; i++) {
+			struct node *n = node_table_insert_lookup(
+				m.fs.nodes, root,
+				node_new("new", S_IFREG,
+					 (struct node_key){.dev = m.layers[0].dev, .ino = 40 + i}));
+			if (fc->next_id + i < NODE_ID_LIMIT) {
+				ck_assert_uint_eq(n->nodeid, fc->next_id + i);
+				node_put(m.fs.nodes, n);
+			} else {
+				ck_assert_ptr_null(n);
+			}
+		}
+		/* The stored files keep their nodeids. */
+		ck_assert_uint_eq(lookup(&m, root, "d", S_IFDIR, 10)->nodeid, ids[0]);
+	}
+	mini_close(&m);
+}
+END_TEST
+
 static Suite *export_store_suite(void)
 {
 	Suite *s = suite_create("export_store");
@@ -309,6 +404,7 @@ static Suite *export_store_suite(void)
 	tcase_add_test(tc, test_not_a_file);
 	tcase_add_test(tc, test_damaged_refused);
 	tcase_add_test(tc, test_random_bodies);
+	tcase_add_loop_test(tc, test_forged_next_id, 0, G_N_ELEMENTS(forged_cases));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* test_node.c - unit tests of the node table: states, counters, paths, moves, threads. */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -495,6 +496,45 @@ START_TEST(test_ids_never_reused)
 	}
 	ck_assert_uint_eq(freed_ids->len, 100);
 	ck_stats(1, 0);
+}
+END_TEST
+
+/*
+ * The allocator at its bound: a next nodeid past NODE_ID_LIMIT (what a forged handle store
+ * asked for) is refused and changes nothing; at the limit the last nodeid is handed out, then a
+ * new file gets NULL (ENOSPC), never 0 or 1 (the root) after a wrap. A file already known, and
+ * one with a record, still get their nodeid.
+ */
+START_TEST(test_ids_exhausted)
+{
+	ck_assert_int_eq(node_table_reserve_ids(T, UINT64_MAX), -ERANGE);
+	ck_assert_int_eq(node_table_reserve_ids(T, NODE_ID_LIMIT + 1), -ERANGE);
+	ck_assert_uint_eq(node_table_next_id(T), NODE_ROOT_ID + 1);
+	ck_assert_int_eq(node_table_reserve_ids(T, 0), 0); /* never lowers it */
+	ck_assert_uint_eq(node_table_next_id(T), NODE_ROOT_ID + 1);
+
+	struct node *kept = lookup(ROOT, "kept", S_IFREG, 9);
+	struct node *rec = lookup(ROOT, "rec", S_IFREG, 8);
+	uint64_t rec_id = rec->nodeid;
+	node_table_forget(T, rec_id, 1); /* a record now */
+	ck_assert_int_eq(node_table_reserve_ids(T, NODE_ID_LIMIT - 2), 0);
+	struct node *a = lookup(ROOT, "a", S_IFREG, 10);
+	struct node *b = lookup(ROOT, "b", S_IFREG, 11);
+	ck_assert_uint_eq(a->nodeid, NODE_ID_LIMIT - 2);
+	ck_assert_uint_eq(b->nodeid, NODE_ID_LIMIT - 1);
+	ck_assert_uint_eq(node_table_next_id(T), NODE_ID_LIMIT);
+	for (int i = 0; i < 3; i++) {
+		struct node *none = node_table_insert_lookup(
+			T, ROOT, node_new("c", S_IFREG, key(12 + (ino_t)i)));
+		ck_assert_ptr_null(none);
+	}
+	ck_assert_uint_eq(node_table_next_id(T), NODE_ID_LIMIT);
+	ck_assert_int_eq(n_discarded, 3);
+	ck_assert_uint_eq(lookup(ROOT, "kept", S_IFREG, 9)->nodeid, kept->nodeid);
+	ck_assert_uint_eq(lookup(ROOT, "rec", S_IFREG, 8)->nodeid, rec_id);
+	ck_assert_ptr_null(node_table_get(T, 0));
+	ck_assert_int_eq(node_table_reserve_ids(T, NODE_ID_LIMIT), 0);
+	ck_stats(5, 0); /* the root, kept, rec, a, b */
 }
 END_TEST
 
@@ -1115,6 +1155,7 @@ static Suite *node_suite(bool forking)
 		tcase_add_test_raise_signal(tc, test_underflow_aborts, SIGABRT);
 	tcase_add_test(tc, test_pinned_lookup_again);
 	tcase_add_test(tc, test_ids_never_reused);
+	tcase_add_test(tc, test_ids_exhausted);
 	tcase_add_test(tc, test_record_gives_the_same_id_back);
 	tcase_add_test(tc, test_record_not_kept_for_deleted_files);
 	tcase_add_test(tc, test_records_bounded);
