@@ -27,11 +27,13 @@ forgotten creating a file that lands in the upper; LOOPS decode/drop rounds.
 
 import ctypes
 import errno
+import hashlib
 import itertools
 import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 
@@ -716,6 +718,71 @@ def remount_store_refused(how):
 	return run
 
 
+STORE_NEXT_ID_AT = 16	# "PLYFSHD1", u32 version, u32 n_layers, then u64 next_id
+
+
+def forge_store(ctx, next_id, trailing=b""):
+	"""Rewrites the saved store's next nodeid (and appends `trailing`) with a valid checksum:
+	what anybody who can write the workdir can do."""
+	path = ctx.path("w/plyfs-handles")
+	with open(path, "rb") as f:
+		body = bytearray(f.read()[:-32])
+	struct.pack_into("=Q", body, STORE_NEXT_ID_AT, next_id)
+	body += trailing
+	with open(path, "wb") as f:
+		f.write(bytes(body) + hashlib.sha256(body).digest())
+
+
+def use_after_forged_store(ctx):
+	"""New files and directories in the root (each gets a new nodeid), the caches dropped, then
+	every one of them and the root itself are looked up and read again: a nodeid that wrapped to
+	0 or 1 shows as EIO, or as a root that is "Not a directory"."""
+	errs = []
+	for i in range(4):
+		try:
+			lifecycle.write(ctx.path("mnt/new%d" % i), "new file %d\n" % i)
+			os.mkdir(ctx.path("mnt/newdir%d" % i))
+		except OSError as e:
+			errs.append("creating new%d / newdir%d: %s" % (i, i, e))
+	drop_caches(ctx)
+	try:
+		names = set(os.listdir(ctx.path("mnt")))
+		missing = {"new%d" % i for i in range(4)} - names
+		if missing:
+			errs.append("the root lists no %s" % sorted(missing))
+		for i in range(4):
+			errs += lifecycle.check_read(ctx.path("mnt/new%d" % i), "new file %d\n" % i)
+			if not stat.S_ISDIR(os.stat(ctx.path("mnt/newdir%d" % i)).st_mode):
+				errs.append("newdir%d is not a directory" % i)
+	except OSError as e:
+		errs.append("reading the root after creating files: %s" % e)
+	return errs
+
+
+def remount_forged_store(next_id, trailing=b""):
+	"""A store forged with a valid checksum: its next nodeid near 2^64 (and, with `trailing`,
+	refused later for trailing bytes). It is refused as a whole, the log says so, nodeids do not
+	wrap (files created afterwards work, the root stays a directory), the old handle gives
+	ESTALE and a new one works."""
+	def run(ctx):
+		h = mount(ctx)
+		daemons = [h]
+		errs = []
+		with mounts.Watchdog(t(60), daemons):
+			tk = Taken(ctx, "f0")
+			unmount_clean(h)
+			forge_store(ctx, next_id, trailing)
+			daemons.append(mount_built(ctx))
+			errs += use_after_forged_store(ctx)
+			errs += stale_and_control(ctx, tk, "store forged", Taken(ctx, "f1"))
+			log = daemons[-1].log_tail()
+			if "plyfs-handles" not in log:
+				errs.append("the daemon log does not mention the refused store: %r" % log)
+			unmount_clean(daemons[-1])
+		return errs
+	return run
+
+
 # --- rootless -----------------------------------------------------------------------------------
 
 NOBODY = 65534
@@ -883,6 +950,8 @@ TESTS = [
 	("remount_replaced_offline", remount_replaced_offline),
 	("remount_damaged_store", remount_store_refused("damaged")),
 	("remount_other_layers", remount_store_refused("other_layers")),
+	("remount_forged_next_id", remount_forged_store(2**64 - 2)),
+	("remount_forged_next_id_trailing", remount_forged_store(2**64 - 2, b"\0")),
 	("remount_rootless", remount_rootless),
 ]
 
