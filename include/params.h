@@ -27,6 +27,12 @@
  *    nouser, owner, group, nofail, _netdev, x-*, comment=*): accepted and
  *    dropped.
  * Anything else is an error that names the option.
+ *
+ * An option given twice (in one -o or several, as mount(8) passes the options of fstab and of its
+ * own command line together): a layer option (lowerdir, upperdir, workdir) is refused, since
+ * dropping a layer silently is worse than an error; for every other option the last one wins.
+ * Every number out of its range is refused naming the option (timeout at most PARAMS_MAX_TIMEOUT
+ * seconds), and so are fsname= (or SOURCE) and subtype= longer than the kernel takes.
  */
 #ifndef PLYFS_PARAMS_H
 #define PLYFS_PARAMS_H
@@ -81,6 +87,12 @@ struct plyfs_params {
 };
 
 #define PARAMS_DEFAULT_TIMEOUT 86400.0
+/* The largest timeout= accepted (~136 years; the kernel caches "forever" far below that). */
+#define PARAMS_MAX_TIMEOUT 4294967295.0
+/* The longest fsname= (or SOURCE) and subtype= accepted: the kernel takes the source and the type
+ * ("fuse.TYPE", "fuseblk.TYPE") of a mount as strings shorter than PATH_MAX. */
+#define PARAMS_MAX_FSNAME  4095
+#define PARAMS_MAX_SUBTYPE (4095 - 8)
 
 /* Fills `p` from argv. Returns 0, or -EINVAL with `*err` set to a g_malloc'd one-line message that
  * names the offending argument or option. `p` must be params_clear()ed in both cases. */

@@ -171,6 +171,40 @@ static int collect_paths(const struct plyfs_params *p, struct named_path **out, 
 	return 0;
 }
 
+/* A directory opened as a layer or the workdir: its (dev, ino), and what it was given as. */
+struct opened {
+	const struct named_path *np;
+	dev_t dev;
+	ino_t ino;
+};
+
+/*
+ * The same directory given twice, as the same path or another one (a symlink, a bind mount):
+ * refused with ELOOP, as kernel overlayfs does ("conflicting lowerdir path"). Compared by the
+ * opened roots, so no path spelling gets past it. Adds `fd` to `seen` (room for every path).
+ */
+static int refuse_twice(struct opened *seen, size_t *n_seen, int fd, const struct named_path *np,
+			char **err)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		*err = g_strdup_printf("%s '%s': %s", np->what, np->given, g_strerror(e));
+		return -e;
+	}
+	for (size_t i = 0; i < *n_seen; i++) {
+		if (seen[i].dev == st.st_dev && seen[i].ino == st.st_ino) {
+			*err = g_strdup_printf("%s '%s' is the same directory as %s '%s': a layer "
+					       "may be given only once",
+					       np->what, np->given, seen[i].np->what,
+					       seen[i].np->given);
+			return -ELOOP;
+		}
+	}
+	seen[(*n_seen)++] = (struct opened){.np = np, .dev = st.st_dev, .ino = st.st_ino};
+	return 0;
+}
+
 static int open_layer(struct layer *l, const struct named_path *np, int index, char **err)
 {
 	int fd = open(np->real, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -206,7 +240,8 @@ int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t 
 
 	size_t n_layers = p->n_lower + (p->upperdir ? 1 : 0);
 	struct layer *layers = g_new0(struct layer, n_layers);
-	size_t opened = 0;
+	size_t opened = 0, n_seen = 0;
+	g_autofree struct opened *seen = g_new0(struct opened, n_paths);
 	autofd int wfd = -1;
 	for (size_t i = 0; r == 0 && i < n_paths - 1; i++) {
 		if (strcmp(paths[i].what, "workdir") == 0) {
@@ -214,11 +249,13 @@ int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t 
 			r = wfd < 0 ? -errno : 0;
 			if (r < 0)
 				*err = g_strdup_printf("workdir '%s': %s", p->workdir, g_strerror(-r));
+			else
+				r = refuse_twice(seen, &n_seen, wfd, &paths[i], err);
 			continue;
 		}
 		r = open_layer(&layers[opened], &paths[i], (int)opened, err);
 		if (r == 0)
-			opened++;
+			r = refuse_twice(seen, &n_seen, layers[opened++].root_fd, &paths[i], err);
 	}
 	paths_free(paths, n_paths);
 	if (r < 0) {

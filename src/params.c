@@ -31,8 +31,8 @@ enum opt_kind {
 	K_MAX_READ, /* max_read=N: checked here, then forwarded */
 	K_RO,	    /* ro: forwarded, and sets read_only */
 	K_RW,	    /* rw: forwarded, and clears read_only */
-	K_FSNAME,   /* fsname=: forwarded; suppresses the default fsname */
-	K_SUBTYPE,  /* subtype=: forwarded; suppresses the default subtype */
+	K_FSNAME,   /* fsname=: the last one is forwarded, instead of the default fsname */
+	K_SUBTYPE,  /* subtype=: the last one is forwarded, instead of the default subtype */
 	K_DROP,	    /* accepted without effect here (mount(8)-only, compat, or always set) */
 };
 
@@ -139,8 +139,8 @@ static const struct fuse_opt plyfs_opts[] = {
 struct parse_ctx {
 	struct plyfs_params *p;
 	GString *fuse_opts; /* generic options for libfuse, comma-separated, still escaped */
-	bool has_fsname;
-	bool has_subtype;
+	char *fsname;	    /* the last "fsname=..." as written (escaped), or NULL */
+	char *subtype;	    /* the last "subtype=..." as written, or NULL */
 	char *positional[2]; /* SOURCE and MOUNTPOINT, or just MOUNTPOINT */
 	int n_positional;
 	char *err;
@@ -279,19 +279,33 @@ static int parse_timeout(struct parse_ctx *c, const char *arg, const char *val, 
 
 	errno = 0;
 	d = g_ascii_strtod(val, &end);
-	if (!*val || *end || errno || !isfinite(d) || d < 0)
-		return bad_value(c, arg, "a number of seconds >= 0");
+	if (!*val || *end || errno || !isfinite(d) || d < 0 || d > PARAMS_MAX_TIMEOUT)
+		return bad_value(c, arg, "a number of seconds from 0 to 4294967295");
 	*out = d;
 	return 0;
 }
 
-static int set_lowerdir(struct parse_ctx *c, const char *raw)
+/* A layer option given again would silently drop a layer (mount(8) merges the options of fstab
+ * and of the command line): refused, unlike the other options, where the last one wins. */
+static int layer_given_twice(struct parse_ctx *c, const char *arg)
 {
+	size_t n = (size_t)(strchr(arg, '=') - arg);
+
+	c->err =
+		g_strdup_printf("option '%s': %.*s= was given already; a layer option may be given "
+				"only once",
+				arg, (int)n, arg);
+	return -EINVAL;
+}
+
+static int set_lowerdir(struct parse_ctx *c, const char *arg, const char *raw)
+{
+	if (c->p->lowerdirs)
+		return layer_given_twice(c, arg);
 	char **layers = params_split_lowerdir(raw, &c->err);
 
 	if (!layers)
 		return -EINVAL;
-	g_strfreev(c->p->lowerdirs);
 	c->p->lowerdirs = layers;
 	c->p->n_lower = g_strv_length(layers);
 	return 0;
@@ -301,7 +315,8 @@ static int set_path(struct parse_ctx *c, const char *arg, char *val, char **memb
 {
 	if (!*val)
 		return bad_value(c, arg, "a path");
-	g_free(*member);
+	if (*member)
+		return layer_given_twice(c, arg);
 	*member = g_strdup(val);
 	return 0;
 }
@@ -323,6 +338,26 @@ static int forward(struct parse_ctx *c, const char *arg)
 {
 	g_string_append_c(c->fuse_opts, ',');
 	g_string_append(c->fuse_opts, arg);
+	return 0;
+}
+
+/*
+ * fsname= and subtype= end up as strings of the mount(2) call (the source, and the type
+ * "fuse.TYPE" or "fuseblk.TYPE"), which the kernel takes shorter than PATH_MAX only: checked here
+ * so that the message names the option, not libfuse's "mount failed: Invalid argument". Keeps the
+ * option as written in *slot: the last one wins.
+ */
+static int set_name(struct parse_ctx *c, const char *arg, const char *val, size_t max, char **slot)
+{
+	size_t len = strlen(val);
+
+	if (len > max) {
+		c->err = g_strdup_printf("option '%.*s...' is %zu bytes long: at most %zu allowed",
+					 (int)(strchr(arg, '=') - arg + 1 + 16), arg, len, max);
+		return -EINVAL;
+	}
+	g_free(*slot);
+	*slot = g_strdup(arg);
 	return 0;
 }
 
@@ -367,7 +402,7 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 	case K_PATH:
 		return set_path(c, arg, val, member);
 	case K_LOWERDIR:
-		return set_lowerdir(c, raw);
+		return set_lowerdir(c, arg, raw);
 	case K_IDMAP:
 		return set_idmap(c, arg, val, member);
 	case K_MAX_READ:
@@ -378,11 +413,9 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 		*(bool *)member = kind == K_RO;
 		return forward(c, arg);
 	case K_FSNAME:
-		c->has_fsname = true;
-		return forward(c, arg);
+		return set_name(c, arg, val, PARAMS_MAX_FSNAME, &c->fsname);
 	case K_SUBTYPE:
-		c->has_subtype = true;
-		return forward(c, arg);
+		return set_name(c, arg, val, PARAMS_MAX_SUBTYPE, &c->subtype);
 	case K_GENERIC:
 		return forward(c, arg);
 	case K_DROP:
@@ -475,13 +508,14 @@ static void build_fuse_args(struct parse_ctx *c, const char *argv0)
 	GString *o = g_string_new("default_permissions");
 
 	g_string_append_len(o, c->fuse_opts->str, c->fuse_opts->len);
-	if (!c->has_fsname) {
+	if (c->fsname) {
+		g_string_append_printf(o, ",%s", c->fsname);
+	} else {
 		g_autofree char *name = escape_opt_value(c->p->source ? c->p->source : "plyfs");
 
 		g_string_append_printf(o, ",fsname=%s", name);
 	}
-	if (!c->has_subtype)
-		g_string_append(o, ",subtype=plyfs");
+	g_string_append_printf(o, ",%s", c->subtype ? c->subtype : "subtype=plyfs");
 	g_ptr_array_add(c->p->fuse_args, g_strdup(argv0));
 	g_ptr_array_add(c->p->fuse_args, g_strdup("-o"));
 	g_ptr_array_add(c->p->fuse_args, g_string_free(o, FALSE));
@@ -508,10 +542,18 @@ int params_parse(int argc, char **argv, struct plyfs_params *p, char **err)
 		if (c.n_positional == 2)
 			p->source = g_steal_pointer(&c.positional[0]);
 	}
+	if (ret == 0 && !c.fsname && p->source && strlen(p->source) > PARAMS_MAX_FSNAME) {
+		c.err = g_strdup_printf("SOURCE '%.16s...' is %zu bytes long: at most %d allowed "
+					"(it is the filesystem name)",
+					p->source, strlen(p->source), PARAMS_MAX_FSNAME);
+		ret = -EINVAL;
+	}
 	if (ret == 0)
 		build_fuse_args(&c, argv0);
 	g_free(c.positional[0]);
 	g_free(c.positional[1]);
+	g_free(c.fsname);
+	g_free(c.subtype);
 	g_string_free(c.fuse_opts, TRUE);
 	if (ret < 0)
 		*err = c.err ? c.err : g_strdup("cannot parse the command line");
@@ -568,8 +610,9 @@ int params_validate(struct plyfs_params *p, char **err)
 		return invalid(err, "squash_to_uid=%ld is out of range", p->squash_to_uid);
 	if (!id_ok(p->squash_to_gid))
 		return invalid(err, "squash_to_gid=%ld is out of range", p->squash_to_gid);
-	if (!isfinite(p->timeout) || p->timeout < 0)
-		return invalid(err, "timeout=%g must be a number of seconds >= 0", p->timeout);
+	if (!isfinite(p->timeout) || p->timeout < 0 || p->timeout > PARAMS_MAX_TIMEOUT)
+		return invalid(err, "timeout=%g must be a number of seconds from 0 to 4294967295",
+			       p->timeout);
 	if (p->xattr_permissions < 0 || p->xattr_permissions > 2)
 		return invalid(err, "xattr_permissions=%d must be 0, 1 or 2", p->xattr_permissions);
 	if ((int)p->noxattrs < 0 || (int)p->noxattrs > 2)

@@ -258,11 +258,28 @@ static const struct good_case good[] = {
 	 {"plyfs", "src", "/mnt", "-o", "lowerdir=/l,fsname=my\\,fs,subtype=x"},
 	 "lower=[/l] mnt=/mnt src=src ro",
 	 "default_permissions,fsname=my\\,fs,subtype=x,ro"},
-	{"later lowerdir/upperdir win",
-	 {"plyfs", "-o", "lowerdir=/a,upperdir=/u1,workdir=/w", "-o", "lowerdir=/b,upperdir=/u2",
-	  "/mnt"},
-	 "lower=[/b] upper=/u2 work=/w mnt=/mnt",
-	 "default_permissions," DEF},
+	/* An option given twice, but for the layers: the last one wins (fstab's and mount(8)'s
+	 * command line's options arrive together). */
+	{"the last of a repeated scalar option wins",
+	 {"plyfs", "-o",
+	  "lowerdir=/l,timeout=5,squash_to_uid=1,fsync=0,noxattrs=1,forgotten_records=7,"
+	  "xattr_permissions=1",
+	  "-o", "timeout=6,squash_to_uid=2,fsync=1,noxattrs=2,xattr_permissions=0", "/mnt"},
+	 "lower=[/l] mnt=/mnt squash_uid=2 timeout=6 noxattrs=2 ro",
+	 "default_permissions," DEF ",ro"},
+	{"the last uidmapping wins",
+	 {"plyfs", "-o", "lowerdir=/l,uidmapping=0:1000:1,uidmapping=0:2000:2", "/mnt"},
+	 "lower=[/l] mnt=/mnt uidmap=0:2000:2 ro",
+	 "default_permissions," DEF ",ro"},
+	{"the last fsname and subtype win, only they are handed to libfuse",
+	 {"plyfs", "src", "/mnt", "-o", "lowerdir=/l,fsname=a,subtype=x,fsname=b", "-o",
+	  "subtype=y"},
+	 "lower=[/l] mnt=/mnt src=src ro",
+	 "default_permissions,fsname=b,subtype=y,ro"},
+	{"a timeout of 2^32-1 seconds",
+	 {"plyfs", "-o", "lowerdir=/l,timeout=4294967295", "/mnt"},
+	 "lower=[/l] mnt=/mnt timeout=4.29497e+09 ro",
+	 "default_permissions," DEF ",ro"},
 	{"-- ends options",
 	 {"plyfs", "-o", "lowerdir=/l", "--", "-odd-mountpoint"},
 	 "lower=[/l] mnt=-odd-mountpoint ro",
@@ -313,9 +330,11 @@ static const struct bad_case bad[] = {
 	{"fsync empty", {"plyfs", "-o", "lowerdir=/l,fsync=", "/m"}, "fsync="},
 	{"timeout=-1", {"plyfs", "-o", "lowerdir=/l,timeout=-1", "/m"}, "timeout=-1"},
 	{"timeout=abc", {"plyfs", "-o", "lowerdir=/l,timeout=abc", "/m"}, "timeout=abc"},
-	{"forgotten_records=-1", {"plyfs", "-o", "lowerdir=/l,forgotten_records=-1", "/m"},
+	{"forgotten_records=-1",
+	 {"plyfs", "-o", "lowerdir=/l,forgotten_records=-1", "/m"},
 	 "forgotten_records"},
-	{"forgotten_records=x", {"plyfs", "-o", "lowerdir=/l,forgotten_records=x", "/m"},
+	{"forgotten_records=x",
+	 {"plyfs", "-o", "lowerdir=/l,forgotten_records=x", "/m"},
 	 "forgotten_records"},
 	{"timeout=inf", {"plyfs", "-o", "lowerdir=/l,timeout=inf", "/m"}, "timeout=inf"},
 	{"timeout=1s", {"plyfs", "-o", "lowerdir=/l,timeout=1s", "/m"}, "timeout=1s"},
@@ -352,6 +371,59 @@ static const struct bad_case bad[] = {
 	{"upperdir empty", {"plyfs", "-o", "lowerdir=/l,upperdir=,workdir=/w", "/m"}, "upperdir="},
 	{"max_read=abc", {"plyfs", "-o", "lowerdir=/l,max_read=abc", "/m"}, "max_read=abc"},
 	{"-o without argument", {"plyfs", "/m", "-o"}, "-o"},
+	/* A layer option given twice: refused, even with the same value. */
+	{"lowerdir twice in one -o",
+	 {"plyfs", "-o", "lowerdir=/a,lowerdir=/b", "/m"},
+	 "'lowerdir=/b': lowerdir= was given already"},
+	{"lowerdir twice, same value",
+	 {"plyfs", "-o", "lowerdir=/a", "-o", "lowerdir=/a", "/m"},
+	 "lowerdir= was given already"},
+	{"upperdir twice across -o",
+	 {"plyfs", "-o", "lowerdir=/l,upperdir=/u1,workdir=/w", "-o", "upperdir=/u2", "/m"},
+	 "'upperdir=/u2': upperdir= was given already"},
+	{"workdir twice",
+	 {"plyfs", "-o", "lowerdir=/l,upperdir=/u,workdir=/w,workdir=/w2", "/m"},
+	 "'workdir=/w2': workdir= was given already"},
+	/* Every number out of its range names the option. */
+	{"timeout=99999999999999999999",
+	 {"plyfs", "-o", "lowerdir=/l,timeout=99999999999999999999", "/m"},
+	 "timeout=99999999999999999999"},
+	{"timeout=4294967296",
+	 {"plyfs", "-o", "lowerdir=/l,timeout=4294967296", "/m"},
+	 "timeout=4294967296"},
+	{"timeout=1e300", {"plyfs", "-o", "lowerdir=/l,timeout=1e300", "/m"}, "timeout=1e300"},
+	{"timeout=nan", {"plyfs", "-o", "lowerdir=/l,timeout=nan", "/m"}, "timeout=nan"},
+	{"squash_to_uid=2^64",
+	 {"plyfs", "-o", "lowerdir=/l,squash_to_uid=18446744073709551616", "/m"},
+	 "squash_to_uid=18446744073709551616"},
+	{"squash_to_gid=99999999999999999999",
+	 {"plyfs", "-o", "lowerdir=/l,squash_to_gid=99999999999999999999", "/m"},
+	 "squash_to_gid=99999999999999999999"},
+	{"forgotten_records=2^32",
+	 {"plyfs", "-o", "lowerdir=/l,forgotten_records=4294967296", "/m"},
+	 "forgotten_records=4294967296"},
+	{"forgotten_records=99999999999999999999",
+	 {"plyfs", "-o", "lowerdir=/l,forgotten_records=99999999999999999999", "/m"},
+	 "forgotten_records=99999999999999999999"},
+	{"max_read=2^32",
+	 {"plyfs", "-o", "lowerdir=/l,max_read=4294967296", "/m"},
+	 "max_read=4294967296"},
+	{"max_read=-1", {"plyfs", "-o", "lowerdir=/l,max_read=-1", "/m"}, "max_read=-1"},
+	{"fsync=99999999999999999999",
+	 {"plyfs", "-o", "lowerdir=/l,fsync=99999999999999999999", "/m"},
+	 "fsync=99999999999999999999"},
+	{"noxattrs=4294967298",
+	 {"plyfs", "-o", "lowerdir=/l,noxattrs=4294967298", "/m"},
+	 "noxattrs=4294967298"},
+	{"xattr_permissions=-1",
+	 {"plyfs", "-o", "lowerdir=/l,xattr_permissions=-1", "/m"},
+	 "xattr_permissions=-1"},
+	{"uidmapping host id 2^64",
+	 {"plyfs", "-o", "lowerdir=/l,uidmapping=0:18446744073709551616:1", "/m"},
+	 "uidmapping="},
+	{"gidmapping count 2^32",
+	 {"plyfs", "-o", "lowerdir=/l,gidmapping=0:0:4294967296", "/m"},
+	 "gidmapping="},
 	{"flag option given a value", {"plyfs", "-o", "lowerdir=/l,noacl=1", "/m"}, "noacl=1"},
 	{"noxattrs without value", {"plyfs", "-o", "lowerdir=/l,noxattrs", "/m"}, "noxattrs"},
 	{"unbalanced quote does not swallow options",
@@ -482,6 +554,56 @@ START_TEST(test_fsname_roundtrip)
 }
 END_TEST
 
+/*
+ * fsname= (or SOURCE) and subtype= up to the kernel's limits are accepted (and libfuse takes them);
+ * one byte more is refused by plyfs, naming the option and the limit, whatever was given before.
+ */
+START_TEST(test_name_lengths)
+{
+	static const struct {
+		const char *opt; /* "fsname=", "subtype=", or NULL for SOURCE */
+		size_t max;
+		const char *needle;
+	} cases[] = {
+		{"fsname=", PARAMS_MAX_FSNAME, "option 'fsname="},
+		{"subtype=", PARAMS_MAX_SUBTYPE, "option 'subtype="},
+		{NULL, PARAMS_MAX_FSNAME, "SOURCE '"},
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		for (size_t len = cases[i].max - 1; len <= cases[i].max + 1; len++) {
+			g_autofree char *name = g_strnfill(len, 'a');
+			g_autofree char *o =
+				g_strconcat("lowerdir=/l,", cases[i].opt ? cases[i].opt : "",
+					    cases[i].opt ? name : "", NULL);
+			char *argv[] = {"plyfs", cases[i].opt ? "src" : name, "/m", "-o", o, NULL};
+			g_autofree char *err = NULL;
+			struct plyfs_params p;
+			int ret = parse_and_validate(5, argv, &p, &err);
+			if (len <= cases[i].max) {
+				ck_assert_msg(ret == 0, "%zu bytes: %s", len, err);
+				assert_libfuse_accepts(&p);
+			} else {
+				g_autofree char *limit =
+					g_strdup_printf("at most %zu", cases[i].max);
+				ck_assert_int_eq(ret, -EINVAL);
+				ck_assert_msg(strstr(err, cases[i].needle) && strstr(err, limit),
+					      "message '%s' lacks '%s' or '%s'", err,
+					      cases[i].needle, limit);
+				ck_assert_uint_lt(strlen(err), 200);
+			}
+			params_clear(&p);
+		}
+	}
+	/* An explicit fsname= takes the place of a long SOURCE. */
+	g_autofree char *longsrc = g_strnfill(PARAMS_MAX_FSNAME + 10, 's');
+	char *argv[] = {"plyfs", longsrc, "/m", "-o", "lowerdir=/l,fsname=short", NULL};
+	g_autofree char *err = NULL;
+	struct plyfs_params p;
+	ck_assert_int_eq(parse_and_validate(5, argv, &p, &err), 0);
+	params_clear(&p);
+}
+END_TEST
+
 START_TEST(test_validate_direct)
 {
 	struct plyfs_params p;
@@ -568,6 +690,7 @@ static Suite *params_suite(void)
 	tcase_add_test(tc, test_many_layers_long_string);
 	tcase_add_test(tc, test_long_single_path);
 	tcase_add_test(tc, test_fsname_roundtrip);
+	tcase_add_test(tc, test_name_lengths);
 	tcase_add_test(tc, test_validate_direct);
 	tcase_add_test(tc, test_usage);
 	tcase_add_test(tc, test_forgotten_records);
