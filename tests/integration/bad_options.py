@@ -56,7 +56,45 @@ CASES = [
 	("bad_squash_to_uid", ["-o", "lowerdir={L1},squash_to_uid=abc", "{M}"], [("squash_to_uid",)]),
 	("negative_timeout", ["-o", "lowerdir={L1},timeout=-1", "{M}"], [("timeout",)]),
 	("bad_noxattrs", ["-o", "lowerdir={L1},noxattrs=7", "{M}"], [("noxattrs",)]),
+	# A layer given twice (kernel: ELOOP, "conflicting lowerdir path"), also through a symlink
+	# or a bind mount: the message names the second path.
+	("same_lowerdir_twice", ["-o", "lowerdir={L1}:{L1}", "{M}"], [("{L1}",), ("only once",)]),
+	("same_lowerdir_through_symlink", ["-o", "lowerdir={L1}:{L2}:{LINK}", "{M}"],
+	 [("{LINK}",), ("only once",)]),
+	("same_lowerdir_through_bind_mount", ["-o", "lowerdir={BIND}:{L1}", "{M}"],
+	 [("{L1}",), ("only once",)]),
+	("upperdir_is_a_lowerdir_through_bind_mount",
+	 ["-o", "lowerdir={BIND},upperdir={L1},workdir={W}", "{M}"], [("{BIND}",), ("only once",)]),
+	# A layer option given twice: refused, whatever the values (the last one wins elsewhere).
+	("lowerdir_given_twice", ["-o", "lowerdir={L1},lowerdir={L2}", "{M}"],
+	 [("lowerdir={L2}",), ("given already",)]),
+	("lowerdir_given_twice_in_two_o", ["-o", "lowerdir={L1}", "-o", "lowerdir={L1}", "{M}"],
+	 [("lowerdir",), ("given already",)]),
+	("upperdir_given_twice", ["-o", "lowerdir={L1},upperdir={U},workdir={W},upperdir={U}", "{M}"],
+	 [("upperdir",), ("given already",)]),
+	("workdir_given_twice", ["-o", "lowerdir={L1},upperdir={U},workdir={W},workdir={T}/w", "{M}"],
+	 [("workdir",), ("given already",)]),
+	# Numbers out of range name the option.
+	("timeout_out_of_range", ["-o", "lowerdir={L1},timeout=99999999999999999999", "{M}"],
+	 [("timeout=99999999999999999999",)]),
+	("squash_to_uid_out_of_range", ["-o", "lowerdir={L1},squash_to_uid=4294967295", "{M}"],
+	 [("squash_to_uid",)]),
+	("forgotten_records_out_of_range",
+	 ["-o", "lowerdir={L1},forgotten_records=99999999999999999999", "{M}"],
+	 [("forgotten_records",)]),
+	("max_read_out_of_range", ["-o", "lowerdir={L1},max_read=4294967296", "{M}"], [("max_read",)]),
+	# Longer than the kernel takes as a mount's source or type: plyfs names the option and the
+	# limit (libfuse's own message named neither).
+	("fsname_10k", ["-o", "lowerdir={L1},fsname=" + "f" * 10240, "{M}"],
+	 [("fsname",), ("4095",)]),
+	("subtype_5k", ["-o", "lowerdir={L1},subtype=" + "s" * 5000, "{M}"],
+	 [("subtype",), ("4087",)]),
+	("source_10k", ["s" * 10240, "{M}", "-o", "lowerdir={L1}"], [("source",), ("4095",)]),
 ]
+
+# What plyfs answers every refused invocation with (man page, EXIT STATUS); checked with
+# strict_messages, as other binaries may use other codes.
+EXIT_REFUSED = 1
 
 
 class Setup:
@@ -75,6 +113,12 @@ class Setup:
 		p["NX"] = os.path.join(base, "does-not-exist")
 		mounts.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", p["T"]], 30)
 		os.makedirs(os.path.join(p["T"], "w"))
+		# L1 again, under other paths: a symlink and a bind mount.
+		p["LINK"] = os.path.join(base, "l1-link")
+		os.symlink(p["L1"], p["LINK"])
+		p["BIND"] = os.path.join(base, "l1-bind")
+		os.makedirs(p["BIND"])
+		mounts.run(["mount", "--bind", p["L1"], p["BIND"]], 30)
 		self.paths = p
 
 	def subst(self, s, mnt):
@@ -83,6 +127,7 @@ class Setup:
 		return s.replace("{M}", mnt)
 
 	def close(self):
+		mounts.umount(self.paths["BIND"])
 		mounts.umount(self.paths["T"])
 
 
@@ -114,6 +159,8 @@ def run_case(opts, setup, case):
 		errs.append("exit status 0")
 	elif proc.returncode < 0:
 		errs.append("killed by signal %d" % -proc.returncode)
+	elif opts.strict_messages and proc.returncode != EXIT_REFUSED:
+		errs.append("exit status %d, documented %d" % (proc.returncode, EXIT_REFUSED))
 	if not stderr:
 		errs.append("nothing on stderr")
 	low = stderr.lower()
