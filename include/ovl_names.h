@@ -31,6 +31,7 @@
 #define PLYFS_WORK_SUBDIR  "work"
 #define PLYFS_INDEX_SUBDIR "index"
 #define PLYFS_HANDLES_NAME "plyfs-handles" /* export_store.h */
+#define PLYFS_LOCK_NAME	   "plyfs-lock"	   /* workdir.h: the mount that uses the workdir */
 
 /* The status query: a read-only xattr of the mount's root (status.h). */
 #define PLYFS_STATUS_XATTR PLYFS_XATTR_PREFIX "status"

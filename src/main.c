@@ -103,6 +103,8 @@ static void fs_fini(struct plyfs *fs)
 		close(fs->work_dirfd);
 	if (fs->index_dirfd >= 0)
 		close(fs->index_dirfd);
+	if (fs->lock_fd >= 0)
+		close(fs->lock_fd); /* the workdir is free for the next mount */
 }
 
 /*
@@ -182,17 +184,14 @@ int main(int argc, char **argv)
 	 * allocations of a request are served by glibc's per-thread cache without the arena lock. */
 	mallopt(M_ARENA_MAX, 1);
 
-	struct plyfs fs = {.work_fd = -1, .work_dirfd = -1, .index_dirfd = -1};
+	struct plyfs fs = {.work_fd = -1, .work_dirfd = -1, .index_dirfd = -1, .lock_fd = -1};
 	/* Modes of new entries come from the kernel with the caller's umask applied already. */
 	umask(0);
 	int ret = 1;
 	struct fuse_session *se = NULL;
-	if (fs_init(&fs, &p, &err) < 0) {
-		fprintf(stderr, "plyfs: %s\n", err);
-		goto out;
-	}
-	/* libfuse chdirs to / (also with -f): unmounting later needs the absolute path. */
-	if (absolute_mountpoint(&p, &err) < 0) {
+	/* libfuse chdirs to / (also with -f): unmounting later needs the absolute path, and so
+	 * does the workdir's lock file, which names the mount (workdir.h). */
+	if (absolute_mountpoint(&p, &err) < 0 || fs_init(&fs, &p, &err) < 0) {
 		fprintf(stderr, "plyfs: %s\n", err);
 		goto out;
 	}
@@ -219,9 +218,11 @@ int main(int argc, char **argv)
 	}
 	if (!p.foreground)
 		log_to_syslog();
+	workdir_lock_record(&fs, "mounted"); /* by the daemon's own pid */
 	/* The loop returns the number of a signal that ended it (SIGTERM, SIGINT): a clean stop. */
 	ret = serve(se, &p) < 0 ? 1 : 0;
 	fuse_session_unmount(se);
+	workdir_lock_record(&fs, "stopping"); /* a new mount of the workdir waits for us */
 	/* No request runs any more: the table is still, and what it knows goes to the workdir. */
 	export_store_save(&fs);
 out_signals:

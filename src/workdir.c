@@ -74,7 +74,11 @@ int workdir_prepare(struct plyfs *fs, char **err)
 {
 	if (fs->work_fd < 0)
 		return 0;
-	int r = layer_mkdirat(fs->work_fd, PLYFS_WORK_SUBDIR, 0700);
+	/* Before anything in the workdir is touched: W/work may be a live mount's. */
+	int r = workdir_lock(fs, err);
+	if (r < 0)
+		return r;
+	r = layer_mkdirat(fs->work_fd, PLYFS_WORK_SUBDIR, 0700);
 	if (r < 0 && r != -EEXIST) {
 		*err = g_strdup_printf("workdir '%s': cannot create '%s': %s",
 				       fs->params->workdir, PLYFS_WORK_SUBDIR, g_strerror(-r));
