@@ -600,6 +600,31 @@ def version_help(ctx):
 	return errs
 
 
+def repeated_options_last_wins(ctx):
+	"""An option given twice, in one -o or across two (mount(8) merges fstab's and its command
+	line's): the last one wins, but for the layer options, which are refused (bad_options.py).
+	fsname, subtype and ro/rw are seen in mountinfo and by a write."""
+	two_lowers(ctx)
+	mnt = ctx.path("mnt")
+	o1 = "lowerdir=%s:%s,upperdir=%s,workdir=%s,fsname=first,subtype=one,timeout=0,ro" % (
+		ctx.path("l0"), ctx.path("l1"), ctx.path("u"), ctx.path("w"))
+	h = start_foreground(ctx, ["-o", o1, "-o", "fsname=second,subtype=two,timeout=5,rw", mnt],
+			     mnt)
+	with mounts.Watchdog(t(30), [h]):
+		errs = []
+		got = mount_entry(mnt)
+		if got != ("fuse.two", "second"):
+			errs.append("mountinfo shows (type, source) %r, expected the last ones "
+				    "('fuse.two', 'second')" % (got,))
+		try:
+			write(os.path.join(mnt, "written"), "rw won\n")
+			errs += check_read(ctx.path("u/written"), "rw won\n")
+		except OSError as e:
+			errs.append("writing after ro,...,rw: %s" % e)
+		errs += settle(h)
+	return errs
+
+
 TESTS = [
 	("sigterm_foreground_relative", signal_foreground(signal.SIGTERM, True)),
 	("sigint_foreground_relative", signal_foreground(signal.SIGINT, False)),
@@ -612,6 +637,7 @@ TESTS = [
 	("option_string_over_64k", long_option_string),
 	("ino_stable_across_remount", ino_stable),
 	("version_help", version_help),
+	("repeated_options_last_wins", repeated_options_last_wins),
 ]
 
 
