@@ -40,6 +40,7 @@ from mounts import Failure, t  # noqa: E402
 
 RUN_SECONDS = 15	# the length of the forgotten-parent stress run (the issue asks 15 s; not scaled)
 DROP_PERIOD = 0.1	# seconds between two cache drops during that run
+MIN_DROPS = 5		# drops the run must see, whatever the load (150 on a quiet machine)
 EVENT_WAIT = 5		# seconds (scaled) to wait for the expected notification events
 MAX_ERRS = 10		# a worker stops after this many unexpected errors
 
@@ -674,8 +675,11 @@ def stress(ctx, h, bind, detach):
 		results = {"a (bind mount)": workers[0].res, "b (dir fd)": workers[1].res,
 			   "c (cwd process)": res_c}
 		errs += dropper.errs + check_pre(pre)
-		if dropper.drops < RUN_SECONDS / DROP_PERIOD / 4:
-			errs.append("only %d cache drops during the run" % dropper.drops)
+		# How many drops fit in the run depends on the machine's load (a drop syncs and
+		# reclaims machine-wide): assert only that the run saw drops at all, not a rate.
+		if dropper.drops < MIN_DROPS:
+			errs.append("only %d cache drops during the run (at least %d)"
+				    % (dropper.drops, MIN_DROPS))
 		if ctx.opts.verbose:
 			rounds = {k: (v or {}).get("rounds") for k, v in results.items()}
 			ctx.notes.append("# rounds %s, %d drops" % (rounds, dropper.drops))
