@@ -15,6 +15,7 @@
 #   write-asan        the same with the sanitizer build
 #   differential      tests/integration/diff.sh: 100 seeds x 200 random ops vs kernel overlayfs
 #   differential-asan 20 of those seeds with the sanitizer build
+#   stress-asan       tests/integration/stress.sh: 8 workers for 120 s on the sanitizer build
 # Every stage is bounded by timeout(1). The test stages all run even when one fails, so the summary
 # is complete. The last line of output is "N passed, N failed" (tests summed over the test stages)
 # and the exit status is 0 iff every stage passed. Runs from any directory, needs no stdin.
@@ -235,6 +236,10 @@ main() {
 		bash tests/integration/diff.sh build/plyfs --seeds 100 --ops 200
 	run_stage differential-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
 		bash tests/integration/diff.sh build-asan/plyfs --sanitizer --seeds 20 --ops 200
+	# 8 workers at random on one mount for 2 minutes while the caches drop, then the view
+	# compared with kernel overlayfs (the 10-minute run: see tests/integration/README.md).
+	run_stage stress-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
+		bash tests/integration/stress.sh build-asan/plyfs --sanitizer --seconds 120
 	finish 0
 }
 
