@@ -336,21 +336,30 @@ class Run:
 
 
 def upper_summary(upper):
-	"""What the run left in the upper layer, to show the compared trees are not trivial."""
-	n = wh = redirects = opaque = 0
-	for d, dirs, files in os.walk(upper):
-		for name in dirs + files:
-			p = os.path.join(d, name)
-			st = os.lstat(p)
-			n += 1
-			if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-				wh += 1
-			if stat.S_ISDIR(st.st_mode):
-				names = os.listxattr(p)
+	"""What the run left in the upper layer, to show the compared trees are not trivial. Walks
+	with directory fds: renames can nest the tree deeper than PATH_MAX or Python's recursion."""
+	n = wh = redirects = opaque = depth = 0
+	stack = [(os.open(upper, os.O_RDONLY | os.O_DIRECTORY), 0)]
+	while stack:
+		dfd, level = stack.pop()
+		depth = max(depth, level)
+		try:
+			for e in os.scandir(dfd):
+				n += 1
+				st = e.stat(follow_symlinks=False)
+				if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+					wh += 1
+				if not stat.S_ISDIR(st.st_mode):
+					continue
+				sub = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+				names = os.listxattr(layerspec.proc_path(sub))
 				redirects += "trusted.overlay.redirect" in names
 				opaque += "trusted.overlay.opaque" in names
-	return "upper: %d entries, %d whiteouts, %d redirected and %d opaque dirs" % (
-		n, wh, redirects, opaque)
+				stack.append((sub, level + 1))
+		finally:
+			os.close(dfd)
+	return ("upper: %d entries, %d whiteouts, %d redirected and %d opaque dirs, %d levels deep"
+		% (n, wh, redirects, opaque, depth))
 
 
 def view_summary(k):
@@ -371,9 +380,9 @@ def tree_diff(k, p):
 	return compare.diff_records(k, p) + compare.ino_partition_diff(k, p)
 
 
-def run_all(opts, base):
-	"""The whole test; returns ([(check, errors, notes)] in order, notes)."""
-	r = Run(opts, base)
+def run_all(r):
+	"""The whole test; its checks and notes go to r.results and r.notes as they are known."""
+	opts = r.opts
 	r.build()
 	views, problems, daemons = {}, [], []
 	d1 = r.daemon("log-live")
@@ -417,7 +426,6 @@ def run_all(opts, base):
 		for d in daemons:
 			reports += d.sanitizer_reports()
 	r.check("stress/daemon-exit", problems + ["sanitizer report " + x for x in reports])
-	return [(n, e, ns) for n, (e, ns) in r.results.items()], r.notes
 
 
 def report(name, errs, verbose_notes=()):
@@ -474,23 +482,25 @@ def main(argv):
 	base = tempfile.mkdtemp(prefix="plyfs-stress.", dir=os.environ.get("TMPDIR", "/tmp"))
 	# Only in our private namespace: it disappears with the run whatever happens.
 	mounts.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=0755", "plyfs-stress", base], 30)
-	results, notes = [], []
+	r = Run(opts, base)
 	t0 = time.monotonic()
 	try:
-		results, notes = run_all(opts, base)
+		run_all(r)
 	except (Interrupted, KeyboardInterrupt):
-		results = [("stress/run", ["interrupted"], [])]
+		r.check("stress/run", ["interrupted"])
 	except Failure as e:
-		results = [("stress/run", [str(e)], [])]
+		r.check("stress/run", [str(e)])
 	except Exception as e:	# a harness error is a failure, with its trace
-		results = [("stress/run", ["%s: %s" % (type(e).__name__, e)] +
-			    traceback.format_exc(limit=8).splitlines(), [])]
+		r.check("stress/run", ["%s: %s" % (type(e).__name__, e)] +
+			traceback.format_exc(limit=8).splitlines())
 	finally:
 		leftovers = mounts.cleanup_all()
 		mounts.umount(base)
 		shutil.rmtree(base, ignore_errors=True)
 	if leftovers:
-		results.append(("stress/cleanup", ["cleanup: " + x for x in leftovers], []))
+		r.check("stress/cleanup", ["cleanup: " + x for x in leftovers])
+	results = [(n, e, ns) for n, (e, ns) in r.results.items()]
+	notes = r.notes
 	for n in notes:
 		print("# " + n)
 	passed = failed = 0

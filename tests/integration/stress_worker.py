@@ -26,6 +26,7 @@ NAMES = ["f1", "f2", "g", "h", "x", "y", "t", "k", "sub", "d", "deep", "both", "
 XATTRS = ["user.k", "user.s0", "user.s1", "user.s2"]
 MODES = [0o644, 0o600, 0o755, 0o640, 0o700, 0o444]
 MAX_FILE = 1 << 20	# appends and truncates keep files below this
+MAX_DEPTH = 12		# components of the deepest directory a worker aims at
 
 # Errors that concurrent workers on the same names explain. EIO and ENOTCONN never are. ELOOP: a
 # symlink made by op_symlink ("n0" -> "n0") met as a path component, or by O_NOFOLLOW.
@@ -143,7 +144,9 @@ class Worker:
 	def saw(self, rel, is_dir):
 		if is_dir:
 			self.files.discard(rel)
-			if len(self.dirs) < 300:
+			# Deeper directories are not aimed at (renames would nest the tree ever deeper,
+			# and paths past PATH_MAX fail in the worker, not in the daemon).
+			if len(self.dirs) < 300 and rel.count("/") < MAX_DEPTH:
 				self.dirs.add(rel)
 		else:
 			self.dirs.discard(rel)
