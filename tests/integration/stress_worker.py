@@ -262,12 +262,9 @@ class Worker:
 		res, _ = self.do(name, (src, dst, flags),
 				 lambda: renameat2(self.p(src), self.p(dst), flags), [src])
 		if res == "ok":
-			if flags == RENAME_EXCHANGE:
-				self.forget(src)
-				self.forget(dst)
-			else:
-				self.forget(src)
-				self.forget(dst)
+			self.forget(src)
+			self.forget(dst)
+			if flags != RENAME_EXCHANGE:	# after an exchange, a walk tells what is where
 				self.saw(dst, is_dir)
 
 	def op_rename(self):
