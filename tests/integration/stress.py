@@ -137,7 +137,8 @@ class StressDaemon(mounts.Daemon):
 
 
 class Dropper(threading.Thread):
-	"""Writes 3 to /proc/sys/vm/drop_caches every DROP_EVERY seconds until stopped."""
+	"""Writes 3 to /proc/sys/vm/drop_caches DROP_EVERY seconds after the previous write returned,
+	until stopped (on a busy machine one write can take seconds: the count is in the notes)."""
 
 	def __init__(self):
 		super().__init__(daemon=True)
