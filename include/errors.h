@@ -61,7 +61,8 @@
  *              copying the record) leaves the record as it is and adds 1 to `records_missed`: its
  *              error is still counted and logged; it just is not the record shown.
  *   log        at most ERR_LOG_PER_SECOND lines per kind per second; the next line printed says how
- *              many were dropped. One kind's flood does not silence another.
+ *              many were dropped. One kind's flood does not silence another. (metadata: logged
+ *              by its caller, once per entry, see errors_note_metadata().)
  * A reader copies the counts (relaxed loads: each is exact, the set is not a snapshot of one
  * instant), the first record once SET (acquire), and the last record under the same try-lock,
  * waiting for it with sched_yield (a note holds it for one memcpy).
@@ -117,6 +118,7 @@ struct err_site {
 	const char *name; /* relative to fd (joined to its path), or NULL */
 	int layer;	  /* index in fs->layers, or ERR_LAYER_FROM_FD */
 	uint64_t nodeid;  /* 0: the request's */
+	bool quiet;	  /* the caller logs it itself: count and record only */
 };
 
 struct err_slot;
@@ -142,7 +144,10 @@ void errors_note(struct err_slot *slot, enum err_kind kind, int err, const struc
 /* traced(): a failed layer syscall; noted only if err_kind_of(err) >= 0. */
 void errors_note_call(int err, const char *call, int fd, const char *arg);
 /* Invalid overlay metadata: `what` names it ("redirect", "origin"...), (fd, name) the entry that
- * carries it, layer its layer when fd is -1 (else ERR_LAYER_FROM_FD); err the errno answered. */
+ * carries it (fd -1: name is its path inside `layer`, "" for the root), layer its layer when fd
+ * is -1 (else ERR_LAYER_FROM_FD); err the errno answered (> 0). Counted and recorded at every
+ * call, not logged: the one report of invalid metadata (the xattr decoders') logs it, once per
+ * entry; it calls this before deciding whether to log. */
 void errors_note_metadata(int err, const char *what, int layer, int fd, const char *name);
 /* A copy-up that failed with err, of node `nodeid` named `name` in its parent. */
 void errors_note_copy_up(int err, uint64_t nodeid, const char *name);

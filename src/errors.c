@@ -254,6 +254,8 @@ static void fill_record(const struct err_slot *s, struct err_record *rec, int er
 	}
 	if (rec->layer == ERR_LAYER_FROM_FD)
 		rec->layer = ERR_LAYER_UNKNOWN;
+	if (!dir && site->name && !site->name[0] && rec->layer >= 0)
+		dir = "/"; /* the root of a known layer */
 	if (!dir && !name)
 		dir = "?";
 	join_tail(rec->path, sizeof(rec->path), dir, name, &rec->truncated);
@@ -322,7 +324,8 @@ void errors_note(struct err_slot *slot, enum err_kind kind, int err, const struc
 	rec.seq = atomic_fetch_add_explicit(&slot->seq, 1, memory_order_relaxed) + 1;
 	store_first(k, &rec);
 	store_last(slot, k, &rec);
-	log_note(slot, kind, k, &rec);
+	if (!site->quiet)
+		log_note(slot, kind, k, &rec);
 }
 
 void errors_note_call(int err, const char *call, int fd, const char *arg)
@@ -336,7 +339,8 @@ void errors_note_call(int err, const char *call, int fd, const char *arg)
 
 void errors_note_metadata(int err, const char *what, int layer, int fd, const char *name)
 {
-	struct err_site site = {.call = what, .fd = fd, .name = name, .layer = layer};
+	struct err_site site = {
+		.call = what, .fd = fd, .name = name, .layer = layer, .quiet = true};
 	errors_note(NULL, ERR_METADATA, err, &site);
 }
 

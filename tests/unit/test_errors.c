@@ -330,14 +330,11 @@ START_TEST(test_metadata_and_copy_up)
 	make_tree();
 	struct err_slot *s = new_slot();
 	autofd int dir = open_dir("lo0/x");
-	{
-		IN_REQUEST(s, LOOKUP, 4);
-		errors_note_metadata(EACCES, "redirect", 1, -1, "esc");
-		errors_note_metadata(EINVAL, "origin", ERR_LAYER_FROM_FD, dir, "f");
-		errors_note_copy_up(EACCES, 12, "big");
-	}
-	g_autofree struct err_snapshot *snap = read_slot(s);
-	const struct err_kind_snapshot *m = &snap->kind[ERR_METADATA];
+	IN_REQUEST(s, LOOKUP, 4);
+	errors_note_metadata(EACCES, "redirect", 1, -1, "esc");
+	errors_note_metadata(EINVAL, "origin", ERR_LAYER_FROM_FD, dir, "f");
+	g_autofree struct err_snapshot *a = read_slot(s);
+	const struct err_kind_snapshot *m = &a->kind[ERR_METADATA];
 	ck_assert_uint_eq(m->count, 2);
 	ck_assert_str_eq(m->first.call, "redirect");
 	ck_assert_int_eq(m->first.layer, 1);
@@ -346,7 +343,15 @@ START_TEST(test_metadata_and_copy_up)
 	ck_assert_str_eq(m->last.call, "origin");
 	ck_assert_int_eq(m->last.layer, 1);
 	ck_assert_str_eq(m->last.path, "/x/f");
-	const struct err_kind_snapshot *c = &snap->kind[ERR_COPY_UP];
+
+	errors_note_metadata(EINVAL, "nlink", 0, -1, "");
+	errors_note_copy_up(EACCES, 12, "big");
+	g_autofree struct err_snapshot *b = read_slot(s);
+	m = &b->kind[ERR_METADATA];
+	ck_assert_uint_eq(m->count, 3);
+	ck_assert_str_eq(m->last.path, "/"); /* the root of layer 0 */
+	ck_assert_int_eq(m->last.layer, 0);
+	const struct err_kind_snapshot *c = &b->kind[ERR_COPY_UP];
 	ck_assert_uint_eq(c->count, 1);
 	ck_assert_uint_eq(c->first.nodeid, 12);
 	ck_assert_int_eq(c->first.layer, 0);
