@@ -11,7 +11,8 @@
   saying how many were not logged. Read as another user, the status hides every path.
 - dead_lower_fuse: the top lower layer is itself a FUSE mount (a second plyfs, our child), whose
   daemon is killed by PID. Reads through the mount then fail, and the status counts notconn errors
-  whose records name the lower layer (lower0, the FUSE mount's path); the log says so.
+  whose records name the lower layer (lower0, the FUSE mount's path); the log says so. `plyfs
+  status` of the dead mount itself fails saying its daemon is gone.
 - not_a_mount: `plyfs status` on a plain directory, on a directory inside a plyfs mount, on a
   missing path, without a path: a non-zero exit and one clear message naming the path.
 
@@ -234,6 +235,11 @@ def dead_lower_fuse(ctx):
 				failed.append(errno.errorcode.get(e.errno, str(e.errno)))
 		st = status_json(ctx, mnt)
 		errs += lifecycle.settle(h)
+		# The dead mount itself: a clear failure, not a hang or a traceback.
+		rc, out, err = status(ctx, lf, json_out=False)
+		if rc == 0 or "gone" not in err or lf not in err:
+			errs.append("plyfs status on the dead mount %s: exit %d, %r %r (expected a "
+				    "failure saying its daemon is gone)" % (lf, rc, out[:200], err))
 	notconn = st.get("errors", {}).get("notconn", {})
 	if notconn.get("count", 0) < 1:
 		errs.append("no notconn error counted after reads failed with %s: errors %r"
