@@ -29,6 +29,9 @@
  *	                          for the top lower, ..., "workdir", "?"), layer_path, path (inside
  *	                          that layer), truncated (0/1), nodeid, time (seconds.nanoseconds
  *	                          since the epoch); errors.KIND.first.pending 1 while being written
+ *	errors.layer_paths_omitted 1   the records' layer_path left empty: with them the text would
+ *	                          not fit in an xattr (64 KiB; record paths are bounded, layer paths
+ *	                          are not)
  * The name is never listed and cannot be set; it works with noxattrs too. Anyone who can see the
  * root can read it; the paths of the error records only root and the mount's owner (the daemon's
  * uid): for others they are empty, since a path names files the reader may not be allowed to see.

@@ -38,8 +38,14 @@ static void put_counters(GString *out, struct plyfs *fs)
 			       atomic_load_explicit(&fs->copy_ups_failed, memory_order_relaxed));
 }
 
+/* What a reader may see of the records. */
+struct shown {
+	bool paths;	  /* the record paths and layer paths */
+	bool layer_paths; /* false when the text would not fit in an xattr with them */
+};
+
 static void put_record(GString *out, struct plyfs *fs, const char *prefix,
-		       const struct err_record *r, bool paths)
+		       const struct err_record *r, struct shown sh)
 {
 	char key[96], buf[16];
 #define KEY(k) (snprintf(key, sizeof(key), "%s.%s", prefix, k), key)
@@ -49,8 +55,9 @@ static void put_record(GString *out, struct plyfs *fs, const char *prefix,
 	put_str(out, KEY("call"), r->call);
 	put_str(out, KEY("arg"), r->arg);
 	put_str(out, KEY("layer"), err_layer_name(fs->errors, r->layer, buf));
-	put_str(out, KEY("layer_path"), paths ? err_layer_path(fs->errors, r->layer) : "");
-	put_str(out, KEY("path"), paths ? r->path : "");
+	put_str(out, KEY("layer_path"),
+		sh.paths && sh.layer_paths ? err_layer_path(fs->errors, r->layer) : "");
+	put_str(out, KEY("path"), sh.paths ? r->path : "");
 	g_string_append_printf(out, "%s %d\n", KEY("truncated"), r->truncated);
 	g_string_append_printf(out, "%s %" PRIu64 "\n", KEY("nodeid"), r->nodeid);
 	g_string_append_printf(out, "%s %lld.%09ld\n", KEY("time"), (long long)r->time.tv_sec,
@@ -66,11 +73,10 @@ static bool may_see_paths(void)
 	return !rq || rq->uid == 0 || rq->uid == geteuid();
 }
 
-static void put_errors(GString *out, struct plyfs *fs)
+static void put_errors(GString *out, struct plyfs *fs, const struct err_snapshot *snap,
+		       struct shown sh)
 {
-	g_autofree struct err_snapshot *snap = g_new(struct err_snapshot, 1);
-	err_slot_read(fs->errors, snap);
-	bool paths = may_see_paths();
+	bool paths = sh.paths;
 	g_string_append_printf(out,
 			       "errors.total %" PRIu64 "\nerrors.records_missed %" PRIu64
 			       "\nerrors.paths_hidden %d\n",
@@ -85,20 +91,45 @@ static void put_errors(GString *out, struct plyfs *fs)
 					       err_kind_name(k));
 		snprintf(prefix, sizeof(prefix), "errors.%s.first", err_kind_name(k));
 		if (ks->first_set)
-			put_record(out, fs, prefix, &ks->first, paths);
+			put_record(out, fs, prefix, &ks->first, sh);
 		snprintf(prefix, sizeof(prefix), "errors.%s.last", err_kind_name(k));
 		if (ks->last_set)
-			put_record(out, fs, prefix, &ks->last, paths);
+			put_record(out, fs, prefix, &ks->last, sh);
 	}
+}
+
+/* The largest xattr value the kernel passes (XATTR_SIZE_MAX). */
+#define STATUS_MAX 65536
+
+static GString *status_text(struct plyfs *fs, const struct err_snapshot *snap, struct shown sh)
+{
+	GString *out = g_string_new("status_format 2\n");
+	put_nodes(out, fs);
+	put_counters(out, fs);
+	g_string_append_printf(out, "layers %zu\n", fs->n_layers);
+	if (snap) {
+		put_errors(out, fs, snap, sh);
+		if (!sh.layer_paths)
+			g_string_append(out, "errors.layer_paths_omitted 1\n");
+	}
+	return out;
 }
 
 ssize_t status_xattr(struct plyfs *fs, char *buf, size_t size)
 {
-	g_autoptr(GString) out = g_string_new("status_format 2\n");
-	put_nodes(out, fs);
-	put_counters(out, fs);
-	g_string_append_printf(out, "layers %zu\n", fs->n_layers);
-	if (fs->errors)
-		put_errors(out, fs);
+	g_autofree struct err_snapshot *snap = NULL;
+	if (fs->errors) {
+		snap = g_new(struct err_snapshot, 1);
+		err_slot_read(fs->errors, snap);
+	}
+	struct shown sh = {.paths = may_see_paths(), .layer_paths = true};
+	g_autoptr(GString) out = status_text(fs, snap, sh);
+	if (out->len > STATUS_MAX) {
+		/* Record paths are bounded (ERR_PATH_MAX), layer paths are not: 18 records naming
+		 * layers with long paths could overflow. Without them it always fits. */
+		g_string_free(g_steal_pointer(&out), TRUE);
+		sh.layer_paths = false;
+		out = status_text(fs, snap, sh);
+	}
 	return xattr_copy_value(out->str, out->len, buf, size);
 }
