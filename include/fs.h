@@ -17,6 +17,9 @@
 #include "layer.h"
 #include "node.h"
 #include "params.h"
+#include "request.h"
+
+struct err_slot;
 
 struct plyfs {
 	struct plyfs_params *params;
@@ -44,6 +47,15 @@ struct plyfs {
 	 * daemon stays far below RLIMIT_NOFILE however many directories the kernel keeps. */
 	atomic_long fds_cached;
 	long fd_budget;
+
+	/* What the status query reports (status.h). The error slot (errors.h) is allocated by
+	 * main() before the session starts and freed after it ends (NULL in unit tests: nothing is
+	 * noted). The counters are relaxed atomics, only ever incremented: REQ_SCOPE counts every
+	 * request (request.h), copy_up.c every node it copied up or failed to. */
+	struct err_slot *errors;
+	atomic_ulong op_count[REQ_OP_N];
+	atomic_ulong copy_ups_done;
+	atomic_ulong copy_ups_failed;
 
 	double timeout; /* entry and attr timeout handed to the kernel */
 	struct fuse_session *se; /* for invalidations; NULL until mounted (and in unit tests) */

@@ -11,6 +11,7 @@
 
 #include "autofd.h"
 #include "copy_up.h"
+#include "errors.h"
 #include "index.h"
 #include "inode.h"
 #include "log.h"
@@ -428,9 +429,9 @@ static int copy_up_one(struct plyfs *fs, struct node *n, struct lfd *loc, bool d
 	g_mutex_lock(&n->lock);
 	int r = 0;
 	bool done = false;
+	g_autofree char *name = NULL;
 	if (!inode_has_upper(fs, n)) {
 		done = true;
-		g_autofree char *name = NULL;
 		struct node *parent = node_parent_name(fs->nodes, n, &name);
 		r = parent ? copy_up_one_locked(fs, n, parent, name, loc, data) : -ESTALE;
 		node_put(fs->nodes, parent);
@@ -440,9 +441,11 @@ static int copy_up_one(struct plyfs *fs, struct node *n, struct lfd *loc, bool d
 	 * cached attributes of it are stale. */
 	if (r == 0 && done && S_ISDIR(n->type) && fs->se)
 		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, -1, 0);
+	if (done)
+		atomic_fetch_add_explicit(r < 0 ? &fs->copy_ups_failed : &fs->copy_ups_done, 1,
+					  memory_order_relaxed);
 	if (r < 0)
-		log_ratelimited(LOG_WARNING, "copy-up of nodeid %" PRIu64 " failed: %s", n->nodeid,
-				g_strerror(-r));
+		errors_note_copy_up(-r, n->nodeid, name); /* counted, logged rate-limited */
 	return r;
 }
 

@@ -18,16 +18,21 @@
 #include <glib.h>
 
 #include "autofd.h"
+#include "errors.h"
 #include "layer.h"
 #include "log.h"
 
-/* Turns a libc result into >= 0 / -errno and traces it. */
+/* Turns a libc result into >= 0 / -errno and traces it. A failure the layer caused (EIO, ENOSPC,
+ * a dead lower mount...: errors.h decides) is noted in the error slot, with the request's
+ * operation and node (request.h). */
 static long traced(long r, const char *call, int fd, const char *arg)
 {
 	long ret = r < 0 ? -errno : r;
 	if (log_debug_enabled())
 		log_msg(LOG_DEBUG, "%s(%d, \"%s\") = %ld%s%s", call, fd, arg ? arg : "", ret,
 			ret < 0 ? " " : "", ret < 0 ? strerror((int)-ret) : "");
+	if (ret < 0)
+		errors_note_call((int)-ret, call, fd, arg);
 	return ret;
 }
 

@@ -46,24 +46,32 @@ void log_msg(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* At most RATE_MAX messages per second; the count of dropped ones is reported with the next one
- * printed, so the operator knows the log is incomplete. */
-#define RATE_MAX 10
-static atomic_long rate_second;
-static atomic_int rate_count;
-static atomic_long rate_dropped;
+bool log_rate_allow(struct log_rate *r, long *dropped)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	long now = (long)ts.tv_sec;
+	long prev = atomic_load(&r->second);
+	/* One thread wins the move to a new second and resets the count; the others just count. */
+	if (prev != now && atomic_compare_exchange_strong(&r->second, &prev, now))
+		atomic_store(&r->count, 0);
+	if (atomic_fetch_add(&r->count, 1) >= r->max) {
+		atomic_fetch_add(&r->dropped, 1);
+		return false;
+	}
+	*dropped = atomic_exchange(&r->dropped, 0);
+	return true;
+}
+
+/* At most 10 messages per second for everything without a budget of its own; the count of dropped
+ * ones is reported with the next one printed, so the operator knows the log is incomplete. */
+static struct log_rate shared_rate = LOG_RATE_INIT(10);
 
 void log_ratelimited(int level, const char *fmt, ...)
 {
-	long now = (long)time(NULL);
-	long prev = atomic_exchange(&rate_second, now);
-	if (prev != now)
-		atomic_store(&rate_count, 0);
-	if (atomic_fetch_add(&rate_count, 1) >= RATE_MAX) {
-		atomic_fetch_add(&rate_dropped, 1);
+	long dropped;
+	if (!log_rate_allow(&shared_rate, &dropped))
 		return;
-	}
-	long dropped = atomic_exchange(&rate_dropped, 0);
 	if (dropped)
 		log_msg(level, "(%ld similar messages suppressed)", dropped);
 	va_list ap;

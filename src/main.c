@@ -10,6 +10,7 @@
 #include <fuse_lowlevel.h>
 
 #include "dir.h"
+#include "errors.h"
 #include "export_store.h"
 #include "file.h"
 #include "fs.h"
@@ -19,6 +20,7 @@
 #include "ops.h"
 #include "ovl_names.h"
 #include "params.h"
+#include "status_cmd.h"
 #include "workdir.h"
 #include <sys/stat.h>
 
@@ -46,6 +48,18 @@ static long raise_nofile(void)
 	return n / 4;
 }
 
+/* The error slot exists before the first request can fail (errors.h, LIFETIME RULES). */
+static void fs_errors_init(struct plyfs *fs)
+{
+	g_autofree const char **paths = g_new0(const char *, fs->n_layers + 1);
+	for (size_t i = 0; i < fs->n_layers; i++)
+		paths[i] = fs->layers[i].path;
+	g_autofree char *link = g_strdup_printf("/proc/self/fd/%d", fs->work_fd);
+	g_autofree char *work = fs->work_fd >= 0 ? g_file_read_link(link, NULL) : NULL;
+	fs->errors = err_slot_new(paths, fs->n_layers, fs->has_upper, work);
+	err_slot_set_default(fs->errors);
+}
+
 static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 {
 	fs->params = p;
@@ -59,6 +73,7 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 	fs->timeout = p->timeout;
 	fs->fd_budget = raise_nofile();
 	inode_set_fs(fs);
+	fs_errors_init(fs);
 
 	g_mutex_init(&fs->rename_lock);
 	g_mutex_init(&fs->handles_lock);
@@ -105,6 +120,8 @@ static void fs_fini(struct plyfs *fs)
 		close(fs->index_dirfd);
 	if (fs->lock_fd >= 0)
 		close(fs->lock_fd); /* the workdir is free for the next mount */
+	err_slot_set_default(NULL);
+	err_slot_free(fs->errors);
 }
 
 /*
@@ -153,6 +170,8 @@ int main(int argc, char **argv)
 	struct plyfs_params p = {0};
 	g_autofree char *err = NULL;
 	fuse_set_log_func(fuse_log_sink);
+	if (status_cmd_wanted(argc, argv))
+		return status_cmd(argc, argv);
 
 	if (params_parse(argc, argv, &p, &err) < 0 || (!p.show_help && !p.show_version &&
 						       params_validate(&p, &err) < 0)) {

@@ -19,6 +19,8 @@
 #include "autofd.h"
 #include "create.h"
 #include "remove.h"
+#include "errors.h"
+#include "request.h"
 #include "rename.h"
 #include "setattr.h"
 #include "xattr.h"
@@ -27,6 +29,10 @@ static struct plyfs *req_fs(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
+
+/* The first line of every handler: counts the operation and tells the error slot which request
+ * a failing layer syscall belongs to (request.h). */
+#define SCOPE(op, ino) REQ_SCOPE(req_fs(req), op, ino, fuse_req_ctx(req)->uid)
 
 /* The node behind `ino` with a request reference, or NULL after answering -ESTALE. */
 static struct node *req_node(fuse_req_t req, fuse_ino_t ino)
@@ -85,6 +91,7 @@ static void reply_entry(fuse_req_t req, struct node *n, const struct stat *st)
 
 static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	SCOPE(LOOKUP, parent);
 	struct plyfs *fs = req_fs(req);
 	bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 	struct node *dir = NULL;
@@ -138,6 +145,7 @@ static void trim_after_forgets(size_t n)
 
 static void ops_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	SCOPE(FORGET, ino);
 	node_table_forget(req_fs(req)->nodes, ino, nlookup);
 	fuse_reply_none(req);
 	trim_after_forgets(1);
@@ -145,6 +153,7 @@ static void ops_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 
 static void ops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
+	SCOPE(BATCH_FORGET, 0);
 	/* struct fuse_forget_data is {uint64 ino; uint64 nlookup}: the same layout. */
 	G_STATIC_ASSERT(sizeof(struct fuse_forget_data) == sizeof(struct node_forget_item));
 	node_table_forget_batch(req_fs(req)->nodes, (const struct node_forget_item *)forgets, count);
@@ -154,6 +163,7 @@ static void ops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_da
 
 static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	SCOPE(GETATTR, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -175,6 +185,7 @@ static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	SCOPE(READLINK, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -192,6 +203,7 @@ static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	SCOPE(OPEN, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -214,11 +226,14 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
+	SCOPE(READ, ino);
 	int fd = file_fd(req_fs(req), (struct open_file *)(uintptr_t)fi->fh);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
 		return;
 	}
+	/* libfuse splices from the fd and answers a failed read itself: such an error is not seen
+	 * here, so it is not in the error slot (errors.h). */
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = fd;
@@ -228,17 +243,20 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	SCOPE(RELEASE, ino);
 	file_release(req_fs(req), (struct open_file *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
 static void ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	SCOPE(FLUSH, ino);
 	fuse_reply_err(req, 0); /* nothing is buffered in the daemon: writes go straight through */
 }
 
 static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	SCOPE(OPENDIR, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -270,23 +288,27 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 static void ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
+	SCOPE(READDIR, ino);
 	do_readdir(req, size, off, fi, false);
 }
 
 static void ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			    struct fuse_file_info *fi)
 {
+	SCOPE(READDIRPLUS, ino);
 	do_readdir(req, size, off, fi, true);
 }
 
 static void ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	SCOPE(RELEASEDIR, ino);
 	dir_release(req_fs(req), (struct dir_handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
 static void ops_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	SCOPE(STATFS, ino);
 	struct plyfs *fs = req_fs(req);
 	struct statvfs st;
 	/* The upper layer's filesystem is where new data goes; without one, the top lower's. */
@@ -319,6 +341,7 @@ static int check_access(const struct stat *st, const struct fuse_ctx *ctx, int m
 
 static void ops_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
+	SCOPE(ACCESS, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -345,6 +368,7 @@ static void reply_xattr_result(fuse_req_t req, ssize_t r, size_t size, const cha
 
 static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	SCOPE(GETXATTR, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -357,6 +381,7 @@ static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 
 static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+	SCOPE(LISTXATTR, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -383,6 +408,7 @@ static void reply_err_or_entry(fuse_req_t req, struct plyfs *fs, int r, struct n
 static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			struct fuse_file_info *fi)
 {
+	SCOPE(SETATTR, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -418,6 +444,7 @@ static int make(fuse_req_t req, fuse_ino_t parent, const char *name, struct crea
 static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      dev_t rdev)
 {
+	SCOPE(MKNOD, parent);
 	struct plyfs *fs = req_fs(req);
 	struct create_req cr = {.mode = mode, .rdev = rdev};
 	struct node *n = NULL;
@@ -428,6 +455,7 @@ static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+	SCOPE(MKDIR, parent);
 	struct plyfs *fs = req_fs(req);
 	struct create_req cr = {.mode = S_IFDIR | (mode & 07777)};
 	struct node *n = NULL;
@@ -438,6 +466,7 @@ static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void ops_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
+	SCOPE(SYMLINK, parent);
 	struct plyfs *fs = req_fs(req);
 	struct create_req cr = {.mode = S_IFLNK | 0777, .target = link};
 	struct node *n = NULL;
@@ -449,6 +478,7 @@ static void ops_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, con
 static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		       struct fuse_file_info *fi)
 {
+	SCOPE(CREATE, parent);
 	struct plyfs *fs = req_fs(req);
 	struct create_req cr = {.mode = S_IFREG | (mode & 07777), .flags = fi->flags};
 	struct node *n = NULL;
@@ -479,6 +509,7 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 
 static void ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+	SCOPE(LINK, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -505,17 +536,20 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 
 static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	SCOPE(UNLINK, parent);
 	do_remove(req, parent, name, false);
 }
 
 static void ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	SCOPE(RMDIR, parent);
 	do_remove(req, parent, name, true);
 }
 
 static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		       const char *newname, unsigned int flags)
 {
+	SCOPE(RENAME, parent);
 	struct plyfs *fs = req_fs(req);
 	struct node *p = req_node(req, parent);
 	if (!p)
@@ -530,6 +564,7 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
 static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			 size_t size, int flags)
 {
+	SCOPE(SETXATTR, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -541,6 +576,7 @@ static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 
 static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	SCOPE(REMOVEXATTR, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -558,6 +594,7 @@ static struct open_file *fh_file(struct fuse_file_info *fi)
 static void ops_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
 			  struct fuse_file_info *fi)
 {
+	SCOPE(WRITE, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
@@ -568,14 +605,18 @@ static void ops_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
 	out.buf[0].fd = fd;
 	out.buf[0].pos = off;
 	ssize_t n = fuse_buf_copy(&out, in, 0);
-	if (n < 0)
+	if (n < 0) {
+		/* libfuse wrote to the layer fd, not a layer.c wrapper: note a layer error here. */
+		errors_note_call((int)-n, "write", fd, NULL);
 		fuse_reply_err(req, (int)-n);
+	}
 	else
 		fuse_reply_write(req, (size_t)n);
 }
 
 static void ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
+	SCOPE(FSYNC, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
 	int r = fd < 0 ? fd : layer_fsync(fd, datasync);
 	fuse_reply_err(req, -r);
@@ -583,6 +624,7 @@ static void ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_
 
 static void ops_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
+	SCOPE(FSYNCDIR, ino);
 	struct plyfs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
 	if (!n)
@@ -602,6 +644,7 @@ static void ops_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fu
 static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			  struct fuse_file_info *fi)
 {
+	SCOPE(FALLOCATE, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
 	int r = fd < 0 ? fd : layer_fallocate(fd, mode, off, len);
 	fuse_reply_err(req, -r);
@@ -610,6 +653,7 @@ static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, o
 static void ops_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		      struct fuse_file_info *fi)
 {
+	SCOPE(LSEEK, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
 	off_t r = fd < 0 ? fd : layer_lseek(fd, off, whence);
 	if (r < 0)
@@ -622,6 +666,7 @@ static void ops_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 				struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
 				struct fuse_file_info *fi_out, size_t len, int flags)
 {
+	SCOPE(COPY_FILE_RANGE, ino_out);
 	struct plyfs *fs = req_fs(req);
 	int in = file_fd(fs, fh_file(fi_in));
 	int out = file_fd(fs, fh_file(fi_out));

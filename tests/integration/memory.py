@@ -66,12 +66,13 @@ def mount(ctx, dirs, per_dir, extra=""):
 
 
 def status(mnt):
-	"""The status query: {counter: int}."""
+	"""The status query: {counter: int} (the lines with a number; status.h)."""
 	raw = os.getxattr(mnt, STATUS_XATTR)
 	out = {}
 	for line in raw.decode().splitlines():
-		k, v = line.split()
-		out[k] = int(v)
+		k, _, v = line.partition(" ")
+		if v.isdigit():
+			out[k] = int(v)
 	return out
 
 
