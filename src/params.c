@@ -637,6 +637,7 @@ void params_usage(FILE *out, const char *progname)
 	fprintf(out,
 		"usage: %1$s [-f] [-d] [-s] -o lowerdir=DIR[:DIR...][,OPTS] MOUNTPOINT\n"
 		"       %1$s SOURCE MOUNTPOINT -o lowerdir=...[,OPTS]   (mount.fuse3, fstab)\n"
+		"       %1$s status [--json] MOUNTPOINT   counters and layer errors of a live mount\n"
 		"\n"
 		"  -f                     stay in the foreground\n"
 		"  -d, -o debug           debug output (implies -f)\n"
