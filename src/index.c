@@ -88,6 +88,10 @@ nlink_t index_nlink(struct plyfs *fs, int dirfd, const char *name, const struct 
 	int diff;
 	unsigned long n;
 	int r = len == -ERANGE ? -ERANGE : ovl_nlink_decode(buf, len, &base, &diff);
+	/* Relative to a lower inode this node never saw (an upper file found again after a
+	 * remount): the upper's own count, as before; not the value's fault. */
+	if (r == 0 && base == 'L' && lower_nlink <= 0)
+		return st->st_nlink;
 	if (r == 0)
 		r = ovl_nlink_apply(base, diff, (unsigned long)lower_nlink, st->st_nlink, &n);
 	return r < 0 ? nlink_invalid(dirfd, name, st, r) : (nlink_t)n;

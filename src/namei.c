@@ -227,12 +227,14 @@ static int scan_layer(struct scan *sc, unsigned slot)
 				   ? copy_up_read_origin(sc->fs, dir.fd, name, &origin)
 				   : -ENODATA;
 		if (orig == -EINVAL)
-			report(sc, "plyfs origin", layer, name, path, orig);
+			report(sc, "plyfs.origin", layer, name, path, orig);
 		if (orig == 0) {
 			sc->key = origin;
-			sc->indexed = S_ISREG(st.st_mode) && sc->fs->index_dirfd >= 0 &&
-				      layer_getxattr(dir.fd, name, OVL_XATTR_TRUSTED_PREFIX "nlink",
-						     NULL, 0) > 0;
+			sc->indexed =
+				S_ISREG(st.st_mode) && sc->fs->index_dirfd >= 0 &&
+				layer_getxattr(dir.fd, name,
+					       OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_NLINK_SUFFIX,
+					       NULL, 0) >= 0;
 		} else if (!sc->fs->layers[layer].upper && name) {
 			find_in_index(sc, layer, dir.fd, name, &st);
 		} else if (name) {
