@@ -144,7 +144,7 @@ def run_pair(ctx, build, paths, log_needles=(), rounds=2, **kw):
 			errs += pair.compare(paths, "round %d: " % (i + 1), pace=0.15 if i == 0 else 0)
 	finally:
 		if pair:
-			errs += pair.cleanup()
+			errs = pair.cleanup() + errs  # first: a failed umount must not hide in the list
 	if pair and log_needles:
 		errs += logged_once(pair, log_needles)
 	return errs
