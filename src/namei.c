@@ -123,7 +123,7 @@ static int examine_dir(struct scan *sc, int fd, bool more_below, int layer, cons
  * with metacopy=off does (EPERM; EIO for a value too short). 0 for any other file. */
 static int check_metacopy(struct scan *sc, int dirfd, int layer, const char *name, const char *path)
 {
-	char buf[4];
+	char buf[72]; /* the kernel writes at most 4 + 64 (a digest); longer is still a metacopy */
 	g_autofree char *xname = g_strconcat(sc->fs->xattr_prefix, OVL_XATTR_METACOPY_SUFFIX, NULL);
 	ssize_t len = layer_getxattr(dirfd, name, xname, buf, sizeof(buf));
 	if (len == -ENODATA || len == -ENOTSUP || len == -EOPNOTSUPP ||
@@ -131,8 +131,7 @@ static int check_metacopy(struct scan *sc, int dirfd, int layer, const char *nam
 		return 0;
 	if (len < 0 && len != -ERANGE)
 		return (int)len;
-	/* ERANGE: more than 4 bytes, a metacopy with a digest. */
-	int r = ovl_metacopy_decode(buf, len == -ERANGE ? (ssize_t)sizeof(buf) + 1 : len);
+	int r = len == -ERANGE ? 1 : ovl_metacopy_decode(buf, len);
 	r = r < 0 ? r : -EPERM;
 	report(sc, "metacopy", layer, name, path, r);
 	return r;
