@@ -4,8 +4,9 @@
  *
  * A layer is a directory: the upper (writable, index 0 when present) and the lowers, top first.
  * Each layer root is opened once, O_PATH|O_DIRECTORY, before the daemon forks (errors go to the
- * caller's terminal), and checked: it exists and is a directory; no layer, workdir or the mountpoint
- * overlaps another (one inside the other); workdir is on the same filesystem as upperdir.
+ * caller's terminal), and checked: it exists and is a directory; no layer, workdir or the
+ * mountpoint overlaps another (one inside the other); workdir is on the same filesystem as
+ * upperdir.
  *
  * Names inside a layer are resolved relative to a directory fd of that layer, never through a
  * symlink (AT_SYMLINK_NOFOLLOW, O_NOFOLLOW, openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
@@ -39,8 +40,8 @@ struct plyfs_params;
 
 /* Opens and checks every layer named in `p` (relative paths resolve against the current directory;
  * symlinked layer paths are followed here, once, as the user meant them). On success *layers_out is
- * a g_malloc'd array (upper first if any, then lowers top first), *n_out its length, and *work_fd an
- * O_PATH fd of workdir (or -1). On error returns -errno and *err names the offending path. */
+ * a g_malloc'd array (upper first if any, then lowers top first), *n_out its length, and *work_fd
+ * an O_PATH fd of workdir (or -1). On error returns -errno and *err names the offending path. */
 int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t *n_out,
 		int *work_fd, char **err);
 void layers_close(struct layer *layers, size_t n);
@@ -48,13 +49,18 @@ void layers_close(struct layer *layers, size_t n);
 /* Number of bits needed for fsids (0 when every layer is on one filesystem). */
 unsigned layers_xino_bits(const struct layer *layers, size_t n);
 
-/* --- syscall wrappers (all relative to a directory fd of some layer) --- */
+/* --- syscall wrappers (all relative to a directory fd of some layer) ---
+ * A `name` is one component: ".", "..", "" and names holding '/' are refused with -EACCES (the
+ * kernel's lookup_one() errno) and logged as the bug they are, so that nothing read from a layer
+ * can make the daemon walk out of it (layer_readlinkat alone accepts "": the fd itself). Paths
+ * of several components go through layer_open_beneath() only. */
 int layer_fstatat(int dirfd, const char *name, struct stat *st); /* AT_SYMLINK_NOFOLLOW */
 int layer_fstat(int fd, struct stat *st);
 /* openat with O_NOFOLLOW|O_CLOEXEC added; name is a single component. */
 int layer_openat(int dirfd, const char *name, int flags, mode_t mode);
-/* openat2 of a multi-component relative path, beneath dirfd, never through a symlink. Paths of any
- * length are resolved in pieces shorter than PATH_MAX. */
+/* openat2 of a multi-component relative path, beneath dirfd (RESOLVE_BENEATH: ".." cannot climb
+ * above it, absolute paths are refused), never through a symlink. Paths of any length are resolved
+ * in pieces shorter than PATH_MAX, each beneath the previous one. */
 int layer_open_beneath(int dirfd, const char *path, int flags);
 /* Opens the file behind an (O_PATH) fd anew with `flags`, through /proc/self/fd. */
 int layer_reopen(int fd, int flags);
@@ -62,9 +68,10 @@ int layer_reopen(int fd, int flags);
  * fh->handle_bytes holds the room on entry. */
 struct file_handle;
 int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh);
-/* A non-zero hash of the file handle of (dirfd, name) (name NULL: dirfd itself): the same for the same inode for as long as
- * it lives (also across mounts), another for a file that reuses its inode number (the handle holds
- * the inode's generation on ext4, xfs, btrfs, tmpfs). 0 where the filesystem has no handles. */
+/* A non-zero hash of the file handle of (dirfd, name) (name NULL: dirfd itself): the same for the
+ * same inode for as long as it lives (also across mounts), another for a file that reuses its inode
+ * number (the handle holds the inode's generation on ext4, xfs, btrfs, tmpfs). 0 where the
+ * filesystem has no handles. */
 uint32_t layer_handle_check(int dirfd, const char *name);
 /* Reopens an O_PATH directory fd for reading entries (O_RDONLY|O_DIRECTORY). */
 int layer_opendir_fd(int dirfd);
@@ -72,6 +79,8 @@ ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size);
 ssize_t layer_getdents(int fd, void *buf, size_t size);
 int layer_fstatvfs(int fd, struct statvfs *st);
 ssize_t layer_pread(int fd, void *buf, size_t size, off_t off);
+/* The path the kernel has for `fd` (readlink of /proc/self/fd/N), for messages only; never NULL. */
+char *layer_fd_path(int fd);
 
 /* xattrs of the entry `name` in directory `dirfd`, never following a symlink; name == NULL means
  * the directory itself. Implemented through /proc/self/fd so that O_PATH fds and symlinks work. */
@@ -93,7 +102,7 @@ int layer_renameat2(int olddirfd, const char *oldname, int newdirfd, const char 
 int layer_linkat(int olddirfd, const char *oldname, int newdirfd, const char *newname);
 /* Never follows a symlink; name NULL: the (O_PATH) fd itself. */
 int layer_fchownat(int dirfd, const char *name, uid_t uid, gid_t gid);
-int layer_fchmodat(int dirfd, const char *name, mode_t mode);	    /* name NULL: the fd */
+int layer_fchmodat(int dirfd, const char *name, mode_t mode); /* name NULL: the fd */
 /* Never follows a symlink; name NULL: the (O_PATH) fd itself. */
 int layer_utimensat(int dirfd, const char *name, const struct timespec ts[2]);
 int layer_fchown(int fd, uid_t uid, gid_t gid);

@@ -10,6 +10,7 @@
  *    "userxattr" format "user.overlay." rootless), or an entry ".wh..wh..opq" inside it;
  *  - fuse-overlayfs also wrote "user.fuseoverlayfs.opaque": read, never written.
  * Which xattr prefix is written is chosen once per mount (struct plyfs.xattr_prefix).
+ * Every value read back is decoded by ovl_xattr.h, never parsed in place.
  */
 #ifndef PLYFS_OVL_NAMES_H
 #define PLYFS_OVL_NAMES_H
@@ -22,6 +23,9 @@
 #define OVL_XATTR_OPAQUE_SUFFIX	  "opaque"
 #define OVL_XATTR_REDIRECT_SUFFIX "redirect"
 #define OVL_XATTR_ORIGIN_SUFFIX	  "origin"
+#define OVL_XATTR_NLINK_SUFFIX	  "nlink"
+#define OVL_XATTR_IMPURE_SUFFIX	  "impure"
+#define OVL_XATTR_METACOPY_SUFFIX "metacopy"
 
 #define OVL_WH_PREFIX	  ".wh."
 #define OVL_WH_PREFIX_LEN 4

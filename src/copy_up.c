@@ -16,6 +16,7 @@
 #include "inode.h"
 #include "log.h"
 #include "ovl_names.h"
+#include "ovl_xattr.h"
 #include "workdir.h"
 #include "xattr.h"
 
@@ -130,13 +131,15 @@ int copy_up_read_origin(struct plyfs *fs, int dirfd, const char *name, struct no
 {
 	g_autofree char *xname = origin_xattr_name(fs);
 	char val[64];
-	ssize_t len = layer_getxattr(dirfd, name, xname, val, sizeof(val) - 1);
-	if (len <= 0)
-		return len < 0 ? (int)len : -ENODATA;
-	val[len] = '\0';
+	ssize_t len = layer_getxattr(dirfd, name, xname, val, sizeof(val));
+	if (len == -ERANGE)
+		return -EINVAL; /* far longer than "<16 hex>:<16 hex>": not one of ours */
+	if (len < 0)
+		return (int)len;
 	uint64_t dev, ino;
-	if (sscanf(val, "%" SCNx64 ":%" SCNx64, &dev, &ino) != 2)
-		return -EINVAL;
+	int r = ovl_plyfs_origin_decode(val, len, &dev, &ino);
+	if (r < 0)
+		return r;
 	*key = (struct node_key){.dev = (dev_t)dev, .ino = (ino_t)ino};
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include "index.h"
 #include "log.h"
 #include "ovl_names.h"
+#include "ovl_xattr.h"
 
 #define OVL_FH_MAGIC  0xfb
 #define OVL_FB_HEADER 21 /* version, magic, len, flags, type, uuid[16] */
@@ -61,23 +62,39 @@ bool index_exists(struct plyfs *fs, const char *hex)
 
 static const char *nlink_xattr(void)
 {
-	return OVL_XATTR_TRUSTED_PREFIX "nlink";
+	return OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_NLINK_SUFFIX;
+}
+
+/* A value the kernel would refuse: reported with the file's path, and the upper inode's own count
+ * shown instead, as ovl_get_nlink() falls back to. */
+static nlink_t nlink_invalid(int dirfd, const char *name, const struct stat *st, int err)
+{
+	g_autofree char *dir = layer_fd_path(dirfd);
+	g_autofree char *path = name ? g_strconcat(dir, "/", name, NULL) : g_strdup(dir);
+	ovl_xattr_report_invalid(NULL, "nlink", -1, path, err);
+	return st->st_nlink;
 }
 
 nlink_t index_nlink(struct plyfs *fs, int dirfd, const char *name, const struct stat *st,
 		    int lower_nlink)
 {
 	char buf[16];
-	ssize_t len = layer_getxattr(dirfd, name, nlink_xattr(), buf, sizeof(buf) - 1);
-	if (len < 2)
+	ssize_t len = layer_getxattr(dirfd, name, nlink_xattr(), buf, sizeof(buf));
+	if (len == -ENODATA || len == -ENOTSUP || len == -EOPNOTSUPP)
 		return st->st_nlink;
-	buf[len] = '\0';
-	char *end;
-	long diff = strtol(buf + 1, &end, 10);
-	if ((buf[0] != 'L' && buf[0] != 'U') || *end || (buf[1] != '+' && buf[1] != '-'))
+	if (len < 0 && len != -ERANGE)
+		return st->st_nlink; /* the layer failed, not its data */
+	char base;
+	int diff;
+	unsigned long n;
+	int r = len == -ERANGE ? -ERANGE : ovl_nlink_decode(buf, len, &base, &diff);
+	/* Relative to a lower inode this node never saw (an upper file found again after a
+	 * remount): the upper's own count, as before; not the value's fault. */
+	if (r == 0 && base == 'L' && lower_nlink <= 0)
 		return st->st_nlink;
-	long n = (buf[0] == 'L' ? lower_nlink : (long)st->st_nlink) + diff;
-	return n > 0 ? (nlink_t)n : st->st_nlink;
+	if (r == 0)
+		r = ovl_nlink_apply(base, diff, (unsigned long)lower_nlink, st->st_nlink, &n);
+	return r < 0 ? nlink_invalid(dirfd, name, st, r) : (nlink_t)n;
 }
 
 int index_set_nlink_upper(struct plyfs *fs, int dirfd, const char *name, nlink_t merged,

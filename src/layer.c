@@ -36,8 +36,32 @@ static long traced(long r, const char *call, int fd, const char *arg)
 	return ret;
 }
 
+/*
+ * Every wrapper that takes a `name` takes ONE component of the directory `dirfd`: never ".", "..",
+ * an empty name or one holding '/'. A name comes from the kernel (checked by namei) or from layer
+ * data (decoded by ovl_xattr.h); refusing the rest here too means that a bug in either still cannot
+ * walk out of the layer (openat(fd, "..") would, O_NOFOLLOW does not stop it). The errno is the
+ * one the kernel's own lookup_one() gives such names: EACCES. Refusals are logged: each is a bug.
+ */
+static bool bad_name(const char *name, const char *call, int fd)
+{
+	if (name[0] != '\0' && strchr(name, '/') == NULL && strcmp(name, ".") != 0 &&
+	    strcmp(name, "..") != 0)
+		return false;
+	log_ratelimited(LOG_ERR, "%s(%d, \"%.64s\"): refusing a name that is not one component",
+			call, fd, name);
+	return true;
+}
+
+#define CHECK_NAME(name, call, fd)                                                                 \
+	do {                                                                                       \
+		if ((name) && bad_name((name), (call), (fd)))                                      \
+			return -EACCES;                                                            \
+	} while (0)
+
 int layer_fstatat(int dirfd, const char *name, struct stat *st)
 {
+	CHECK_NAME(name, "fstatat", dirfd);
 	return (int)traced(fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW), "fstatat", dirfd, name);
 }
 
@@ -48,6 +72,7 @@ int layer_fstat(int fd, struct stat *st)
 
 int layer_openat(int dirfd, const char *name, int flags, mode_t mode)
 {
+	CHECK_NAME(name, "openat", dirfd);
 	return (int)traced(openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode), "openat",
 			   dirfd, name);
 }
@@ -103,6 +128,9 @@ int layer_opendir_fd(int dirfd)
 
 ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size)
 {
+	/* "" is genuine here: readlinkat of an O_PATH fd of the symlink itself. */
+	if (name[0] != '\0')
+		CHECK_NAME(name, "readlinkat", dirfd);
 	return traced(readlinkat(dirfd, name, buf, size), "readlinkat", dirfd, name);
 }
 
@@ -132,6 +160,7 @@ static char *proc_path(int dirfd, const char *name)
 
 ssize_t layer_getxattr(int dirfd, const char *name, const char *xname, void *buf, size_t size)
 {
+	CHECK_NAME(name, "getxattr", dirfd);
 	g_autofree char *p = proc_path(dirfd, name);
 	/* Without a name the magic link itself must be followed to reach the directory. */
 	ssize_t r = name ? lgetxattr(p, xname, buf, size) : getxattr(p, xname, buf, size);
@@ -140,6 +169,7 @@ ssize_t layer_getxattr(int dirfd, const char *name, const char *xname, void *buf
 
 ssize_t layer_listxattr(int dirfd, const char *name, char *buf, size_t size)
 {
+	CHECK_NAME(name, "listxattr", dirfd);
 	g_autofree char *p = proc_path(dirfd, name);
 	ssize_t r = name ? llistxattr(p, buf, size) : listxattr(p, buf, size);
 	return traced(r, "listxattr", dirfd, name);
@@ -148,13 +178,16 @@ ssize_t layer_listxattr(int dirfd, const char *name, char *buf, size_t size)
 int layer_setxattr(int dirfd, const char *name, const char *xname, const void *value, size_t size,
 		   int flags)
 {
+	CHECK_NAME(name, "setxattr", dirfd);
 	g_autofree char *p = proc_path(dirfd, name);
-	int r = name ? lsetxattr(p, xname, value, size, flags) : setxattr(p, xname, value, size, flags);
+	int r = name ? lsetxattr(p, xname, value, size, flags)
+		     : setxattr(p, xname, value, size, flags);
 	return (int)traced(r, "setxattr", dirfd, xname);
 }
 
 int layer_removexattr(int dirfd, const char *name, const char *xname)
 {
+	CHECK_NAME(name, "removexattr", dirfd);
 	g_autofree char *p = proc_path(dirfd, name);
 	int r = name ? lremovexattr(p, xname) : removexattr(p, xname);
 	return (int)traced(r, "removexattr", dirfd, xname);
@@ -162,27 +195,33 @@ int layer_removexattr(int dirfd, const char *name, const char *xname)
 
 int layer_mkdirat(int dirfd, const char *name, mode_t mode)
 {
+	CHECK_NAME(name, "mkdirat", dirfd);
 	return (int)traced(mkdirat(dirfd, name, mode), "mkdirat", dirfd, name);
 }
 
 int layer_mknodat(int dirfd, const char *name, mode_t mode, dev_t rdev)
 {
+	CHECK_NAME(name, "mknodat", dirfd);
 	return (int)traced(mknodat(dirfd, name, mode, rdev), "mknodat", dirfd, name);
 }
 
 int layer_symlinkat(const char *target, int dirfd, const char *name)
 {
+	CHECK_NAME(name, "symlinkat", dirfd);
 	return (int)traced(symlinkat(target, dirfd, name), "symlinkat", dirfd, name);
 }
 
 int layer_unlinkat(int dirfd, const char *name, int flags)
 {
+	CHECK_NAME(name, "unlinkat", dirfd);
 	return (int)traced(unlinkat(dirfd, name, flags), "unlinkat", dirfd, name);
 }
 
 int layer_renameat2(int olddirfd, const char *oldname, int newdirfd, const char *newname,
 		    unsigned flags)
 {
+	CHECK_NAME(newname, "renameat2", newdirfd);
+	CHECK_NAME(oldname, "renameat2", olddirfd);
 	int r = (int)traced(renameat2(olddirfd, oldname, newdirfd, newname, flags), "renameat2",
 			    olddirfd, oldname);
 	log_debug("  renameat2 -> (%d, \"%s\") flags %#x", newdirfd, newname, flags);
@@ -191,6 +230,8 @@ int layer_renameat2(int olddirfd, const char *oldname, int newdirfd, const char 
 
 int layer_linkat(int olddirfd, const char *oldname, int newdirfd, const char *newname)
 {
+	CHECK_NAME(newname, "linkat", newdirfd);
+	CHECK_NAME(oldname, "linkat", olddirfd);
 	int r;
 	if (oldname) {
 		r = linkat(olddirfd, oldname, newdirfd, newname, 0);
@@ -203,6 +244,7 @@ int layer_linkat(int olddirfd, const char *oldname, int newdirfd, const char *ne
 
 int layer_fchownat(int dirfd, const char *name, uid_t uid, gid_t gid)
 {
+	CHECK_NAME(name, "fchownat", dirfd);
 	if (!name)
 		return (int)traced(fchownat(dirfd, "", uid, gid, AT_EMPTY_PATH), "fchownat", dirfd,
 				   NULL);
@@ -212,6 +254,7 @@ int layer_fchownat(int dirfd, const char *name, uid_t uid, gid_t gid)
 
 int layer_fchmodat(int dirfd, const char *name, mode_t mode)
 {
+	CHECK_NAME(name, "fchmodat", dirfd);
 	if (!name) {
 		g_autofree char *p = proc_path(dirfd, NULL);
 		return (int)traced(chmod(p, mode), "chmod", dirfd, NULL);
@@ -224,6 +267,7 @@ int layer_fchmodat(int dirfd, const char *name, mode_t mode)
 
 int layer_utimensat(int dirfd, const char *name, const struct timespec ts[2])
 {
+	CHECK_NAME(name, "utimensat", dirfd);
 	if (!name) {
 		/* An O_PATH fd cannot be passed to futimens: go through its /proc link. */
 		g_autofree char *p = proc_path(dirfd, NULL);
@@ -298,10 +342,11 @@ int layer_reopen(int fd, int flags)
 
 int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh)
 {
+	CHECK_NAME(name, "name_to_handle_at", dirfd);
 	int mount_id;
-	return (int)traced(name_to_handle_at(dirfd, name ? name : "", fh, &mount_id,
-					     name ? 0 : AT_EMPTY_PATH),
-			   "name_to_handle_at", dirfd, name);
+	return (int)traced(
+		name_to_handle_at(dirfd, name ? name : "", fh, &mount_id, name ? 0 : AT_EMPTY_PATH),
+		"name_to_handle_at", dirfd, name);
 }
 
 uint32_t layer_handle_check(int dirfd, const char *name)
@@ -321,4 +366,15 @@ uint32_t layer_handle_check(int dirfd, const char *name)
 	for (size_t i = 0; i < n; i++)
 		x = (x ^ h.room[i]) * 16777619u;
 	return x ? x : 1;
+}
+
+char *layer_fd_path(int fd)
+{
+	char buf[PATH_MAX];
+	g_autofree char *p = proc_path(fd, NULL);
+	ssize_t n = traced(readlink(p, buf, sizeof(buf) - 1), "readlink", fd, NULL);
+	if (n < 0)
+		return g_strdup_printf("(fd %d)", fd);
+	buf[n] = '\0';
+	return g_strdup(buf);
 }

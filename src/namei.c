@@ -13,6 +13,7 @@
 #include "inode.h"
 #include "namei.h"
 #include "ovl_names.h"
+#include "ovl_xattr.h"
 #include "whiteout.h"
 
 #define NAME_MAX_BYTES 255
@@ -27,11 +28,13 @@ struct scan {
 	 * (absolute: from the layer root; else a name in the parent) instead of at `name`. */
 	char *redirect;
 	bool redirect_abs;
+	/* A redirect that can name nothing (too long): nothing below merges. */
+	bool redirect_dead;
 
-	struct stat top;	/* stat of the topmost entry */
-	GArray *stack;		/* of struct node_layer, top first */
-	struct node_key key;	/* identity */
-	bool have_lower_key;	/* key already taken from a lower layer */
+	struct stat top;     /* stat of the topmost entry */
+	GArray *stack;	     /* of struct node_layer, top first */
+	struct node_key key; /* identity */
+	bool have_lower_key; /* key already taken from a lower layer */
 
 	/* A file whose upper inode keeps the merged link count (index.h): a lower name of a
 	 * hard-linked file found in the index, or an upper file with trusted.overlay.nlink. */
@@ -56,37 +59,82 @@ static void scan_add(struct scan *sc, int layer, const struct stat *st, int fd, 
 	g_array_append_val(sc->stack, nl);
 }
 
-/* Reads the redirect of a directory found in a layer (kernel format: "/abs/path" or "name"). */
-static void read_redirect(struct scan *sc, int fd)
+/* Where an entry is inside its layer, for a report: the redirect path that found it, else the
+ * parent's path there plus the name. Only computed on the error path. */
+static char *entry_path(struct scan *sc, int layer, const char *name, const char *path)
 {
-	char buf[PATH_MAX];
-	g_autofree char *xname = g_strconcat(sc->fs->xattr_prefix, OVL_XATTR_REDIRECT_SUFFIX, NULL);
-	ssize_t len = layer_getxattr(fd, NULL, xname, buf, sizeof(buf) - 1);
-	if (len <= 0)
-		return;
-	buf[len] = '\0';
-	g_free(sc->redirect);
-	sc->redirect_abs = buf[0] == '/';
-	/* An absolute redirect is kept relative to the layer root; a relative one must be a plain
-	 * name: anything else is corrupt and ignored (the directory then merges by its name). */
-	if (sc->redirect_abs) {
-		const char *p = buf;
-		while (*p == '/')
-			p++;
-		sc->redirect = g_strdup(p);
-	} else {
-		sc->redirect = strchr(buf, '/') ? NULL : g_strdup(buf);
-	}
+	if (path)
+		return g_strdup(path);
+	g_autofree char *ppath = inode_layer_path(sc->fs, sc->parent, layer);
+	return *ppath ? g_strconcat(ppath, "/", name, NULL) : g_strdup(name);
 }
 
-/* A directory found in a layer: opens it (the fd is kept for the node), reads its redirect, and
- * tells whether it stops the merge. Returns 1 opaque, 0 not, -errno. */
-static int examine_dir(struct scan *sc, int fd, bool more_below)
+static void report(struct scan *sc, const char *what, int layer, const char *name, const char *path,
+		   int err)
+{
+	g_autofree char *where = entry_path(sc, layer, name, path);
+	ovl_xattr_report_invalid(sc->fs, what, layer, where, err);
+}
+
+/* Reads the redirect of directory `fd` (found in `layer` at name/path) through the decoder. An
+ * invalid one fails the lookup with the kernel's errno (EINVAL, EACCES); one that can name nothing
+ * (ENAMETOOLONG) stops the merge, as the kernel's lookup of it finds nothing below. */
+static int read_redirect(struct scan *sc, int fd, int layer, const char *name, const char *path)
+{
+	char buf[PATH_MAX + 1];
+	g_autofree char *xname = g_strconcat(sc->fs->xattr_prefix, OVL_XATTR_REDIRECT_SUFFIX, NULL);
+	ssize_t len = layer_getxattr(fd, NULL, xname, buf, sizeof(buf));
+	if (len == -ENODATA || len == -ENOTSUP || len == -EOPNOTSUPP)
+		return 0;
+	if (len < 0 && len != -ERANGE)
+		return (int)len; /* the layer failed, not its data */
+	struct ovl_redirect rd;
+	int r = len == -ERANGE ? -ENAMETOOLONG : ovl_redirect_decode(buf, len, &rd);
+	if (r < 0)
+		report(sc, "redirect", layer, name, path, r);
+	if (r == -ENAMETOOLONG) {
+		sc->redirect_dead = true;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	g_free(sc->redirect);
+	sc->redirect = g_strndup(rd.path, rd.len);
+	sc->redirect_abs = rd.absolute;
+	return 0;
+}
+
+/* A directory found in a layer: tells whether it stops the merge and, if not, reads its redirect
+ * (the kernel's order: an opaque directory's redirect is never read). Returns 1 opaque, 0 not,
+ * -errno. */
+static int examine_dir(struct scan *sc, int fd, bool more_below, int layer, const char *name,
+		       const char *path)
 {
 	if (!more_below)
 		return 0; /* opaqueness and redirects only matter when there is something below */
-	read_redirect(sc, fd);
-	return whiteout_dir_is_opaque(fd, sc->fs->is_root);
+	int opaque = whiteout_dir_is_opaque(fd, sc->fs->is_root);
+	if (opaque != 0)
+		return opaque;
+	int r = read_redirect(sc, fd, layer, name, path);
+	return r < 0 ? r : 0;
+}
+
+/* A regular file carrying a metacopy xattr: plyfs has no metacopy, and answers what the kernel
+ * with metacopy=off does (EPERM; EIO for a value too short). 0 for any other file. */
+static int check_metacopy(struct scan *sc, int dirfd, int layer, const char *name, const char *path)
+{
+	char buf[72]; /* the kernel writes at most 4 + 64 (a digest); longer is still a metacopy */
+	g_autofree char *xname = g_strconcat(sc->fs->xattr_prefix, OVL_XATTR_METACOPY_SUFFIX, NULL);
+	ssize_t len = layer_getxattr(dirfd, name, xname, buf, sizeof(buf));
+	if (len == -ENODATA || len == -ENOTSUP || len == -EOPNOTSUPP ||
+	    (len == -EACCES && !sc->fs->is_root))
+		return 0;
+	if (len < 0 && len != -ERANGE)
+		return (int)len;
+	int r = len == -ERANGE ? 1 : ovl_metacopy_decode(buf, len);
+	r = r < 0 ? r : -EPERM;
+	report(sc, "metacopy", layer, name, path, r);
+	return r;
 }
 
 /* Finds where the entry would be in one layer: (dirfd, name) or, for an absolute redirect, an
@@ -106,7 +154,8 @@ static int place_in_layer(struct scan *sc, int layer, struct lfd *dir, const cha
 	*name = sc->redirect ? sc->redirect : sc->name;
 	if (sc->redirect) {
 		g_autofree char *ppath = inode_layer_path(sc->fs, sc->parent, layer);
-		*path = *ppath ? g_strconcat(ppath, "/", sc->redirect, NULL) : g_strdup(sc->redirect);
+		*path = *ppath ? g_strconcat(ppath, "/", sc->redirect, NULL)
+			       : g_strdup(sc->redirect);
 	}
 	return inode_dirfd(sc->fs, sc->parent, layer, dir);
 }
@@ -143,9 +192,12 @@ static int scan_layer(struct scan *sc, unsigned slot)
 	/* A redirect or opaque marker matters as long as any layer lies below: an absolute
 	 * redirect continues the search from the layer roots, beyond the parent's layers. */
 	bool layers_below = (size_t)layer + 1 < sc->fs->n_layers;
+	if (sc->redirect_dead)
+		return SCAN_STOP;
 	int r = place_in_layer(sc, layer, &dir, &name, &path);
-	/* A redirect target absent here, or with a symlink or a file on its way: not here. */
-	if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP)
+	/* A redirect target absent here, or with a symlink or a file on its way, or a name too
+	 * long to exist: not here. */
+	if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP || r == -ENAMETOOLONG)
 		return more_below ? SCAN_NEXT : SCAN_STOP;
 	if (r < 0)
 		return r;
@@ -165,15 +217,23 @@ static int scan_layer(struct scan *sc, unsigned slot)
 	if (sc->stack->len > 0 && !S_ISDIR(st.st_mode))
 		return SCAN_STOP; /* a lower non-directory under a directory: not merged */
 	if (!S_ISDIR(st.st_mode)) {
+		if (S_ISREG(st.st_mode) && (r = check_metacopy(sc, dir.fd, layer, name, path)) < 0)
+			return r;
 		scan_add(sc, layer, &st, -1, NULL);
 		/* A copied-up file keeps the identity (and st_ino) of the file it came from. */
 		struct node_key origin;
-		if (sc->fs->layers[layer].upper && name &&
-		    copy_up_read_origin(sc->fs, dir.fd, name, &origin) == 0) {
+		int orig = sc->fs->layers[layer].upper && name
+				   ? copy_up_read_origin(sc->fs, dir.fd, name, &origin)
+				   : -ENODATA;
+		if (orig == -EINVAL)
+			report(sc, "plyfs.origin", layer, name, path, orig);
+		if (orig == 0) {
 			sc->key = origin;
-			sc->indexed = S_ISREG(st.st_mode) && sc->fs->index_dirfd >= 0 &&
-				      layer_getxattr(dir.fd, name, OVL_XATTR_TRUSTED_PREFIX "nlink",
-						     NULL, 0) > 0;
+			sc->indexed =
+				S_ISREG(st.st_mode) && sc->fs->index_dirfd >= 0 &&
+				layer_getxattr(dir.fd, name,
+					       OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_NLINK_SUFFIX,
+					       NULL, 0) >= 0;
 		} else if (!sc->fs->layers[layer].upper && name) {
 			find_in_index(sc, layer, dir.fd, name, &st);
 		} else if (name) {
@@ -186,7 +246,7 @@ static int scan_layer(struct scan *sc, unsigned slot)
 	int fd = name ? layer_openat(dir.fd, name, O_PATH | O_DIRECTORY, 0) : dup(dir.fd);
 	if (fd < 0)
 		return name ? fd : -errno;
-	int opaque = examine_dir(sc, fd, layers_below);
+	int opaque = examine_dir(sc, fd, layers_below, layer, name, path);
 	if (opaque < 0) {
 		close(fd);
 		return opaque;
@@ -271,8 +331,8 @@ int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct n
 	}
 	if (r >= 0 && sc.stack->len > 0) {
 		/* A directory identified by its upper inode (no lower part took the identity over):
-		 * mark the inode, as for an upper-only file. Only now, once the scan is complete, so
-		 * that a merged directory costs no name_to_handle_at. */
+		 * mark the inode, as for an upper-only file. Only now, once the scan is complete,
+		 * so that a merged directory costs no name_to_handle_at. */
 		const struct node_layer *top = &g_array_index(sc.stack, struct node_layer, 0);
 		if (S_ISDIR(sc.top.st_mode) && fs->layers[top->layer].upper && !sc.have_lower_key)
 			sc.key.check = layer_handle_check(top->fd, NULL);

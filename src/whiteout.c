@@ -11,6 +11,7 @@
 
 #include "layer.h"
 #include "ovl_names.h"
+#include "ovl_xattr.h"
 #include "whiteout.h"
 
 bool whiteout_is_chardev(const struct stat *st)
@@ -18,27 +19,22 @@ bool whiteout_is_chardev(const struct stat *st)
 	return S_ISCHR(st->st_mode) && major(st->st_rdev) == 0 && minor(st->st_rdev) == 0;
 }
 
-/* "." and ".." are never real entries, so ".wh.." and ".wh..." hide nothing either. */
+/* The name forms are decoded by ovl_wh_decode() (ovl_xattr.h): ".wh." alone, ".wh.." and ".wh..."
+ * hide nothing, nor do aufs' ".wh..wh.*" names. */
 const char *whiteout_wh_target(const char *name)
 {
-	if (strncmp(name, OVL_WH_PREFIX, OVL_WH_PREFIX_LEN) != 0)
-		return NULL;
-	const char *target = name + OVL_WH_PREFIX_LEN;
-	if (target[0] == '\0' || strcmp(target, ".") == 0 || strcmp(target, "..") == 0)
-		return NULL;
-	if (strcmp(name, OVL_OPQ_NAME) == 0)
-		return NULL;
-	return target;
+	const char *target = NULL;
+	return ovl_wh_decode(name, strlen(name), &target) == OVL_WH_WHITEOUT ? target : NULL;
 }
 
 bool whiteout_is_opq_name(const char *name)
 {
-	return strcmp(name, OVL_OPQ_NAME) == 0;
+	return ovl_wh_decode(name, strlen(name), NULL) == OVL_WH_OPQ;
 }
 
 bool whiteout_is_private_name(const char *name)
 {
-	return strncmp(name, OVL_WH_PREFIX, OVL_WH_PREFIX_LEN) == 0;
+	return ovl_wh_decode(name, strlen(name), NULL) != OVL_WH_NONE;
 }
 
 int whiteout_wh_exists(int dirfd, const char *name)
@@ -78,18 +74,30 @@ static bool xattr_unsupported(ssize_t r)
 	return r == -ENOTSUP || r == -EOPNOTSUPP;
 }
 
+/* An invalid value on directory `dirfd`: reported with the directory's path (only computed
+ * here, on the error path; the layer is not known at this level). */
+static void report_dir(int dirfd, const char *xname, int err)
+{
+	g_autofree char *path = layer_fd_path(dirfd);
+	ovl_xattr_report_invalid(NULL, xname, -1, path, err);
+}
+
 /* 1 when the xattr `xname` of directory `dirfd` is exactly "y" (the value the kernel writes and
- * checks), 0 for any other value or when it vanished meanwhile, -errno on a real error. */
+ * checks, ovl_flag_decode()), 0 for any other value or when it vanished meanwhile, -errno on a
+ * real error. Another value is reported once: the kernel silently treats it as "not opaque". */
 static int opaque_xattr_is_y(int dirfd, const char *xname)
 {
 	char val[8];
 	ssize_t r = layer_getxattr(dirfd, NULL, xname, val, sizeof(val));
 
-	if (r == -ENODATA || r == -ERANGE || xattr_unsupported(r))
+	if (r == -ENODATA || xattr_unsupported(r))
 		return 0;
-	if (r < 0)
+	if (r < 0 && r != -ERANGE)
 		return (int)r;
-	return r == 1 && val[0] == 'y';
+	int flag = ovl_flag_decode(val, r == -ERANGE ? (ssize_t)sizeof(val) : r);
+	if (flag < 0)
+		report_dir(dirfd, xname, flag);
+	return flag == OVL_FLAG_YES;
 }
 
 /* Lists the xattr names of the directory itself: a small stack buffer covers the usual case in

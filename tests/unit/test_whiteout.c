@@ -86,7 +86,7 @@ static const struct name_case {
 	{".wh..hidden", ".hidden", false, true},
 	{".wh..wh..opqx", ".wh..opqx", false, true},
 	{".wh..wh..op", ".wh..op", false, true},
-	{".wh..wh..opq/", ".wh..opq/", false, true},
+	{".wh..wh..opq/", NULL, false, true}, /* '/' names no entry (ovl_wh_decode) */
 	{"..wh..wh..opq", NULL, false, false},
 	{".wh.wh.a", "wh.a", false, true},
 };
