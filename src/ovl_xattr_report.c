@@ -5,6 +5,7 @@
 
 #include <glib.h>
 
+#include "errors.h"
 #include "fs.h"
 #include "log.h"
 #include "ovl_xattr.h"
@@ -36,6 +37,9 @@ static bool first_time(const char *key)
 void ovl_xattr_report_invalid(struct plyfs *fs, const char *what, int layer, const char *path,
 			      int err)
 {
+	/* Every occurrence is counted and recorded in the error slot (plyfs status); only the
+	 * first one of each entry is logged. */
+	errors_note_metadata(err < 0 ? -err : err, what, layer, -1, path);
 	g_autofree char *key = g_strdup_printf("%s\n%d\n%s", what, layer, path ? path : "");
 	if (!first_time(key))
 		return;
