@@ -24,7 +24,8 @@ int dir_merged_list(struct plyfs *fs, struct node *n, GPtrArray **list, int **la
 int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out);
 /*
  * Fills `buf` (capacity `size`) with entries from offset `off`, plain or plus. Returns the number
- * of bytes used (0 at the end) or -errno. For plus, each entry that fits is a lookup (nlookup+1),
+ * of bytes used (0 at the end, and at any offset past it) or -errno (-EINVAL for a negative
+ * offset). For plus, each entry that fits is a lookup (nlookup+1),
  * except "." and ".."; an entry that did not fit is not counted.
  */
 ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,

@@ -30,6 +30,16 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct node **fresh,
 	       struct stat *st);
 
+/*
+ * A name a request brings for an entry to make, remove or rename (MKNOD, MKDIR, SYMLINK, CREATE,
+ * LINK, UNLINK, RMDIR, both names of RENAME), checked before anything is touched: 0 for a plain
+ * component; -ENAMETOOLONG over 255 bytes; -EINVAL when empty or holding a '/' (the kernel never
+ * sends one; handed to a layer syscall it would reach another directory, or leave the layer with
+ * ".."); "." and ".." answer -dot and -dotdot, the kernel's errno for the same syscall (mkdir(".")
+ * EEXIST, rmdir(".") EINVAL and rmdir("..") ENOTEMPTY, unlink(".") EISDIR, rename EBUSY, ...).
+ */
+int namei_check_request_name(const char *name, int dot, int dotdot);
+
 /* LOOKUP of "." (the node itself) and ".." (its parent; the root's parent is the root), as export
  * support needs: counted as lookups. Same contract as namei_lookup. */
 int namei_lookup_dot(struct plyfs *fs, struct node *dir, const char *name, struct node **out,

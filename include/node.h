@@ -40,8 +40,14 @@
  * (inode.h) that uses its parent's fd holds a reference on the parent, not only on the child,
  * since the child may be renamed to another parent and the old one freed meanwhile.
  *
- * Underflow (forget more than was looked up, put more than was got) is a bug: it is logged and
- * clamped in release builds and aborts in debug builds (NDEBUG unset).
+ * Underflow of refcount (put more than was got) is a bug of the daemon: it is logged and clamped in
+ * release builds and aborts in debug builds (NDEBUG unset).
+ * Underflow of nlookup (a FORGET or BATCH_FORGET item of more than was looked up) is not: the count
+ * comes from a request, and a buggy or hostile request must never stop the daemon. It is clamped
+ * to the lookups the node has (the node goes to PINNED or FREED as for an exact count), logged
+ * rate-limited, and never aborts, in any build. The table's own forgets (a lookup a request made
+ * for itself, undone) can meet the same underflow when such a FORGET took their count first, and
+ * are treated the same. A FORGET of an unknown or freed nodeid is ignored.
  *
  * IDENTITY
  * Every node has an identity key (dev, ino) of the file it stands for (the origin file: the lowest
@@ -217,7 +223,8 @@ struct node *node_ref(struct node_table *t, struct node *n);
  * Returns NULL so callers write `n = node_put(t, n);`. */
 struct node *node_put(struct node_table *t, struct node *n);
 
-/* FORGET: nlookup -= count. Unknown nodeids are ignored (the kernel cannot be answered). */
+/* FORGET: nlookup -= count, clamped at 0 without aborting (see LIFETIME RULES). Unknown nodeids
+ * are ignored (the kernel cannot be answered). */
 void node_table_forget(struct node_table *t, uint64_t nodeid, uint64_t count);
 struct node_forget_item {
 	uint64_t nodeid;
@@ -293,8 +300,9 @@ void node_table_drop_record(struct node_table *t, uint64_t nodeid);
 void node_table_set_record_max(struct node_table *t, size_t max);
 void node_table_stats(struct node_table *t, struct node_table_stats *out);
 
-/* Whether an underflow (or another accounting bug) aborts after it is logged: on by default unless
- * NDEBUG is defined; unit tests turn it off to test the clamping. */
+/* Whether a refcount underflow (or another accounting bug of the daemon's own) aborts after it is
+ * logged: on by default unless NDEBUG is defined; unit tests turn it off to test the clamping. A
+ * FORGET's count never aborts, whatever this says. */
 void node_table_set_abort_on_underflow(struct node_table *t, bool on);
 
 #endif

@@ -21,7 +21,9 @@ bool xattr_is_private(const char *name);
 ssize_t xattr_copy_value(const void *value, size_t len, char *buf, size_t size);
 ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf, size_t size);
 ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size);
-/* SETXATTR / REMOVEXATTR: copy-up first; the overlay's own names are refused with -EPERM. */
+/* SETXATTR / REMOVEXATTR: copy-up first; the overlay's own names are refused with -EPERM. A name
+ * that is empty or over XATTR_NAME_MAX is -ERANGE, a value over XATTR_SIZE_MAX -E2BIG (as
+ * setxattr(2)), both before the copy-up. */
 int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
 	      int flags);
 int xattr_remove(struct plyfs *fs, struct node *n, const char *name);

@@ -146,6 +146,8 @@ int create_entry(struct plyfs *fs, struct node *parent, const char *name,
 {
 	if (strlen(name) > 255)
 		return -ENAMETOOLONG;
+	if (!S_ISDIR(parent->type))
+		return -ENOTDIR; /* before a copy-up: a refused request changes nothing */
 	int r = copy_up(fs, parent, true);
 	if (r < 0)
 		return r;
@@ -166,6 +168,8 @@ int create_entry(struct plyfs *fs, struct node *parent, const char *name,
 int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const char *newname,
 		struct node **out, struct stat *st)
 {
+	if (!S_ISDIR(newparent->type))
+		return -ENOTDIR; /* the kernel resolves the new name first */
 	if (S_ISDIR(n->type))
 		return -EPERM;
 	auto_lfd struct lfd src = LFD_INIT;

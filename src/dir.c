@@ -140,6 +140,8 @@ static size_t add_plus(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, 
 ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,
 		 off_t off, bool plus)
 {
+	if (off < 0)
+		return -EINVAL; /* no position of ours (lseek(2) on a directory refuses one too) */
 	g_mutex_lock(&dh->lock);
 	ssize_t used = 0;
 	if (off == 0 || !dh->entries) {

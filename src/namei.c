@@ -266,6 +266,16 @@ static int check_name(const char *name)
 	return 0;
 }
 
+int namei_check_request_name(const char *name, int dot, int dotdot)
+{
+	int r = check_name(name);
+	if (r == 0 && strcmp(name, ".") == 0)
+		r = -dot;
+	else if (r == 0 && strcmp(name, "..") == 0)
+		r = -dotdot;
+	return r;
+}
+
 /* Closes the fds a scan still owns and frees it. */
 static void scan_clear(struct scan *sc)
 {

@@ -69,6 +69,12 @@ struct pending {
 	uint64_t have;
 	uint64_t drop;
 	bool abort;
+	/* FORGETs of more than the node's lookups: the count comes from a request, so this is bad
+	 * input, not a bug of ours; logged rate-limited, never an abort (node.h). */
+	unsigned int bad_forgets;
+	uint64_t bad_nodeid;
+	uint64_t bad_have;
+	uint64_t bad_drop;
 };
 
 static guint key_hash(gconstpointer p)
@@ -132,6 +138,15 @@ static void record_bug(struct node_table *t, struct pending *p, const char *what
 	p->abort = t->abort_on_underflow;
 }
 
+static void record_bad_forget(struct pending *p, uint64_t nodeid, uint64_t have, uint64_t drop)
+{
+	if (p->bad_forgets++ == 0) {
+		p->bad_nodeid = nodeid;
+		p->bad_have = have;
+		p->bad_drop = drop;
+	}
+}
+
 /*
  * The table frees only what it allocated: the name, the mutex and the struct. `stack` and the fds
  * in it belong to the overlay modules; `destroy` releases them.
@@ -155,6 +170,13 @@ static void free_node(struct node_table *t, struct node *n)
 /* Called with the table lock dropped. */
 static void finish(struct node_table *t, struct pending *p)
 {
+	if (p->bad_forgets)
+		log_ratelimited(
+			LOG_WARNING,
+			"FORGET of more than was looked up: lookup count underflow on nodeid "
+			"%" PRIu64 " (count %" PRIu64 ", dropping %" PRIu64
+			"; %u such in this request), clamped",
+			p->bad_nodeid, p->bad_have, p->bad_drop, p->bad_forgets);
 	if (p->bugs) {
 		log_msg(LOG_ERR,
 			"node table bug: %s on nodeid %" PRIu64 " (count %" PRIu64
@@ -282,7 +304,7 @@ static void forget_locked(struct node_table *t, uint64_t nodeid, uint64_t count,
 	if (!n || count == 0)
 		return;
 	if (count > n->nlookup) {
-		record_bug(t, p, "lookup count underflow", nodeid, n->nlookup, count);
+		record_bad_forget(p, nodeid, n->nlookup, count);
 		count = n->nlookup;
 		if (count == 0)
 			return;

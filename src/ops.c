@@ -273,10 +273,16 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		dir_release(fs, dh);
 }
 
+/* What the daemon allocates for one READDIR at most, whatever size the request names: the
+ * kernel's largest request (FUSE's max_pages, 256 pages). */
+#define READDIR_BUF_MAX (1024 * 1024)
+
 static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
 		       bool plus)
 {
 	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
+	/* A shorter reply is always allowed; the kernel asks for a page or a few. */
+	size = MIN(size, READDIR_BUF_MAX);
 	g_autofree char *buf = g_malloc(size);
 	ssize_t used = dir_read(req_fs(req), req, dh, buf, size, off, plus);
 	if (used < 0)
@@ -366,10 +372,15 @@ static void reply_xattr_result(fuse_req_t req, ssize_t r, size_t size, const cha
 		fuse_reply_buf(req, buf, (size_t)r);
 }
 
+/* The largest buffer getxattr(2)/listxattr(2) ever ask for: they cut a larger size to this, so
+ * a request's size (up to 4 GiB) is not what the daemon allocates. */
+#define XATTR_BUF_MAX 65536
+
 static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	SCOPE(GETXATTR, ino);
 	struct plyfs *fs = req_fs(req);
+	size = MIN(size, XATTR_BUF_MAX);
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
@@ -383,6 +394,7 @@ static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	SCOPE(LISTXATTR, ino);
 	struct plyfs *fs = req_fs(req);
+	size = MIN(size, XATTR_BUF_MAX);
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
@@ -423,6 +435,15 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 		fuse_reply_attr(req, &st, fs->timeout);
 }
 
+/* Answers a name that no module may see (namei_check_request_name()); true when it did. */
+static bool bad_name(fuse_req_t req, const char *name, int dot, int dotdot)
+{
+	int r = namei_check_request_name(name, dot, dotdot);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	return r < 0;
+}
+
 /* MKNOD, MKDIR, SYMLINK and CREATE: the caller's ids come from the request. */
 static int make(fuse_req_t req, fuse_ino_t parent, const char *name, struct create_req *cr,
 		struct node **out, struct stat *st, int *fd)
@@ -441,11 +462,24 @@ static int make(fuse_req_t req, fuse_ino_t parent, const char *name, struct crea
 	return r;
 }
 
+/* The types mknod(2) makes: the kernel's errno for the others (a directory: EPERM). */
+static bool bad_mknod_type(fuse_req_t req, mode_t mode)
+{
+	mode_t type = mode & S_IFMT;
+	bool ok = type == 0 || type == S_IFREG || type == S_IFCHR || type == S_IFBLK ||
+		  type == S_IFIFO || type == S_IFSOCK;
+	if (!ok)
+		fuse_reply_err(req, type == S_IFDIR ? EPERM : EINVAL);
+	return !ok;
+}
+
 static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      dev_t rdev)
 {
 	SCOPE(MKNOD, parent);
 	struct plyfs *fs = req_fs(req);
+	if (bad_name(req, name, EEXIST, EEXIST) || bad_mknod_type(req, mode))
+		return;
 	struct create_req cr = {.mode = mode, .rdev = rdev};
 	struct node *n = NULL;
 	struct stat st;
@@ -457,6 +491,8 @@ static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	SCOPE(MKDIR, parent);
 	struct plyfs *fs = req_fs(req);
+	if (bad_name(req, name, EEXIST, EEXIST))
+		return;
 	struct create_req cr = {.mode = S_IFDIR | (mode & 07777)};
 	struct node *n = NULL;
 	struct stat st;
@@ -468,6 +504,8 @@ static void ops_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, con
 {
 	SCOPE(SYMLINK, parent);
 	struct plyfs *fs = req_fs(req);
+	if (bad_name(req, name, EEXIST, EEXIST))
+		return;
 	struct create_req cr = {.mode = S_IFLNK | 0777, .target = link};
 	struct node *n = NULL;
 	struct stat st;
@@ -480,6 +518,8 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 {
 	SCOPE(CREATE, parent);
 	struct plyfs *fs = req_fs(req);
+	if (bad_name(req, name, EISDIR, EISDIR)) /* open(".", O_CREAT) */
+		return;
 	struct create_req cr = {.mode = S_IFREG | (mode & 07777), .flags = fi->flags};
 	struct node *n = NULL;
 	struct stat st;
@@ -511,6 +551,8 @@ static void ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
 {
 	SCOPE(LINK, ino);
 	struct plyfs *fs = req_fs(req);
+	if (bad_name(req, newname, EEXIST, EEXIST))
+		return;
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
@@ -526,6 +568,9 @@ static void ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
 static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool dir)
 {
 	struct plyfs *fs = req_fs(req);
+	/* The kernel's answers: rmdir(".") EINVAL, rmdir("..") ENOTEMPTY, unlink(either) EISDIR. */
+	if (bad_name(req, name, dir ? EINVAL : EISDIR, dir ? ENOTEMPTY : EISDIR))
+		return;
 	struct node *p = req_node(req, parent);
 	if (!p)
 		return;
@@ -551,6 +596,10 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
 {
 	SCOPE(RENAME, parent);
 	struct plyfs *fs = req_fs(req);
+	/* The kernel: "." or ".." on either side is EBUSY, a new one EEXIST with NOREPLACE. */
+	int busy = (flags & RENAME_NOREPLACE) ? EEXIST : EBUSY;
+	if (bad_name(req, name, EBUSY, EBUSY) || bad_name(req, newname, busy, busy))
+		return;
 	struct node *p = req_node(req, parent);
 	if (!p)
 		return;

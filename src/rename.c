@@ -119,6 +119,36 @@ static bool pure_upper(const struct plyfs *fs, const struct node *n)
 	return s->n == 1 && fs->layers[s->l[0].layer].upper;
 }
 
+/* Is directory `a` the node n or one of its ancestors? */
+static bool is_ancestor(struct plyfs *fs, struct node *a, struct node *n)
+{
+	struct node *p = node_ref(fs->nodes, n);
+	while (p && p != a) {
+		struct node *up = node_parent_name(fs->nodes, p, NULL);
+		node_put(fs->nodes, p);
+		p = up;
+	}
+	bool found = p != NULL;
+	node_put(fs->nodes, p);
+	return found;
+}
+
+/*
+ * A directory moved into its own subtree, or a target that holds the source: the kernel never
+ * sends such a rename (its answers are these), and going on would lock one directory twice. Only
+ * a move between two directories can make one (the tree is fixed under fs->rename_lock).
+ */
+static int check_loop(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
+{
+	if (src->parent == dst->parent)
+		return 0;
+	if (S_ISDIR(src->node->type) && is_ancestor(fs, src->node, dst->parent))
+		return -EINVAL;
+	if (dst->node && S_ISDIR(dst->node->type) && is_ancestor(fs, dst->node, src->parent))
+		return (flags & RENAME_EXCHANGE) ? -EINVAL : -ENOTEMPTY;
+	return 0;
+}
+
 /* Copies up what moves and where it goes. A replaced directory must be empty; kernel overlayfs
  * checks a merged one before copying anything up, and a pure upper one only in the final rename,
  * after the copy-up: the same order here, since a copied-up directory shows (it merges). */
@@ -260,6 +290,8 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 		r = side_init(fs, &dst, false);
 	if (r == 0 && src.node == dst.node)
 		goto out; /* the same file (one name, or two hard links): nothing to do */
+	if (r == 0)
+		r = check_loop(fs, &src, &dst, flags);
 	if (r == 0)
 		r = check_target(fs, &src, &dst, flags);
 	if (r == 0)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* xattr.c - extended attributes in the merged view (see xattr.h). */
 #include <errno.h>
+#include <linux/limits.h>
 #include <string.h>
 
 #include "copy_up.h"
@@ -98,6 +99,13 @@ ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
 	return xattr_copy_value(raw, kept, buf, size);
 }
 
+/* A name setxattr(2) and removexattr(2) refuse (ERANGE) before any filesystem sees it: refused
+ * before a copy-up. */
+static bool bad_name(const char *name)
+{
+	return name[0] == '\0' || strlen(name) > XATTR_NAME_MAX;
+}
+
 /*
  * What SETXATTR and REMOVEXATTR share: the mount's xattr mode and the overlay's own names (not the
  * user's to change: kernel overlayfs answers EPERM). Returns 1 when the call is to be ignored
@@ -115,6 +123,10 @@ static int check_change(struct plyfs *fs, const char *name)
 int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
 	      int flags)
 {
+	if (bad_name(name))
+		return -ERANGE;
+	if (size > XATTR_SIZE_MAX) /* E2BIG: setxattr(2)'s answer, before any copy-up */
+		return -E2BIG;
 	int r = check_change(fs, name);
 	if (r != 0)
 		return r > 0 ? 0 : r;
@@ -127,6 +139,8 @@ int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *va
 
 int xattr_remove(struct plyfs *fs, struct node *n, const char *name)
 {
+	if (bad_name(name))
+		return -ERANGE;
 	int r = check_change(fs, name);
 	if (r != 0)
 		return r > 0 ? 0 : r;

@@ -452,8 +452,35 @@ START_TEST(test_underflow_aborts)
 
 	node_table_set_abort_on_underflow(T, true);
 	capture_begin(); /* keep the expected message out of the test output */
-	node_table_forget(T, f->nodeid, 2);
-	ck_abort_msg("an over-forget did not abort");
+	node_put(T, f);	 /* only the kernel's share is left */
+	ck_abort_msg("a put of more than was got did not abort");
+}
+END_TEST
+
+/* A FORGET's count comes from a request: too large is clamped and logged, never an abort, also
+ * where the daemon's own underflows abort. */
+START_TEST(test_over_forget_never_aborts)
+{
+	struct node *f, *h;
+	char *log;
+
+	node_table_set_abort_on_underflow(T, true);
+	f = lookup(ROOT, "f", S_IFREG, 10);
+	lookup(ROOT, "f", S_IFREG, 10);
+	h = node_ref(T, f);
+	capture_begin();
+	node_table_forget(T, f->nodeid, UINT64_MAX);
+	ck_assert_int_eq(node_state(T, f), NODE_PINNED);
+	struct node_forget_item items[] = {{f->nodeid, 3}, {NODE_ROOT_ID, 2}, {NODE_ROOT_ID, 1}};
+	node_table_forget_batch(T, items, G_N_ELEMENTS(items));
+	log = capture_end();
+	ck_assert_int_eq(count_lines(log, "lookup count underflow"), 2);
+	g_free(log);
+	ck_assert_int_eq(node_state(T, ROOT), NODE_PINNED);
+	ck_assert_uint_eq(freed_ids->len, 0);
+	h = node_put(T, h);
+	ck_freed(2);
+	ck_stats(0, 1);
 }
 END_TEST
 
@@ -1151,6 +1178,7 @@ static Suite *node_suite(bool forking)
 	tcase_add_test(tc, test_forget_batch);
 	tcase_add_test(tc, test_forget_unknown);
 	tcase_add_test(tc, test_underflow_clamps);
+	tcase_add_test(tc, test_over_forget_never_aborts);
 	if (forking) /* the abort would take the whole runner down otherwise */
 		tcase_add_test_raise_signal(tc, test_underflow_aborts, SIGABRT);
 	tcase_add_test(tc, test_pinned_lookup_again);
