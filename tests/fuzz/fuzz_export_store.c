@@ -10,22 +10,29 @@
  *   layer 0 (upper): uuid 00 01 .. 0f, inode 0        fsid 0
  *   layer 1 (lower): no uuid, st_dev 0x802, inode 0   fsid 1
  * The record bound is small (RECORD_MAX), so that eviction runs too. After the parse, every
- * record the table kept must name a nodeid below the next one to hand out and a valid name; a
- * failed check aborts, a crash for the fuzzer. The table is freed after every input (leaks are
+ * record the table kept must name a nodeid below the next one to hand out and a valid name. A
+ * store that parses whole must survive a round trip: export_store_save() writes the table into a
+ * workdir of the target's own (under /dev/shm, removed at exit), and parsing that file into a
+ * fresh table must give the same records in the same order and the same next nodeid. A failed
+ * check aborts, a crash for the fuzzer. The tables are freed after every input (leaks are
  * reported by LeakSanitizer).
  */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <glib.h>
+#include <glib/gstdio.h>
 
 #include "export_store.h"
 
 #define RECORD_MAX 16
 
 static struct layer layers[2];
-static struct plyfs_params params = {.workdir = "/fuzz/workdir"};
+static struct plyfs_params params;
+static int work_fd = -1;
 
 static void check(bool ok, const char *what)
 {
@@ -40,9 +47,25 @@ static void destroy_nothing(struct node *n)
 	(void)n;
 }
 
+static void remove_workdir(void)
+{
+	g_autofree char *store = g_build_filename(params.workdir, PLYFS_HANDLES_NAME, NULL);
+
+	g_unlink(store);
+	g_rmdir(params.workdir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	const char *base =
+		g_file_test("/dev/shm", G_FILE_TEST_IS_DIR) ? "/dev/shm" : g_get_tmp_dir();
+
 	(void)argc, (void)argv;
+	params.workdir = g_build_filename(base, "plyfs-fuzz-store.XXXXXX", NULL);
+	check(g_mkdtemp(params.workdir) != NULL, "cannot make a workdir");
+	work_fd = open(params.workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	check(work_fd >= 0, "cannot open the workdir");
+	atexit(remove_workdir);
 	for (int i = 0; i < 2; i++) {
 		layers[i].index = i;
 		layers[i].root_fd = -1;
@@ -56,9 +79,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void check_records(struct node_table *t)
+static struct plyfs mount_of(void)
 {
-	g_autoptr(GArray) all = node_table_snapshot(t);
+	return (struct plyfs){
+		.params = &params,
+		.layers = layers,
+		.n_layers = 2,
+		.has_upper = true,
+		.work_fd = work_fd,
+		.work_dirfd = -1,
+		.index_dirfd = -1,
+		.nodes = node_table_new(destroy_nothing),
+	};
+}
+
+static void check_records(struct node_table *t, GArray *all)
+{
 	uint64_t next_id = node_table_next_id(t);
 
 	for (guint i = 0; i < all->len; i++) {
@@ -71,17 +107,42 @@ static void check_records(struct node_table *t)
 	}
 }
 
+static bool same_record(const struct node_record_info *a, const struct node_record_info *b)
+{
+	return a->nodeid == b->nodeid && a->parent == b->parent && a->key.dev == b->key.dev &&
+	       a->key.ino == b->key.ino && a->key.check == b->key.check && a->type == b->type &&
+	       a->generation == b->generation && strcmp(a->name, b->name) == 0;
+}
+
+/* Saves `fs`'s table, loads the file into a fresh table: it must hold what `fs`'s holds. */
+static void round_trip(struct plyfs *fs, GArray *before)
+{
+	struct plyfs again = mount_of();
+	g_autofree char *path = g_build_filename(params.workdir, PLYFS_HANDLES_NAME, NULL);
+	g_autofree gchar *data = NULL;
+	gsize len = 0;
+	unsigned loaded = 0;
+
+	node_table_set_record_max(again.nodes, RECORD_MAX);
+	check(export_store_save(fs) == 0, "export_store_save failed");
+	check(g_file_get_contents(path, &data, &len, NULL), "the saved store is unreadable");
+	check(export_store_parse(&again, (const guint8 *)data, len, &loaded) == NULL,
+	      "a saved store does not parse");
+	check(node_table_next_id(again.nodes) == node_table_next_id(fs->nodes),
+	      "the next nodeid changed in a round trip");
+	g_autoptr(GArray) after = node_table_snapshot(again.nodes);
+	check(after->len == before->len && loaded == before->len,
+	      "the number of records changed in a round trip");
+	for (guint i = 0; i < after->len; i++)
+		check(same_record(&g_array_index(before, struct node_record_info, i),
+				  &g_array_index(after, struct node_record_info, i)),
+		      "a record changed in a round trip");
+	node_table_free(again.nodes);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct plyfs fs = {
-		.params = &params,
-		.layers = layers,
-		.n_layers = 2,
-		.has_upper = true,
-		.work_fd = -1,
-		.work_dirfd = -1,
-		.index_dirfd = -1,
-	};
+	struct plyfs fs = mount_of();
 	g_autofree guint8 *store = g_malloc(size + 32);
 	GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
 	gsize sum_len = 32;
@@ -92,10 +153,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_checksum_get_digest(sum, store + size, &sum_len);
 	g_checksum_free(sum);
 
-	fs.nodes = node_table_new(destroy_nothing);
 	node_table_set_record_max(fs.nodes, RECORD_MAX);
-	export_store_parse(&fs, store, size + 32, &loaded);
-	check_records(fs.nodes);
+	const char *why = export_store_parse(&fs, store, size + 32, &loaded);
+	g_autoptr(GArray) records = node_table_snapshot(fs.nodes);
+	check_records(fs.nodes, records);
+	if (!why)
+		round_trip(&fs, records);
 	node_table_free(fs.nodes);
 	return 0;
 }

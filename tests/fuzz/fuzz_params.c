@@ -46,6 +46,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* What plyfs accepted and forwards, libfuse must accept too (main() hands it over as is). */
+static void libfuse_accepts(int argc, char **argv)
+{
+	static const struct fuse_lowlevel_ops ops;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se;
+
+	for (int i = 0; i < argc; i++)
+		check(fuse_opt_add_arg(&args, argv[i]) == 0, "fuse_opt_add_arg failed");
+	se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
+	check(se != NULL, "fuse_session_new refused the options plyfs accepted");
+	fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
+}
+
 /* Parses argv as plyfs would, checks the error contract, frees everything. Returns the parse's
  * result; on success `keep` (if not NULL) receives the params, which the caller then clears. */
 static int parse(int argc, char **argv, struct plyfs_params *keep)
@@ -64,6 +79,7 @@ static int parse(int argc, char **argv, struct plyfs_params *keep)
 		} else {
 			fuse_argv = params_fuse_argv(&p, &fuse_argc);
 			check(fuse_argc >= 1 && fuse_argv[fuse_argc] == NULL, "bad libfuse argv");
+			libfuse_accepts(fuse_argc, fuse_argv);
 		}
 	}
 	if (ret == 0 && keep)
