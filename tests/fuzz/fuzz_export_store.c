@@ -12,10 +12,10 @@
  * The record bound is small (RECORD_MAX), so that eviction runs too. After the parse, every
  * record the table kept must name a nodeid below the next one to hand out and a valid name. A
  * store that parses whole must survive a round trip: export_store_save() writes the table into a
- * workdir of the target's own (under /dev/shm, removed at exit), and parsing that file into a
- * fresh table must give the same records in the same order and the same next nodeid. A failed
- * check aborts, a crash for the fuzzer. The tables are freed after every input (leaks are
- * reported by LeakSanitizer).
+ * workdir of the target's own (made under /dev/shm for each round trip and removed after it, also
+ * when a check fails), and parsing that file into a fresh table must give the same records in the
+ * same order and the same next nodeid. A failed check aborts, a crash for the fuzzer. The tables
+ * are freed after every input (leaks are reported by LeakSanitizer).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -31,15 +31,40 @@
 #define RECORD_MAX 16
 
 static struct layer layers[2];
-static struct plyfs_params params;
+static const char *tmp_base;	   /* where round trips make their workdir */
+static struct plyfs_params params; /* .workdir: the round trip's, or NULL between them */
 static int work_fd = -1;
+
+/* Removes the round trip's workdir, if any: after every round trip, and before an abort. */
+static void remove_workdir(void)
+{
+	if (!params.workdir)
+		return;
+	g_autofree char *store = g_build_filename(params.workdir, PLYFS_HANDLES_NAME, NULL);
+	g_autofree char *tmp = g_strconcat(store, ".tmp", NULL);
+	g_unlink(store);
+	g_unlink(tmp);
+	g_rmdir(params.workdir);
+	g_clear_pointer(&params.workdir, g_free);
+	close(work_fd);
+	work_fd = -1;
+}
 
 static void check(bool ok, const char *what)
 {
 	if (!ok) {
 		fprintf(stderr, "fuzz_export_store: %s\n", what);
+		remove_workdir();
 		abort();
 	}
+}
+
+static void make_workdir(void)
+{
+	params.workdir = g_build_filename(tmp_base, "plyfs-fuzz-store.XXXXXX", NULL);
+	check(g_mkdtemp(params.workdir) != NULL, "cannot make a workdir");
+	work_fd = open(params.workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	check(work_fd >= 0, "cannot open the workdir");
 }
 
 static void destroy_nothing(struct node *n)
@@ -47,25 +72,11 @@ static void destroy_nothing(struct node *n)
 	(void)n;
 }
 
-static void remove_workdir(void)
-{
-	g_autofree char *store = g_build_filename(params.workdir, PLYFS_HANDLES_NAME, NULL);
-
-	g_unlink(store);
-	g_rmdir(params.workdir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *base =
-		g_file_test("/dev/shm", G_FILE_TEST_IS_DIR) ? "/dev/shm" : g_get_tmp_dir();
-
 	(void)argc, (void)argv;
-	params.workdir = g_build_filename(base, "plyfs-fuzz-store.XXXXXX", NULL);
-	check(g_mkdtemp(params.workdir) != NULL, "cannot make a workdir");
-	work_fd = open(params.workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	check(work_fd >= 0, "cannot open the workdir");
-	atexit(remove_workdir);
+	/* tmpfs: export_store_save() fsyncs. */
+	tmp_base = g_file_test("/dev/shm", G_FILE_TEST_IS_DIR) ? "/dev/shm" : g_get_tmp_dir();
 	for (int i = 0; i < 2; i++) {
 		layers[i].index = i;
 		layers[i].root_fd = -1;
@@ -86,7 +97,7 @@ static struct plyfs mount_of(void)
 		.layers = layers,
 		.n_layers = 2,
 		.has_upper = true,
-		.work_fd = work_fd,
+		.work_fd = -1,
 		.work_dirfd = -1,
 		.index_dirfd = -1,
 		.nodes = node_table_new(destroy_nothing),
@@ -118,12 +129,15 @@ static bool same_record(const struct node_record_info *a, const struct node_reco
 static void round_trip(struct plyfs *fs, GArray *before)
 {
 	struct plyfs again = mount_of();
-	g_autofree char *path = g_build_filename(params.workdir, PLYFS_HANDLES_NAME, NULL);
+	g_autofree char *path = NULL;
 	g_autofree gchar *data = NULL;
 	gsize len = 0;
 	unsigned loaded = 0;
 
 	node_table_set_record_max(again.nodes, RECORD_MAX);
+	make_workdir();
+	fs->work_fd = again.work_fd = work_fd;
+	path = g_build_filename(params.workdir, PLYFS_HANDLES_NAME, NULL);
 	check(export_store_save(fs) == 0, "export_store_save failed");
 	check(g_file_get_contents(path, &data, &len, NULL), "the saved store is unreadable");
 	check(export_store_parse(&again, (const guint8 *)data, len, &loaded) == NULL,
@@ -138,6 +152,8 @@ static void round_trip(struct plyfs *fs, GArray *before)
 				  &g_array_index(after, struct node_record_info, i)),
 		      "a record changed in a round trip");
 	node_table_free(again.nodes);
+	remove_workdir();
+	fs->work_fd = -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
