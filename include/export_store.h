@@ -50,5 +50,11 @@
 void export_store_load(struct plyfs *fs);
 /* Writes the store (no-op without an upper layer). Call after the session loop ended. */
 int export_store_save(struct plyfs *fs);
+/* The parser behind export_store_load(), on the file's bytes (`len` of them, the checksum last):
+ * checks the whole store, then loads its entries into fs->nodes and reserves its nodeids. Returns
+ * NULL, or why the store is refused (then nothing of it reaches the table); *loaded counts the
+ * records added. Reads nothing but `data` and the layer roots (fstat), so the unit tests and
+ * tests/fuzz call it directly. */
+const char *export_store_parse(struct plyfs *fs, const guint8 *data, size_t len, unsigned *loaded);
 
 #endif

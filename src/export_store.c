@@ -168,7 +168,7 @@ static const char *read_entries(struct plyfs *fs, struct reader r, uint64_t coun
  * Checks the whole store, then applies it: nothing of a store that is refused reaches the table
  * (neither its records nor its next nodeid). Returns why it was refused, or NULL.
  */
-static const char *parse(struct plyfs *fs, const guint8 *data, size_t len, unsigned *loaded)
+const char *export_store_parse(struct plyfs *fs, const guint8 *data, size_t len, unsigned *loaded)
 {
 	if (len < SHA256_LEN)
 		return "too short";
@@ -254,7 +254,7 @@ void export_store_load(struct plyfs *fs)
 		return;
 	}
 	unsigned loaded = 0;
-	const char *why = parse(fs, data, len, &loaded);
+	const char *why = export_store_parse(fs, data, len, &loaded);
 	if (why)
 		log_msg(LOG_WARNING, "%s/%s: %s: refused, file handles of earlier mounts are stale",
 			fs->params->workdir, PLYFS_HANDLES_NAME, why);

@@ -361,6 +361,14 @@ static int set_name(struct parse_ctx *c, const char *arg, const char *val, size_
 	return 0;
 }
 
+/* Forwards NAME=N as checked: the text as written would be read by libfuse's own splitter, where
+ * "\NNN" is an octal byte, not the digits plyfs checked (found by tests/fuzz/fuzz_params). */
+static int forward_number(struct parse_ctx *c, const char *name, guint64 n)
+{
+	g_string_append_printf(c->fuse_opts, ",%s=%" G_GUINT64_FORMAT, name, n);
+	return 0;
+}
+
 /* Applies a matched option. `raw` is the text after '=' with the user's escapes still in. */
 static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind, void *member)
 {
@@ -407,7 +415,7 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 		return set_idmap(c, arg, val, member);
 	case K_MAX_READ:
 		ret = parse_uint(c, arg, val, UINT_MAX, "a number of bytes", &u);
-		return ret < 0 ? ret : forward(c, arg);
+		return ret < 0 ? ret : forward_number(c, "max_read", u);
 	case K_RO:
 	case K_RW:
 		*(bool *)member = kind == K_RO;

@@ -6,7 +6,8 @@
 #
 # Stages, in order:
 #   install           apt-get the build and test packages (skip with PLYFS_SKIP_INSTALL=1)
-#   build             build/ (debugoptimized) and build-asan/ (ASan + UBSan); a failure stops here
+#   build             build/ (debugoptimized), build-asan/ (ASan + UBSan) and build-fuzz/ (clang,
+#                     -Dfuzz=enabled: the libFuzzer targets); a failure stops here
 #   unit              meson test -C build
 #   unit-asan         meson test -C build-asan (leaks detected, UBSan fatal)
 #   integration       tests/integration/run.sh build/plyfs
@@ -16,6 +17,7 @@
 #   differential      tests/integration/diff.sh: 100 seeds x 200 random ops vs kernel overlayfs
 #   differential-asan 20 of those seeds with the sanitizer build
 #   stress-asan       tests/integration/stress.sh: 8 workers for 120 s on the sanitizer build
+#   fuzz              tests/fuzz/run.sh build-fuzz 60: every fuzz target for 60 s, two at a time
 # Every stage is bounded by timeout(1). The test stages all run even when one fails, so the summary
 # is complete. The last line of output is "N passed, N failed" (tests summed over the test stages)
 # and the exit status is 0 iff every stage passed. Runs from any directory, needs no stdin.
@@ -28,16 +30,19 @@ prog=run-all.sh
 repo=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd) || exit 2
 cd "$repo" || exit 2
 
-build_packages=(libfuse3-dev fuse3 libglib2.0-dev check meson ninja-build pkg-config gcc attr)
+# clang and libclang-rt-14-dev (libFuzzer's runtime, libclang_rt.fuzzer) build the fuzz targets.
+build_packages=(libfuse3-dev fuse3 libglib2.0-dev check meson ninja-build pkg-config gcc attr clang
+	libclang-rt-14-dev)
 test_packages=(fuse-overlayfs acl python3 util-linux e2fsprogs) # attr is in the list above
 # What the stages run, to tell whether the packages are there when they cannot be installed.
-needed_cmds=(meson ninja pkg-config gcc fusermount3 getfattr setfacl fuse-overlayfs python3
+needed_cmds=(meson ninja pkg-config gcc clang fusermount3 getfattr setfacl fuse-overlayfs python3
 	unshare mkfs.ext4 timeout)
 needed_pkgconfig=(fuse3 glib-2.0 check)
 
 # Per-stage timeouts in seconds.
 : "${PLYFS_TIMEOUT_INSTALL:=1800}" "${PLYFS_TIMEOUT_BUILD:=1800}"
 : "${PLYFS_TIMEOUT_UNIT:=1200}" "${PLYFS_TIMEOUT_INTEGRATION:=2400}"
+: "${PLYFS_TIMEOUT_FUZZ:=900}"
 
 logdir=$(mktemp -d -t plyfs-run-all.XXXXXX) || exit 2
 trap 'rm -rf -- "$logdir"' EXIT
@@ -208,6 +213,11 @@ main() {
 		record build 0 1 "build-asan/ failed to build"
 		finish 1
 	fi
+	# CC is read when the directory is first configured; -Dfuzz=enabled adds the sanitizers.
+	if ! CC=clang setup_build build-fuzz -Dfuzz=enabled -Dtests=disabled; then
+		record build 0 1 "build-fuzz/ failed to build"
+		finish 1
+	fi
 
 	export ASAN_OPTIONS=detect_leaks=1
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -240,6 +250,10 @@ main() {
 	# compared with kernel overlayfs (the 10-minute run: see tests/integration/README.md).
 	run_stage stress-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
 		bash tests/integration/stress.sh build-asan/plyfs --sanitizer --seconds 120
+	# Each target 60 s on a copy of its seed corpus; two at a time on CI's two cores. The long
+	# run is in README.md ("Fuzzing").
+	run_stage fuzz "$PLYFS_TIMEOUT_FUZZ" integration \
+		env PLYFS_FUZZ_PARALLEL=2 bash tests/fuzz/run.sh build-fuzz 60
 	finish 0
 }
 

@@ -554,6 +554,25 @@ START_TEST(test_fsname_roundtrip)
 }
 END_TEST
 
+/* max_read= reaches libfuse as the number plyfs checked: written as typed, "\1310" would be
+ * read by libfuse as the octal byte \131 ('Y') then "0", and fuse_session_new() would refuse it
+ * (found by tests/fuzz/fuzz_params; its input is corpus/params/max_read-octal-escape). */
+START_TEST(test_max_read_forwarded_as_checked)
+{
+	char *argv[] = {"plyfs", "-o", "lowerdir=/l,max_read=\\1310", "/mnt", NULL};
+	g_autofree char *err = NULL;
+	struct plyfs_params p;
+	int argc;
+	char **fargv;
+
+	ck_assert_int_eq(params_parse(4, argv, &p, &err), 0);
+	fargv = params_fuse_argv(&p, &argc);
+	ck_assert_int_eq(argc, 3);
+	ck_assert_msg(strstr(fargv[2], ",max_read=1310,") != NULL, "libfuse gets '%s'", fargv[2]);
+	params_clear(&p);
+}
+END_TEST
+
 /*
  * fsname= (or SOURCE) and subtype= up to the kernel's limits are accepted (and libfuse takes them);
  * one byte more is refused by plyfs, naming the option and the limit, whatever was given before.
@@ -690,6 +709,7 @@ static Suite *params_suite(void)
 	tcase_add_test(tc, test_many_layers_long_string);
 	tcase_add_test(tc, test_long_single_path);
 	tcase_add_test(tc, test_fsname_roundtrip);
+	tcase_add_test(tc, test_max_read_forwarded_as_checked);
 	tcase_add_test(tc, test_name_lengths);
 	tcase_add_test(tc, test_validate_direct);
 	tcase_add_test(tc, test_usage);
