@@ -22,9 +22,8 @@
  * layer.c's traced() sees every raw layer syscall and its result: a failure goes to
  * errors_note_call() with the syscall's name, its fd and its name argument. The few layer I/O
  * paths that libfuse performs itself are noted by ops.c (WRITE: fuse_buf_copy into the layer fd).
- * A READ is spliced by libfuse from the layer fd straight to the kernel and libfuse answers a
- * failed read itself: plyfs never sees it, so it is not counted (the next open of the file fails
- * in a traced syscall and is). The operation and the nodeid come from this thread's request
+ * A READ is made by ops.c through layer_pread() (not spliced by libfuse, which would answer a
+ * failed read itself), so a layer's EIO on an open file is counted too. The operation and the nodeid come from this thread's request
  * (request.h); outside a request they are "-" and 0 and the default slot is used.
  *
  * WHAT A RECORD HOLDS (struct err_record)

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -13,6 +14,7 @@
 #include "export.h"
 #include "file.h"
 #include "inode.h"
+#include "layer.h"
 #include "log.h"
 #include "namei.h"
 #include "ops.h"
@@ -223,6 +225,41 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		file_release(fs, of); /* interrupted: no RELEASE will come */
 }
 
+/* READ replies are built in a buffer of the worker thread's own, reused from one read to the next
+ * (a fresh 1 MiB malloc per read would be an mmap and its page faults each time). Freed when the
+ * thread exits. */
+#define READ_MAX (1024 * 1024) /* the kernel asks for at most max_pages (256) pages at once */
+struct read_buf {
+	size_t size;
+	char data[];
+};
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+static void read_buf_free(void *b)
+{
+	g_free(b);
+}
+
+static void read_buf_key_init(void)
+{
+	if (pthread_key_create(&read_buf_key, read_buf_free) != 0)
+		abort(); /* only when the process is out of keys at start: nothing can be served */
+}
+
+static char *read_buf(size_t size)
+{
+	pthread_once(&read_buf_once, read_buf_key_init);
+	struct read_buf *b = pthread_getspecific(read_buf_key);
+	if (!b || b->size < size) {
+		g_free(b);
+		b = g_malloc(sizeof(*b) + size);
+		b->size = size;
+		pthread_setspecific(read_buf_key, b);
+	}
+	return b->data;
+}
+
 static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -232,13 +269,18 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -fd);
 		return;
 	}
-	/* libfuse splices from the fd and answers a failed read itself: such an error is not seen
-	 * here, so it is not in the error slot (errors.h). */
-	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = fd;
-	buf.buf[0].pos = off;
-	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	/* The read is made here, through the traced wrapper, not spliced by libfuse from the fd:
+	 * libfuse would answer a failed splice itself, and a layer's EIO on an open file (a bad
+	 * disk, a dead lower FUSE mount) would never reach the error slot (errors.h). A larger
+	 * size than the kernel ever asks for is answered with a short read. */
+	if (size > READ_MAX)
+		size = READ_MAX;
+	char *buf = read_buf(size);
+	ssize_t n = layer_pread(fd, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
 }
 
 static void ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

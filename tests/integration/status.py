@@ -208,6 +208,28 @@ def enospc_upper(ctx):
 	return errs
 
 
+def read_held(ctx, mnt, fd, before):
+	"""A READ of a file opened before its lower died fails in the daemon's own read of the layer:
+	counted, and the last notconn record names the read."""
+	errs = []
+	try:
+		os.pread(fd, 100, 0)
+		errs.append("a file opened before its lower FUSE daemon died still reads")
+	except OSError as e:
+		if e.errno != errno.ENOTCONN:
+			errs.append("read of the held file: %s, expected ENOTCONN" % e)
+	finally:
+		os.close(fd)
+	after = status_json(ctx, mnt).get("errors", {}).get("notconn", {})
+	was = before.get("errors", {}).get("notconn", {}).get("count", 0)
+	if after.get("count", 0) <= was:
+		errs.append("the failed READ of an open file was not counted (notconn %d, then %d)"
+			    % (was, after.get("count", 0)))
+	elif (after.get("last") or {}).get("op") != "read":
+		errs.append("last notconn record after a failed READ: %r" % after.get("last"))
+	return errs
+
+
 def dead_lower_fuse(ctx):
 	for d in ("l0/d", "l1", "u", "w", "lf", "mnt"):
 		os.makedirs(ctx.path(d))
@@ -224,6 +246,7 @@ def dead_lower_fuse(ctx):
 	errs = []
 	with mounts.Watchdog(t(120), [h, lower]):
 		errs += lifecycle.check_read(os.path.join(mnt, "a"), "lower data a")
+		held = os.open(os.path.join(mnt, "c"), os.O_RDONLY)	# open before the lower dies
 		lower.proc.kill()	# SIGKILL, by the PID of our own child
 		lower.proc.wait(timeout=t(15))
 		failed = []
@@ -234,6 +257,7 @@ def dead_lower_fuse(ctx):
 			except OSError as e:
 				failed.append(errno.errorcode.get(e.errno, str(e.errno)))
 		st = status_json(ctx, mnt)
+		errs += read_held(ctx, mnt, held, st)
 		errs += lifecycle.settle(h)
 		# The dead mount itself: a clear failure, not a hang or a traceback.
 		rc, out, err = status(ctx, lf, json_out=False)
