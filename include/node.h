@@ -289,6 +289,18 @@ bool node_table_add_record(struct node_table *t, const struct node_record_info *
 /* Every record (oldest first), then every hashed node but the root, as records: a GArray of
  * struct node_record_info with g_malloc'd names, freed with the array. */
 GArray *node_table_snapshot(struct node_table *t);
+/*
+ * The same entries, in the same order, handed to fn one by one under the table lock (no copy:
+ * `info` and its name are valid during the call only; fn must not block nor call into the
+ * table); only the newest `max` of them (the last ones). Returns node_table_changes() as of the
+ * visit, so that a caller knows exactly which state it saw.
+ */
+typedef void (*node_table_visit_fn)(const struct node_record_info *info, void *data);
+uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn fn, void *data);
+/* A counter that moves with every change to what node_table_visit() shows (a node added, moved,
+ * unhashed; a record added or dropped; a key's check learnt; the next nodeid raised), and only
+ * then: FORGETs and lookups of known nodes leave it alone. */
+uint64_t node_table_changes(struct node_table *t);
 /* The generation of nodeids handed out from now on (one per mount; see node.c). */
 void node_table_set_generation(struct node_table *t, uint32_t generation);
 /* The next nodeid to hand out; reserve_ids raises it (never lowers it), so nodeids of an earlier

@@ -45,6 +45,9 @@ struct node_table {
 	GHashTable *records_by_key; /* &rec->key -> struct node_record */
 	GQueue record_order;	    /* of struct node_record, oldest first */
 	size_t record_max;
+	/* Bumped by every change to what node_table_visit() shows (export_store.h saves when it
+	 * moved). */
+	uint64_t changes;
 };
 
 struct node_record {
@@ -200,6 +203,7 @@ static void unhash_locked(struct node_table *t, struct node *n)
 	if (g_hash_table_lookup(t->by_key, &n->key) == n)
 		g_hash_table_remove(t->by_key, &n->key);
 	n->hashed = false;
+	t->changes++;
 }
 
 /* Takes n (refcount just reached 0, so PINNED before) out of the table and queues it. */
@@ -209,6 +213,7 @@ static void record_drop_locked(struct node_table *t, struct node_record *rec)
 	g_hash_table_remove(t->records_by_key, &rec->key);
 	g_hash_table_remove(t->records, &rec->nodeid);
 	g_free(rec);
+	t->changes++;
 }
 
 /* Adds a record, replacing one with the same identity; the oldest goes beyond the bound. */
@@ -229,6 +234,7 @@ static void record_insert_locked(struct node_table *t, const struct node_record_
 	g_hash_table_insert(t->records, &rec->nodeid, rec);
 	g_hash_table_insert(t->records_by_key, &rec->key, rec);
 	g_queue_push_tail_link(&t->record_order, &rec->link);
+	t->changes++;
 	while (t->record_order.length > t->record_max)
 		record_drop_locked(t, t->record_order.head->data);
 }
@@ -438,6 +444,7 @@ static int insert_locked(struct node_table *t, struct node *parent, struct node 
 	g_hash_table_insert(t->by_id, &fresh->nodeid, fresh);
 	g_hash_table_insert(t->by_key, &fresh->key, fresh);
 	t->n_live++;
+	t->changes++;
 	return 0;
 }
 
@@ -518,8 +525,10 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 	}
 	if (n) {
 		/* Not part of the hashed key, read under the lock only: learnt when first known. */
-		if (n->key.check == 0)
+		if (n->key.check == 0 && fresh->key.check != 0) {
 			n->key.check = fresh->key.check;
+			t->changes++;
+		}
 		add_lookup_locked(t, n);
 		n->refcount++; /* the caller's */
 		add_alias_locked(n, parent, fresh->name);
@@ -674,6 +683,7 @@ void node_table_move(struct node_table *t, struct node *n, struct node *new_pare
 	n->parent = new_parent;
 	old_name = n->name;
 	n->name = name;
+	t->changes++;
 	release_locked(t, old_parent, &p);
 	g_mutex_unlock(&t->lock);
 
@@ -797,8 +807,10 @@ int node_table_reserve_ids(struct node_table *t, uint64_t next_id)
 	if (next_id > NODE_ID_LIMIT)
 		return -ERANGE;
 	g_mutex_lock(&t->lock);
-	if (next_id > t->next_id)
+	if (next_id > t->next_id) {
 		t->next_id = next_id;
+		t->changes++;
+	}
 	g_mutex_unlock(&t->lock);
 	return 0;
 }
@@ -819,11 +831,11 @@ bool node_table_add_record(struct node_table *t, const struct node_record_info *
 	return ok;
 }
 
-static void add_info(GArray *out, const struct node_record_info *info)
+static void add_info(const struct node_record_info *info, void *data)
 {
 	struct node_record_info copy = *info;
 	copy.name = g_strdup(info->name);
-	g_array_append_val(out, copy);
+	g_array_append_val((GArray *)data, copy);
 }
 
 static void clear_info(gpointer p)
@@ -831,32 +843,55 @@ static void clear_info(gpointer p)
 	g_free(((struct node_record_info *)p)->name);
 }
 
-GArray *node_table_snapshot(struct node_table *t)
+uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn fn, void *data)
 {
-	GArray *out = g_array_new(FALSE, FALSE, sizeof(struct node_record_info));
-	g_array_set_clear_func(out, clear_info);
-
 	g_mutex_lock(&t->lock);
+	/* Every hashed node is in by_key and has a parent (the root is never hashed). */
+	size_t total = g_hash_table_size(t->records) + g_hash_table_size(t->by_key);
+	size_t skip = total > max ? total - max : 0;
 	for (GList *l = t->record_order.head; l; l = l->next) {
 		const struct node_record *rec = l->data;
 		struct node_record_info info = {.nodeid = rec->nodeid, .parent = rec->parent,
 						.key = rec->key, .type = rec->type,
 						.generation = rec->generation,
 						.name = (char *)rec->name};
-		add_info(out, &info);
+		if (skip > 0)
+			skip--;
+		else
+			fn(&info, data);
 	}
 	GHashTableIter it;
 	gpointer value;
 	g_hash_table_iter_init(&it, t->by_id);
 	while (g_hash_table_iter_next(&it, NULL, &value)) {
 		const struct node *n = value;
-		if (n->hashed && !n->root && n->parent) {
-			struct node_record_info info = info_of(n);
-			add_info(out, &info);
-		}
+		if (!n->hashed || n->root || !n->parent)
+			continue;
+		struct node_record_info info = info_of(n);
+		if (skip > 0)
+			skip--;
+		else
+			fn(&info, data);
 	}
+	uint64_t changes = t->changes;
 	g_mutex_unlock(&t->lock);
+	return changes;
+}
+
+GArray *node_table_snapshot(struct node_table *t)
+{
+	GArray *out = g_array_new(FALSE, FALSE, sizeof(struct node_record_info));
+	g_array_set_clear_func(out, clear_info);
+	node_table_visit(t, SIZE_MAX, add_info, out);
 	return out;
+}
+
+uint64_t node_table_changes(struct node_table *t)
+{
+	g_mutex_lock(&t->lock);
+	uint64_t changes = t->changes;
+	g_mutex_unlock(&t->lock);
+	return changes;
 }
 
 void node_table_set_abort_on_underflow(struct node_table *t, bool on)

@@ -702,6 +702,57 @@ START_TEST(test_records_carried_to_another_table)
 }
 END_TEST
 
+static void visit_ids(const struct node_record_info *info, void *data)
+{
+	g_array_append_val((GArray *)data, info->nodeid);
+}
+
+/* The change counter moves with what a store would write, and only then. */
+START_TEST(test_changes_counter)
+{
+	uint64_t c = node_table_changes(T);
+	struct node *d = lookup(ROOT, "d", S_IFDIR | 0755, 30);
+	ck_assert_uint_gt(node_table_changes(T), c); /* a new node */
+	c = node_table_changes(T);
+	struct node *f = lookup(d, "f", S_IFREG | 0644, 31);
+	ck_assert_uint_gt(node_table_changes(T), c);
+	c = node_table_changes(T);
+	node_put(T, lookup_ref(d, "f", S_IFREG | 0644, 31)); /* known: nlookup only */
+	node_table_add_lookup(T, f);
+	node_table_forget(T, f->nodeid, 2); /* still looked up once */
+	ck_assert_uint_eq(node_table_changes(T), c);
+	node_table_move(T, f, ROOT, "f2");
+	ck_assert_uint_gt(node_table_changes(T), c);
+	c = node_table_changes(T);
+	uint64_t fid = f->nodeid;
+	node_table_forget(T, fid, 1); /* freed: a record */
+	ck_assert_uint_gt(node_table_changes(T), c);
+	c = node_table_changes(T);
+	node_table_drop_record(T, fid);
+	ck_assert_uint_gt(node_table_changes(T), c);
+	c = node_table_changes(T);
+	node_table_unhash(T, d);
+	ck_assert_uint_gt(node_table_changes(T), c);
+	c = node_table_changes(T);
+	node_table_reserve_ids(T, node_table_next_id(T) + 10);
+	ck_assert_uint_gt(node_table_changes(T), c);
+	c = node_table_changes(T);
+	node_table_reserve_ids(T, 2); /* lower: nothing */
+	ck_assert_uint_eq(node_table_changes(T), c);
+
+	/* The visit sees what the snapshot does, and only the newest `max`. */
+	lookup(ROOT, "x", S_IFREG | 0644, 32);
+	lookup(ROOT, "y", S_IFREG | 0644, 33);
+	g_autoptr(GArray) snap = node_table_snapshot(T);
+	ck_assert_uint_eq(snap->len, 2);
+	g_autoptr(GArray) last = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	ck_assert_uint_eq(node_table_visit(T, 1, visit_ids, last), node_table_changes(T));
+	ck_assert_uint_eq(last->len, 1);
+	ck_assert_uint_eq(g_array_index(last, uint64_t, 0),
+			  g_array_index(snap, struct node_record_info, 1).nodeid);
+}
+END_TEST
+
 START_TEST(test_record_not_kept_for_deleted_files)
 {
 	struct node *n = lookup_ref(ROOT, "a", S_IFREG, 10);
@@ -1191,6 +1242,7 @@ static Suite *node_suite(bool forking)
 	tcase_add_test(tc, test_parent_name);
 	tcase_add_test(tc, test_records_carried_to_another_table);
 	tcase_add_test(tc, test_key_check);
+	tcase_add_test(tc, test_changes_counter);
 	tcase_add_test(tc, test_move);
 	tcase_add_test(tc, test_deep_chain);
 	tcase_add_test(tc, test_table_free_destroys_all);
