@@ -30,6 +30,8 @@ struct plyfs {
 	int work_dirfd;	      /* O_PATH fd of workdir/work, where entries are built (workdir.h) */
 	int index_dirfd;      /* O_PATH fd of workdir/index, or -1 (index.h) */
 	int lock_fd;	      /* workdir/plyfs-lock, flock()ed while we live, or -1 */
+	/* The handle store's slots and saver (export_store.h), or NULL. */
+	struct export_store *store;
 	unsigned xino_bits;   /* see inode.h */
 	bool is_root;	      /* running as uid 0: trusted.* xattrs readable */
 	const char *xattr_prefix; /* OVL_XATTR_TRUSTED_PREFIX or OVL_XATTR_USER_PREFIX: written format */

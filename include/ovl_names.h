@@ -34,7 +34,8 @@
 /* Names of the work directory's own entries (inside workdir=W). */
 #define PLYFS_WORK_SUBDIR  "work"
 #define PLYFS_INDEX_SUBDIR "index"
-#define PLYFS_HANDLES_NAME "plyfs-handles" /* export_store.h */
+#define PLYFS_HANDLES_NAME "plyfs-handles" /* export_store.h: its first slot */
+#define PLYFS_HANDLES_NAME_2 "plyfs-handles.2" /* and its second */
 #define PLYFS_LOCK_NAME	   "plyfs-lock"	   /* workdir.h: the mount that uses the workdir */
 
 /* The status query: a read-only xattr of the mount's root (status.h). */

@@ -14,7 +14,8 @@
  * Every option is in one fuse_opt table (params.c). Options are in three groups:
  *  - plyfs' own (fuse-overlayfs compatible): lowerdir, upperdir, workdir, uidmapping,
  *    gidmapping, squash_to_root, squash_to_uid, squash_to_gid, static_nlink, noacl, fsync,
- *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, forgotten_records, context
+ *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, forgotten_records,
+ *    handles_interval, context
  *    (ignored), and the
  *    fuse-overlayfs compatibility options threaded, fast_ino, writeback, plugins,
  *    redirect_dir (accepted, documented as without effect);
@@ -74,6 +75,10 @@ struct plyfs_params {
 	/* forgotten_records=N: how many forgotten nodes stay resolvable for file handles (node.h,
 	 * FORGOTTEN NODES; about 160 bytes + the name each). Default NODE_RECORD_MAX_DEFAULT. */
 	long forgotten_records;
+	/* handles_interval=SECONDS: how often the handle store is brought up to date while
+	 * mounted, when the node table changed (export_store.h); 0: at exit only. Default
+	 * PARAMS_DEFAULT_HANDLES_INTERVAL. */
+	long handles_interval;
 	bool read_only;	 /* "ro" was given (also forced when there is no upperdir) */
 
 	bool foreground; /* -f */
@@ -93,6 +98,7 @@ struct plyfs_params {
  * ("fuse.TYPE", "fuseblk.TYPE") of a mount as strings shorter than PATH_MAX. */
 #define PARAMS_MAX_FSNAME  4095
 #define PARAMS_MAX_SUBTYPE (4095 - 8)
+#define PARAMS_DEFAULT_HANDLES_INTERVAL 1
 
 /* Fills `p` from argv. Returns 0, or -EINVAL with `*err` set to a g_malloc'd one-line message that
  * names the offending argument or option. `p` must be params_clear()ed in both cases. */

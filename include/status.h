@@ -32,6 +32,10 @@
  *	errors.layer_paths_omitted 1   the records' layer_path left empty: with them the text would
  *	                          not fit in an xattr (64 KiB; record paths are bounded, layer paths
  *	                          are not)
+ * and, where a handle store is kept (export_store.h: an upper layer, not volatile):
+ *	handles_saves N   saves of the handle store written by this mount
+ *	handles_unsaved N changes to the node table since the last save (0: a killed daemon
+ *	                  would lose no handle)
  * The name is never listed and cannot be set; it works with noxattrs too. Anyone who can see the
  * root can read it; the paths of the error records only root and the mount's owner (the daemon's
  * uid): for others they are empty, since a path names files the reader may not be allowed to see.

@@ -108,6 +108,7 @@ static void fs_fini(struct plyfs *fs)
 		g_hash_table_unref(fs->open_files);
 		g_hash_table_unref(fs->open_dirs);
 	}
+	export_store_close(fs); /* the error paths: the slots opened at load, nothing to save */
 	if (fs->nodes)
 		node_table_free(fs->nodes);
 	if (fs->layers)
@@ -238,12 +239,19 @@ int main(int argc, char **argv)
 	if (!p.foreground)
 		log_to_syslog();
 	workdir_lock_record(&fs, "mounted"); /* by the daemon's own pid */
+	export_store_start(&fs);	     /* a thread: only now, after the fork */
 	/* The loop returns the number of a signal that ended it (SIGTERM, SIGINT): a clean stop. */
 	ret = serve(se, &p) < 0 ? 1 : 0;
+	/*
+	 * From here on the mount is gone, or going: a plain fuse mount learns of umount(2) only
+	 * after it returned (no FUSE_DESTROY), and the caller may be removing the workdir already.
+	 * So nothing below creates a name in the upper layer or the workdir: the handle store's
+	 * last save goes into the slots opened at mount (export_store.h), open handles are only
+	 * closed (fs_fini), and W/work is emptied at the next mount, not now.
+	 */
 	fuse_session_unmount(se);
 	workdir_lock_record(&fs, "stopping"); /* a new mount of the workdir waits for us */
-	/* No request runs any more: the table is still, and what it knows goes to the workdir. */
-	export_store_save(&fs);
+	export_store_close(&fs);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:

@@ -68,6 +68,7 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT("noxattrs=", K_INT012, noxattrs),
 	OPT("ino32_t", K_TRUE, ino32),
 	OPT("forgotten_records=", K_COUNT, forgotten_records),
+	OPT("handles_interval=", K_COUNT, handles_interval),
 	OPT_NF("debug", K_DEBUG),
 	/* accepted and ignored: SELinux label (fuse-overlayfs ignores it too) and the
 	 * fuse-overlayfs tuning options that have no meaning in plyfs */
@@ -507,6 +508,7 @@ static void params_init(struct plyfs_params *p)
 	p->fsync = true;
 	p->timeout = PARAMS_DEFAULT_TIMEOUT;
 	p->forgotten_records = NODE_RECORD_MAX_DEFAULT;
+	p->handles_interval = PARAMS_DEFAULT_HANDLES_INTERVAL;
 	p->fuse_args = g_ptr_array_new_with_free_func(g_free);
 }
 
@@ -670,6 +672,8 @@ void params_usage(FILE *out, const char *progname)
 		"  -o noxattrs=0|1|2      1: xattrs fail with ENOTSUP, 2: ignored\n"
 		"  -o ino32_t             fold inode numbers into 32 bits\n"
 		"  -o forgotten_records=N forgotten files kept resolvable for file handles\n"
+		"  -o handles_interval=SECONDS  how often the handle store is updated while\n"
+		"                         mounted (default %3$d; 0: at unmount only)\n"
 		"  -o context=..., threaded=, fast_ino=, writeback=, plugins=, redirect_dir=\n"
 		"                         accepted for fuse-overlayfs compatibility, no effect\n"
 		"  -o ro,rw,[no]dev,[no]suid,[no]exec,[no]atime,sync,async,dirsync,allow_other,\n"
@@ -678,7 +682,7 @@ void params_usage(FILE *out, const char *progname)
 		"  -o defaults,[no]auto,user,users,nouser,owner,group,nofail,_netdev,x-*,\n"
 		"     comment=,[no]diratime,[no]relatime,[no]strictatime,[no]lazytime\n"
 		"                         accepted for mount(8)/fstab, no effect\n",
-		progname, PARAMS_DEFAULT_TIMEOUT);
+		progname, PARAMS_DEFAULT_TIMEOUT, PARAMS_DEFAULT_HANDLES_INTERVAL);
 }
 
 void params_clear(struct plyfs_params *p)

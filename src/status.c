@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "export_store.h"
 #include "request.h"
 #include "status.h"
 #include "xattr.h"
@@ -18,6 +19,7 @@ static void put_str(GString *out, const char *key, const char *value)
 static void put_nodes(GString *out, struct plyfs *fs)
 {
 	struct node_table_stats st;
+	struct export_store_stats es;
 	node_table_stats(fs->nodes, &st);
 	g_string_append_printf(
 		out,
@@ -25,6 +27,10 @@ static void put_nodes(GString *out, struct plyfs *fs)
 		"\nrecords %" PRIu64 "\nrecords_max %" PRIu64 "\nnext_nodeid %" PRIu64 "\n",
 		(uint64_t)st.live, (uint64_t)st.pinned, (uint64_t)st.total, (uint64_t)st.records,
 		(uint64_t)st.record_max, (uint64_t)node_table_next_id(fs->nodes));
+	export_store_stats(fs, &es);
+	if (es.kept)
+		g_string_append_printf(out, "handles_saves %" PRIu64 "\nhandles_unsaved %" PRIu64 "\n",
+				       es.saves, es.unsaved);
 }
 
 static void put_counters(GString *out, struct plyfs *fs)

@@ -42,8 +42,10 @@ static void remove_workdir(void)
 		return;
 	g_autofree char *store = g_build_filename(params.workdir, PLYFS_HANDLES_NAME, NULL);
 	g_autofree char *tmp = g_strconcat(store, ".tmp", NULL);
+	g_autofree char *second = g_build_filename(params.workdir, PLYFS_HANDLES_NAME_2, NULL);
 	g_unlink(store);
 	g_unlink(tmp);
+	g_unlink(second);
 	g_rmdir(params.workdir);
 	g_clear_pointer(&params.workdir, g_free);
 	close(work_fd);
@@ -138,7 +140,10 @@ static void round_trip(struct plyfs *fs, GArray *before)
 	make_workdir();
 	fs->work_fd = again.work_fd = work_fd;
 	path = g_build_filename(params.workdir, PLYFS_HANDLES_NAME, NULL);
+	/* Opens the (empty) slots of the fresh workdir: the first save goes to the first slot. */
+	export_store_load(fs);
 	check(export_store_save(fs) == 0, "export_store_save failed");
+	export_store_close(fs);
 	check(g_file_get_contents(path, &data, &len, NULL), "the saved store is unreadable");
 	check(export_store_parse(&again, (const guint8 *)data, len, &loaded) == NULL,
 	      "a saved store does not parse");

@@ -59,6 +59,7 @@ static void mini_open(struct mini *m, const char *name, bool swap)
 
 static void mini_close(struct mini *m)
 {
+	export_store_close(&m->fs);
 	node_table_free(m->fs.nodes);
 	for (int i = 0; i < 2; i++)
 		close(m->layers[i].root_fd);
@@ -214,29 +215,33 @@ START_TEST(test_other_layers_refused)
 }
 END_TEST
 
-/* Not a regular file where the store should be: a FIFO (opening it for reading would block) or a
- * directory is refused at once; a save replaces a FIFO left under the temporary name. */
+/* Not a regular file where a slot should be: a FIFO (opening it for reading would block), a
+ * directory or a symlink is not read; the mount replaces it with a fresh slot (mount time is the
+ * only time a slot is created), and saves work. */
 START_TEST(test_not_a_file)
 {
 	uint64_t ids[3];
 	g_autoptr(GBytes) b = save_sample("fifo", ids);
 	g_autofree char *path = g_build_filename(test_root, "fifo", "w", PLYFS_HANDLES_NAME, NULL);
-	g_autofree char *tmp = g_strconcat(path, ".tmp", NULL);
-	ck_assert_int_eq(unlink(path), 0);
-	ck_assert_int_eq(mkfifo(path, 0600), 0);
-	ck_assert_uint_eq(loaded_records("fifo", false), 0);
-	ck_assert_int_eq(unlink(path), 0);
-	ck_assert_int_eq(mkdir(path, 0700), 0);
-	ck_assert_uint_eq(loaded_records("fifo", false), 0);
-	ck_assert_int_eq(rmdir(path), 0);
-
-	ck_assert_int_eq(mkfifo(tmp, 0600), 0);
+	for (int kind = 0; kind < 3; kind++) {
+		ck_assert_int_eq(unlink(path), 0);
+		if (kind == 0)
+			ck_assert_int_eq(mkfifo(path, 0600), 0);
+		else if (kind == 1)
+			ck_assert_int_eq(mkdir(path, 0700), 0);
+		else
+			ck_assert_int_eq(symlink("/etc/passwd", path), 0);
+		ck_assert_uint_eq(loaded_records("fifo", false), 0);
+		ck_assert(g_file_test(path, G_FILE_TEST_IS_REGULAR) &&
+			  !g_file_test(path, G_FILE_TEST_IS_SYMLINK));
+	}
 	struct mini m;
 	mini_open(&m, "fifo", false);
+	export_store_load(&m.fs);
+	lookup(&m, node_table_root(m.fs.nodes), "x", S_IFREG, 20);
 	ck_assert_int_eq(export_store_save(&m.fs), 0);
 	mini_close(&m);
-	ck_assert(g_file_test(path, G_FILE_TEST_IS_REGULAR));
-	ck_assert(!g_file_test(tmp, G_FILE_TEST_EXISTS));
+	ck_assert_uint_eq(loaded_records("fifo", false), 1);
 }
 END_TEST
 
@@ -393,6 +398,305 @@ START_TEST(test_forged_next_id)
 }
 END_TEST
 
+/* The bytes of slot `slot` (0: plyfs-handles, 1: plyfs-handles.2) of test dir `name`. */
+static GBytes *slot_bytes(const char *name, int slot)
+{
+	g_autofree char *path = g_build_filename(
+		test_root, name, "w", slot ? PLYFS_HANDLES_NAME_2 : PLYFS_HANDLES_NAME, NULL);
+	gchar *data = NULL;
+	gsize len = 0;
+	if (!g_file_get_contents(path, &data, &len, NULL))
+		return NULL;
+	return g_bytes_new_take(data, len);
+}
+
+#define SEQ_AT 32 /* after "PLYFSHD1", version, n_layers, next_id, count */
+
+static uint64_t slot_seq_of(const char *name, int slot)
+{
+	g_autoptr(GBytes) b = slot_bytes(name, slot);
+	gsize len;
+	const guint8 *d = b ? g_bytes_get_data(b, &len) : NULL;
+	uint64_t seq = 0;
+	if (d && len >= SEQ_AT + 8)
+		memcpy(&seq, d + SEQ_AT, 8);
+	return seq;
+}
+
+/* Whether a mount of `name` (after the store was loaded) knows nodeid `id` as a record. */
+static bool knows(const char *name, uint64_t id)
+{
+	struct mini m;
+	mini_open(&m, name, false);
+	export_store_load(&m.fs);
+	struct node_record_info rec;
+	bool found = node_table_find_record(m.fs.nodes, id, &rec);
+	if (found)
+		g_free(rec.name);
+	mini_close(&m);
+	return found;
+}
+
+/*
+ * Saves alternate between the two slots with rising sequence numbers, never over the newest save;
+ * the loader takes the newest. Within one mount: saves 1, 2, 3 go to slots 0, 1, 0.
+ */
+START_TEST(test_slots_alternate)
+{
+	struct mini m;
+	mini_open(&m, "alternate", false);
+	export_store_load(&m.fs);
+	struct node *root = node_table_root(m.fs.nodes);
+	uint64_t a = lookup(&m, root, "a", S_IFREG, 50)->nodeid;
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	ck_assert_uint_eq(slot_seq_of("alternate", 0), 1);
+	uint64_t b = lookup(&m, root, "b", S_IFREG, 51)->nodeid;
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	ck_assert_uint_eq(slot_seq_of("alternate", 1), 2);
+	ck_assert_uint_eq(slot_seq_of("alternate", 0), 1);
+	uint64_t c = lookup(&m, root, "c", S_IFREG, 52)->nodeid;
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	ck_assert_uint_eq(slot_seq_of("alternate", 0), 3);
+	/* Unchanged since: closing writes nothing. */
+	mini_close(&m);
+	ck_assert_uint_eq(slot_seq_of("alternate", 0), 3);
+	ck_assert_uint_eq(slot_seq_of("alternate", 1), 2);
+	ck_assert(knows("alternate", a) && knows("alternate", b) && knows("alternate", c));
+
+	/* The next mount loaded slot 0 (seq 3): its first save goes to slot 1 (seq 4), and a
+	 * change left at close is saved then, into slot 0 (seq 5). */
+	mini_open(&m, "alternate", false);
+	export_store_load(&m.fs);
+	root = node_table_root(m.fs.nodes);
+	uint64_t d = lookup(&m, root, "d", S_IFREG, 53)->nodeid;
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	ck_assert_uint_eq(slot_seq_of("alternate", 1), 4);
+	uint64_t e = lookup(&m, root, "e", S_IFREG, 54)->nodeid;
+	mini_close(&m);
+	ck_assert_uint_eq(slot_seq_of("alternate", 0), 5);
+	ck_assert(knows("alternate", d) && knows("alternate", e) && knows("alternate", a));
+}
+END_TEST
+
+/*
+ * The newest slot damaged (a save cut short: truncated, or a byte changed): the mount loads the
+ * slot before it, and its next save goes over the damaged one, not over the one it loaded.
+ */
+START_TEST(test_newest_damaged)
+{
+	for (int how = 0; how < 2; how++) {
+		g_autofree char *name = g_strdup_printf("torn%d", how);
+		struct mini m;
+		mini_open(&m, name, false);
+		export_store_load(&m.fs);
+		struct node *root = node_table_root(m.fs.nodes);
+		uint64_t a = lookup(&m, root, "a", S_IFREG, 60)->nodeid;
+		ck_assert_int_eq(export_store_save(&m.fs), 0); /* slot 0: a */
+		uint64_t b = lookup(&m, root, "b", S_IFREG, 61)->nodeid;
+		ck_assert_int_eq(export_store_save(&m.fs), 0); /* slot 1: a, b */
+		mini_close(&m);
+
+		g_autofree char *path =
+			g_build_filename(test_root, name, "w", PLYFS_HANDLES_NAME_2, NULL);
+		struct stat st;
+		ck_assert_int_eq(stat(path, &st), 0);
+		if (how == 0) {
+			ck_assert_int_eq(truncate(path, st.st_size / 2), 0);
+		} else {
+			int fd = open(path, O_RDWR);
+			ck_assert_int_ge(fd, 0);
+			ck_assert_int_eq(pwrite(fd, "X", 1, st.st_size - 40), 1);
+			close(fd);
+		}
+		ck_assert(knows(name, a));
+		ck_assert(!knows(name, b));
+
+		mini_open(&m, name, false);
+		export_store_load(&m.fs);
+		uint64_t c = lookup(&m, node_table_root(m.fs.nodes), "c", S_IFREG, 62)->nodeid;
+		ck_assert_int_eq(export_store_save(&m.fs), 0);
+		mini_close(&m);
+		/* A damaged slot's seq counts for nothing: the save after seq 1 is seq 2. */
+		ck_assert_uint_eq(slot_seq_of(name, 1), 2);
+		ck_assert_uint_eq(slot_seq_of(name, 0), 1);
+		ck_assert(knows(name, a) && knows(name, c));
+	}
+}
+END_TEST
+
+/*
+ * A store of plyfs before the slots (version 1, plyfs-handles alone, and maybe the .tmp of a
+ * save cut short): loaded; the .tmp removed at mount; the first save goes to plyfs-handles.2, the
+ * one after it replaces the old file in place.
+ */
+START_TEST(test_single_file_store)
+{
+	uint64_t ids[3];
+	g_autoptr(GBytes) b = save_sample("single", ids);
+	gsize len;
+	const guint8 *v2 = g_bytes_get_data(b, &len);
+	/* Version 1: no seq field, version 1, its own checksum. */
+	gsize body = len - 32 - 8;
+	g_autofree guint8 *v1 = g_malloc(body + 32);
+	memcpy(v1, v2, SEQ_AT);
+	memcpy(v1 + SEQ_AT, v2 + SEQ_AT + 8, body - SEQ_AT);
+	uint32_t version = 1;
+	memcpy(v1 + 8, &version, 4);
+	GChecksum *c = g_checksum_new(G_CHECKSUM_SHA256);
+	gsize dl = 32;
+	g_checksum_update(c, v1, (gssize)body);
+	g_checksum_get_digest(c, v1 + body, &dl);
+	g_checksum_free(c);
+	g_autofree char *w = g_build_filename(test_root, "single", "w", NULL);
+	g_autofree char *slot2 = g_build_filename(w, PLYFS_HANDLES_NAME_2, NULL);
+	g_autofree char *tmp = g_build_filename(w, PLYFS_HANDLES_NAME ".tmp", NULL);
+	ck_assert_int_eq(unlink(slot2), 0);
+	write_store("single", v1, body + 32);
+	ck_assert(g_file_set_contents(tmp, "partial", 7, NULL));
+
+	struct mini m;
+	mini_open(&m, "single", false);
+	export_store_load(&m.fs);
+	ck_assert_uint_eq(records(&m), 3);
+	ck_assert(!g_file_test(tmp, G_FILE_TEST_EXISTS));
+	ck_assert(g_file_test(slot2, G_FILE_TEST_IS_REGULAR));
+	struct stat before, after;
+	g_autofree char *slot1 = g_build_filename(w, PLYFS_HANDLES_NAME, NULL);
+	ck_assert_int_eq(stat(slot1, &before), 0);
+	lookup(&m, node_table_root(m.fs.nodes), "new", S_IFREG, 70);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	ck_assert_uint_eq(slot_seq_of("single", 1), 1);
+	lookup(&m, node_table_root(m.fs.nodes), "new2", S_IFREG, 71);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	ck_assert_uint_eq(slot_seq_of("single", 0), 2);
+	ck_assert_int_eq(stat(slot1, &after), 0);
+	ck_assert_uint_eq(before.st_ino, after.st_ino); /* overwritten, not replaced */
+	mini_close(&m);
+	ck_assert_uint_eq(loaded_records("single", false), 5);
+}
+END_TEST
+
+static gint cmp_str(gconstpointer a, gconstpointer b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in directory `path`, sorted, with their inode numbers: "name:ino\n"... */
+static char *listing(const char *path)
+{
+	GDir *d = g_dir_open(path, 0, NULL);
+	if (!d)
+		return g_strdup("(gone)");
+	g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+	const char *n;
+	while ((n = g_dir_read_name(d))) {
+		g_autofree char *p = g_build_filename(path, n, NULL);
+		struct stat st;
+		ck_assert_int_eq(lstat(p, &st), 0);
+		g_ptr_array_add(names, g_strdup_printf("%s:%lu", n, (unsigned long)st.st_ino));
+	}
+	g_dir_close(d);
+	g_ptr_array_sort(names, cmp_str);
+	g_ptr_array_add(names, NULL);
+	return g_strjoinv("\n", (char **)names->pdata);
+}
+
+/*
+ * What the daemon does after the unmount (saves, close) creates no name in the workdir and
+ * replaces none: the listing stays the same. With the slots removed meanwhile (rm -rf of the
+ * workdir under way), a save still succeeds, into the unlinked files, and the workdir stays empty,
+ * so that rmdir of it works.
+ */
+START_TEST(test_save_creates_nothing)
+{
+	struct mini m;
+	mini_open(&m, "nothing", false);
+	export_store_load(&m.fs);
+	g_autofree char *w = g_build_filename(m.dir, "w", NULL);
+	g_autofree char *before = listing(w);
+	struct node *root = node_table_root(m.fs.nodes);
+	lookup(&m, root, "a", S_IFREG, 80);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	lookup(&m, root, "b", S_IFREG, 81);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	lookup(&m, root, "c", S_IFREG, 82);
+	g_autofree char *after = listing(w);
+	ck_assert_str_eq(before, after);
+
+	/* rm -rf of the workdir, between two saves. */
+	g_autofree char *s1 = g_build_filename(w, PLYFS_HANDLES_NAME, NULL);
+	g_autofree char *s2 = g_build_filename(w, PLYFS_HANDLES_NAME_2, NULL);
+	ck_assert_int_eq(unlink(s1), 0);
+	ck_assert_int_eq(unlink(s2), 0);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	lookup(&m, root, "d", S_IFREG, 83);
+	export_store_close(&m.fs); /* the last save */
+	ck_assert_int_eq(rmdir(w), 0);
+	mini_close(&m);
+}
+END_TEST
+
+/* volatile: the store is read at mount, never written, and no slot is created. */
+START_TEST(test_volatile_saves_nothing)
+{
+	uint64_t ids[3];
+	g_autoptr(GBytes) b = save_sample("volatile", ids);
+	g_autofree char *w = g_build_filename(test_root, "volatile", "w", NULL);
+	g_autofree char *s2 = g_build_filename(w, PLYFS_HANDLES_NAME_2, NULL);
+	ck_assert_int_eq(unlink(s2), 0);
+	g_autofree char *before = listing(w);
+	g_autoptr(GBytes) was = slot_bytes("volatile", 0);
+
+	struct mini m;
+	mini_open(&m, "volatile", false);
+	m.p.volatile_ = true;
+	export_store_load(&m.fs);
+	ck_assert_uint_eq(records(&m), 3);
+	lookup(&m, node_table_root(m.fs.nodes), "new", S_IFREG, 90);
+	ck_assert_int_eq(export_store_save(&m.fs), 0);
+	export_store_start(&m.fs);
+	mini_close(&m);
+	g_autofree char *after = listing(w);
+	ck_assert_str_eq(before, after);
+	g_autoptr(GBytes) now = slot_bytes("volatile", 0);
+	ck_assert(g_bytes_equal(was, now));
+}
+END_TEST
+
+/* The saver thread: a change is saved within a bounded wait, without an explicit save; the
+ * stats say when the store is current. */
+START_TEST(test_saver_thread)
+{
+	struct mini m;
+	mini_open(&m, "saver", false);
+	m.p.handles_interval = 1;
+	export_store_load(&m.fs);
+	struct export_store_stats es;
+	export_store_stats(&m.fs, &es);
+	ck_assert(es.kept);
+	ck_assert_uint_eq(es.unsaved, 0);
+	export_store_start(&m.fs);
+	uint64_t a = lookup(&m, node_table_root(m.fs.nodes), "a", S_IFREG, 95)->nodeid;
+	export_store_stats(&m.fs, &es);
+	ck_assert_uint_gt(es.unsaved, 0);
+	for (int i = 0; i < 600 && (es.unsaved > 0 || es.saves == 0); i++) {
+		g_usleep(50000);
+		export_store_stats(&m.fs, &es);
+	}
+	ck_assert_uint_eq(es.unsaved, 0);
+	ck_assert_uint_ge(es.saves, 1);
+	/* What a killed daemon leaves: the slots as they are now, no close. */
+	struct mini other;
+	mini_open(&other, "saver", false);
+	export_store_load(&other.fs);
+	struct node_record_info rec;
+	ck_assert(node_table_find_record(other.fs.nodes, a, &rec));
+	g_free(rec.name);
+	mini_close(&other);
+	mini_close(&m);
+}
+END_TEST
+
 static Suite *export_store_suite(void)
 {
 	Suite *s = suite_create("export_store");
@@ -405,6 +709,12 @@ static Suite *export_store_suite(void)
 	tcase_add_test(tc, test_damaged_refused);
 	tcase_add_test(tc, test_random_bodies);
 	tcase_add_loop_test(tc, test_forged_next_id, 0, G_N_ELEMENTS(forged_cases));
+	tcase_add_test(tc, test_slots_alternate);
+	tcase_add_test(tc, test_newest_damaged);
+	tcase_add_test(tc, test_single_file_store);
+	tcase_add_test(tc, test_save_creates_nothing);
+	tcase_add_test(tc, test_volatile_saves_nothing);
+	tcase_add_test(tc, test_saver_thread);
 	suite_add_tcase(s, tc);
 	return s;
 }
