@@ -101,21 +101,22 @@ def std_layers():
 	return l0, l1, up
 
 
-def mount(ctx):
+def mount(ctx, extra=""):
 	"""Builds the layers and mounts the binary on ctx.path("mnt"); returns the DaemonHandle."""
 	for d, spec in zip(("l0", "l1", "u"), std_layers()):
 		os.makedirs(ctx.path(d))
 		layerspec.build_layer(ctx.path(d), spec)
 	for d in ("w", "mnt"):
 		os.makedirs(ctx.path(d))
-	return mount_built(ctx)
+	return mount_built(ctx, extra=extra)
 
 
-def mount_built(ctx, lowers=("l0", "l1")):
-	"""Mounts the layers built by mount() (lowers in the given order) on ctx.path("mnt")."""
+def mount_built(ctx, lowers=("l0", "l1"), extra=""):
+	"""Mounts the layers built by mount() (lowers in the given order) on ctx.path("mnt"), with
+	`extra` options (",opt=..." appended)."""
 	mnt = ctx.path("mnt")
-	opts = "lowerdir=%s,upperdir=%s,workdir=%s" % (
-		":".join(ctx.path(x) for x in lowers), ctx.path("u"), ctx.path("w"))
+	opts = "lowerdir=%s,upperdir=%s,workdir=%s%s" % (
+		":".join(ctx.path(x) for x in lowers), ctx.path("u"), ctx.path("w"), extra)
 	ctx.daemon = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
 	return ctx.daemon
 
@@ -663,15 +664,15 @@ def remount_replaced_offline(ctx):
 
 
 def remount_after_crash(ctx):
-	"""A daemon killed (SIGKILL) saves nothing: its handles must give ESTALE on the next mount,
-	even where that mount hands the same nodeid to another file (f1 is looked up first there, so
-	it gets the nodeid f0 had; only the generation tells them apart)."""
-	h = mount(ctx)
+	"""A daemon killed (SIGKILL) before it saved its handles (handles_interval=0: none while
+	mounted): they must give ESTALE on the next mount, even where that mount hands the same
+	nodeid to another file (f1 is looked up first there, so it gets the nodeid f0 had; only the
+	generation tells them apart)."""
+	h = mount(ctx, extra=",handles_interval=0")
 	daemons = [h]
 	with mounts.Watchdog(t(60), daemons):
 		tk = Taken(ctx, "f0")
-		h.kill()
-		errs = h.cleanup()
+		errs = crash(h)
 		daemons.append(mount_built(ctx))
 		other = Taken(ctx, "f1")
 		if describe(other.fh).split(" generation")[0] != describe(tk.fh).split(" generation")[0]:
@@ -682,15 +683,31 @@ def remount_after_crash(ctx):
 	return errs
 
 
+STORE_SLOTS = ("plyfs-handles", "plyfs-handles.2")
+
+
+def crash(h):
+	"""SIGKILL first, as a crash does (aborting the connection first would let the daemon see
+	the end of its session and save), then the dead mount's cleanup."""
+	h.sigkill()
+	if not lifecycle.wait_for(lambda: not h.running(), t(10)):
+		raise Failure("the daemon did not die of SIGKILL")
+	h.kill()
+	return h.cleanup()
+
+
 def corrupt_store(ctx):
-	"""Flips one byte in the middle of the saved store."""
-	path = ctx.path("w/plyfs-handles")
-	with open(path, "r+b") as f:
-		size = os.fstat(f.fileno()).st_size
-		f.seek(size // 2)
-		b = f.read(1)
-		f.seek(size // 2)
-		f.write(bytes([b[0] ^ 0x40]))
+	"""Flips one byte in the middle of both slots of the saved store (an empty one stays
+	empty)."""
+	for name in STORE_SLOTS:
+		with open(ctx.path("w/" + name), "r+b") as f:
+			size = os.fstat(f.fileno()).st_size
+			if size == 0:
+				continue
+			f.seek(size // 2)
+			b = f.read(1)
+			f.seek(size // 2)
+			f.write(bytes([b[0] ^ 0x40]))
 
 
 def remount_store_refused(how):
@@ -723,15 +740,19 @@ STORE_NEXT_ID_AT = 16	# "PLYFSHD1", u32 version, u32 n_layers, then u64 next_id
 
 
 def forge_store(ctx, next_id, trailing=b""):
-	"""Rewrites the saved store's next nodeid (and appends `trailing`) with a valid checksum:
-	what anybody who can write the workdir can do."""
-	path = ctx.path("w/plyfs-handles")
-	with open(path, "rb") as f:
-		body = bytearray(f.read()[:-32])
-	struct.pack_into("=Q", body, STORE_NEXT_ID_AT, next_id)
-	body += trailing
-	with open(path, "wb") as f:
-		f.write(bytes(body) + hashlib.sha256(body).digest())
+	"""Rewrites the saved store's next nodeid (and appends `trailing`) with a valid checksum, in
+	both slots (an empty one stays empty): what anybody who can write the workdir can do."""
+	for name in STORE_SLOTS:
+		path = ctx.path("w/" + name)
+		with open(path, "rb") as f:
+			data = f.read()
+		if not data:
+			continue
+		body = bytearray(data[:-32])
+		struct.pack_into("=Q", body, STORE_NEXT_ID_AT, next_id)
+		body += trailing
+		with open(path, "wb") as f:
+			f.write(bytes(body) + hashlib.sha256(body).digest())
 
 
 def use_after_forged_store(ctx):
@@ -782,6 +803,212 @@ def remount_forged_store(next_id, trailing=b""):
 			unmount_clean(daemons[-1])
 		return errs
 	return run
+
+
+STATUS_XATTR = "user.plyfs.status"
+
+
+def store_status(mnt):
+	"""(handles_saves, handles_unsaved) from the status query; raises Failure without them."""
+	st = dict(line.split(" ", 1) for line in os.getxattr(mnt, STATUS_XATTR).decode().splitlines())
+	if "handles_unsaved" not in st:
+		raise Failure("the status query has no handles_unsaved: the handle store is not "
+			      "kept current while mounted (%r)" % st)
+	return int(st["handles_saves"]), int(st["handles_unsaved"])
+
+
+def wait_saved(ctx):
+	"""Waits (bounded) until the daemon says its handle store holds the table as it is now."""
+	mnt = ctx.path("mnt")
+	if not lifecycle.wait_for(lambda: store_status(mnt)[1] == 0, t(30), step=0.05):
+		raise Failure("the handle store still has unsaved changes %.0fs later: %r"
+			      % (t(30), store_status(mnt)))
+
+
+def remount_after_kill(ctx):
+	"""Handles of the issue's list (copy-up, renames, a new file and a deletion after they were
+	taken), the caches dropped (records), the daemon waited for until it says its store is
+	current (status handles_unsaved 0, through the periodic saver: no unmount), then SIGKILLed,
+	as the OOM killer would. On the next mount every handle of a file that still exists decodes
+	to it, and the deleted one gives ESTALE: as kernel overlayfs' nfs_export handles, they
+	survive a crash."""
+	h = mount(ctx)
+	daemons = [h]
+	errs = []
+	with mounts.Watchdog(t(90), daemons):
+		names = ["", "f0", "ldir", "f1", "cu", "cb", "mv", "mv2", "uf", "ud", "rd", "rd/x",
+			 "a/b/c", "del"]
+		os.chmod(ctx.path("mnt/cb"), 0o640)			# copied up before
+		tk = {n: Taken(ctx, n) for n in names}
+		with open(ctx.path("mnt/cu"), "ab") as f:		# copied up after
+			f.write(b"appended after the handle\n")
+		tk["cu"].want += b"appended after the handle\n"
+		os.rename(ctx.path("mnt/mv"), ctx.path("mnt/mv-renamed"))
+		os.rename(ctx.path("mnt/mv2"), ctx.path("mnt/dst/mv2-moved"))
+		os.rename(ctx.path("mnt/rd"), ctx.path("mnt/rd2"))
+		os.unlink(ctx.path("mnt/del"))
+		lifecycle.write(ctx.path("mnt/a/b/c/fresh"), "created on the killed mount\n")
+		tk["a/b/c/fresh"] = Taken(ctx, "a/b/c/fresh")
+		tk[""].want = content_of(ctx.path("mnt"), True)
+		tk["a/b/c"].want = content_of(ctx.path("mnt/a/b/c"), True)
+		drop_caches(ctx)
+		wait_saved(ctx)
+		errs += crash(h)
+		daemons.append(mount_built(ctx))
+		mfd = open_mount_root(ctx)
+		try:
+			for n in tk:
+				if n == "del":
+					errs += check_stale(mfd, tk[n], "deleted, then the daemon killed")
+				else:
+					errs += ["after SIGKILL and remount: " + e
+						 for e in check_decoded(mfd, tk[n])]
+		finally:
+			os.close(mfd)
+		unmount_clean(daemons[-1])
+	return errs
+
+
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+# Rounds of umount_rm_workdir: CI runs RACE_ROUNDS_CI (about 2 s per 10 rounds on a quiet
+# 2-core machine); PLYFS_RACE_ROUNDS=200 is the issue's count (see tests/integration/README.md).
+RACE_ROUNDS_CI = 40
+CPU_BURNERS = 2
+
+
+def umount_now(mnt):
+	"""umount(2) itself, as containers-storage calls it: no umount(8) process in between."""
+	if _libc.umount2(os.fsencode(mnt), 0) != 0:
+		e = ctypes.get_errno()
+		raise Failure("umount2(%s): %s" % (mnt, os.strerror(e)))
+
+
+def burn_cpu(ctx):
+	"""CPU_BURNERS busy children (killed by PID at cleanup): the machine under load, so that
+	the daemon's exit path is slow against the caller's rm -rf."""
+	for _ in range(CPU_BURNERS):
+		ctx.track(lifecycle.ChildHandle(subprocess.Popen(
+			[sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)))
+
+
+def some_work(ctx, i):
+	"""New files, a copy-up, a rename, a deletion, a listing; then the caches dropped (only the
+	dentries and inodes: FORGETs, so records exist) and the connection idle."""
+	mnt = ctx.path("mnt")
+	for k in range(4):
+		lifecycle.write(os.path.join(mnt, "d%d" % (i % 3), "n%d-%d" % (i, k)), "round %d\n" % i)
+	with open(os.path.join(mnt, "f0"), "a") as f:
+		f.write("round %d\n" % i)
+	os.rename(os.path.join(mnt, "d%d" % (i % 3), "n%d-0" % i), os.path.join(mnt, "r%d" % i))
+	os.unlink(os.path.join(mnt, "d%d" % (i % 3), "n%d-1" % i))
+	os.listdir(os.path.join(mnt, "a/b/c"))
+	problems = lifecycle.settle(ctx.daemon)
+	if problems:
+		raise Failure(problems[0])
+	with open("/proc/sys/vm/drop_caches", "w") as f:
+		f.write("2")
+
+
+def log_size(ctx):
+	try:
+		return os.path.getsize(os.path.join(ctx.logdir, "daemon.log"))
+	except OSError:
+		return 0
+
+
+def store_errors(ctx, since):
+	"""The daemon's log lines after offset `since` that say it could not write in the
+	workdir."""
+	with open(os.path.join(ctx.logdir, "daemon.log"), "rb") as f:
+		f.seek(since)
+		text = f.read().decode(errors="replace")
+	return [x for x in text.splitlines() if "cannot write" in x or "plyfs-handles" in x]
+
+
+def umount_rm_workdir(ctx):
+	"""As containers-storage does after `buildah build --layers` steps: mount, some work,
+	umount(2), and at once rm -rf of the workdir, while the machine is busy (CPU_BURNERS busy
+	children). Each round must remove the workdir without error (ENOTEMPTY: the daemon created
+	an entry in it after umount returned), the daemon must exit 0 without failing to write
+	(it must not try to create anything there), and the workdir must stay gone."""
+	for d, spec in zip(("l0", "l1", "u"), std_layers()):
+		os.makedirs(ctx.path(d))
+		layerspec.build_layer(ctx.path(d), spec)
+	os.makedirs(ctx.path("mnt"))
+	burn_cpu(ctx)
+	rounds = int(os.environ.get("PLYFS_RACE_ROUNDS", RACE_ROUNDS_CI))
+	errs = []
+	w = ctx.path("w")
+	for i in range(rounds):
+		os.makedirs(w)
+		since = log_size(ctx)
+		h = mount_built(ctx)
+		with mounts.Watchdog(t(30), [h]):
+			some_work(ctx, i)
+			umount_now(ctx.path("mnt"))
+		try:
+			shutil.rmtree(w)
+		except OSError as e:
+			errs.append("round %d: rm -rf of the workdir right after umount(2): %s" % (i, e))
+			shutil.rmtree(w, ignore_errors=True)
+		errs += ["round %d: %s" % (i, x) for x in h.cleanup()]
+		errs += ["round %d: daemon log: %s" % (i, x) for x in store_errors(ctx, since)]
+		if os.path.lexists(w):
+			errs.append("round %d: the workdir is back after the daemon exited: %r"
+				    % (i, os.listdir(w)))
+			shutil.rmtree(w, ignore_errors=True)
+		if len(errs) >= 10:
+			break
+	ctx.notes.append("%d rounds" % (i + 1))
+	return errs
+
+
+def tree_listing(top, rel="", out=None):
+	"""Every entry under `top`: {relative path: inode number}, from the directory entries
+	alone (d_ino, no stat: the listing must be quick, it races with the daemon's exit)."""
+	out = {} if out is None else out
+	with os.scandir(os.path.join(top, rel)) as it:
+		for e in it:
+			p = os.path.join(rel, e.name)
+			out[p] = e.inode()
+			if e.is_dir(follow_symlinks=False):
+				tree_listing(top, p, out)
+	return out
+
+
+NOTHING_ROUNDS = 20
+
+
+def umount_creates_nothing(ctx):
+	"""NOTHING_ROUNDS rounds of mount, some work, umount(2): the upper layer and the workdir
+	listed (every entry, with its inode number: a file replaced by a rename shows) right after
+	umount(2) returned and again once the daemon has exited must be the same. The first round
+	is a fresh workdir, the next ones find the store of the one before. The machine is busy
+	(CPU_BURNERS), so that the daemon's exit path is slow."""
+	mount(ctx)
+	burn_cpu(ctx)
+	errs = []
+	for i in range(NOTHING_ROUNDS):
+		h = ctx.daemon if i == 0 else mount_built(ctx)
+		with mounts.Watchdog(t(30), [h]):
+			some_work(ctx, i)
+			umount_now(ctx.path("mnt"))
+		before = {d: tree_listing(ctx.path(d)) for d in ("w", "u")}
+		errs += ["round %d: %s" % (i, x) for x in h.cleanup()]
+		if i == 0 and len(before["w"]) == 0:
+			errs.append("the listing is empty (test premise: it sees the workdir)")
+		after = {d: tree_listing(ctx.path(d)) for d in ("w", "u")}
+		for d in ("w", "u"):
+			for p in sorted(set(before[d]) | set(after[d])):
+				b, a = before[d].get(p), after[d].get(p)
+				if a != b:
+					errs.append("round %d: %s/%s: %s right after umount(2), %s once "
+						    "the daemon exited" % (i, d, p,
+							"inode %d" % b if b else "absent",
+							"inode %d" % a if a else "absent"))
+		if len(errs) >= 10:
+			break
+	return errs
 
 
 # --- rootless -----------------------------------------------------------------------------------
@@ -949,6 +1176,9 @@ TESTS = [
 	("decode_loop_%d" % LOOPS, with_mount(decode_loop, limit=300)),
 	("remount_all", remount_all),
 	("remount_after_crash", remount_after_crash),
+	("remount_after_kill", remount_after_kill),
+	("umount_rm_workdir", umount_rm_workdir),
+	("umount_creates_nothing", umount_creates_nothing),
 	("remount_replaced_offline", remount_replaced_offline),
 	("remount_damaged_store", remount_store_refused("damaged")),
 	("remount_other_layers", remount_store_refused("other_layers")),
