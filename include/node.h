@@ -70,8 +70,9 @@
  * At the default bound (2^20) records take at most ~180 MB with short names.
  * Every node carries the generation of the mount that handed its nodeid out (node_table_set_
  * generation()); a record keeps it, so a node found again answers with its first generation.
- * export_store.h writes the records and the hashed nodes to the workdir at unmount and loads
- * them at the next mount: handles outlive the mount.
+ * export_store.h writes the records and the hashed nodes to the workdir while mounted (when
+ * node_table_changes() moved) and at unmount, and loads them at the next mount: handles outlive
+ * the mount and a killed daemon.
  *
  * LOCKS (order: rename_lock -> node->lock -> table lock)
  *   table->lock (a GMutex inside node_table) protects: both maps, nlookup, refcount, parent, name,

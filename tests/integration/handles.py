@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """handles.py - file handles within one mount (FUSE export support): name_to_handle_at, the kernel
 made to forget the inodes (drop_caches), then open_by_handle_at must give the same file (st_ino,
-content) or ESTALE for a deleted or replaced one. Handles across a remount are not tested (not
-supported yet).
+content) or ESTALE for a deleted or replaced one. Handles across remounts and a killed daemon, and
+what the daemon may do to the workdir after umount(2), are the remount_* and umount_* tests.
 
 Each test builds its own layers (two lowers and an upper, std_layers()), mounts the binary in the
 foreground as a child it owns (lifecycle.start_foreground: registered in mounts.ACTIVE, killed
@@ -870,8 +870,9 @@ def remount_after_kill(ctx):
 
 
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-# Rounds of umount_rm_workdir: CI runs RACE_ROUNDS_CI (about 2 s per 10 rounds on a quiet
-# 2-core machine); PLYFS_RACE_ROUNDS=200 is the issue's count (see tests/integration/README.md).
+# Rounds of umount_rm_workdir: CI runs RACE_ROUNDS_CI (2.3 to 7 s per 10 rounds measured on a
+# 2-core machine at load 20-30: 200 rounds took 145 s there); PLYFS_RACE_ROUNDS=200 is the
+# issue's count (see tests/integration/README.md).
 RACE_ROUNDS_CI = 40
 CPU_BURNERS = 2
 
