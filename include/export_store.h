@@ -15,9 +15,9 @@
  * nodeids below the stored next nodeid, that one at most NODE_ID_LIMIT, node.h): a store refused
  * for any reason changes nothing, so a forged one (even with a valid checksum) cannot make nodeids
  * wrap to 0 or the root's. At most record_max entries are written (the newest), and only
- * identities on a layer's own filesystem. A decoded handle then resolves like any forgotten node (export.h): by name from its
- * parent, checked against the recorded identity; a file deleted or replaced in between gives
- * ESTALE.
+ * identities on a layer's own filesystem. A decoded handle then resolves like any forgotten node
+ * (export.h): by name from its parent, checked against the recorded identity; a file deleted or
+ * replaced in between gives ESTALE.
  *
  * WHEN IT IS WRITTEN, AND WHERE. The kernel tells a plain `fuse` mount nothing before it goes:
  * at umount(2) it aborts the connection and returns (FUSE_DESTROY is sent to `fuseblk` mounts

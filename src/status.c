@@ -29,7 +29,8 @@ static void put_nodes(GString *out, struct plyfs *fs)
 		(uint64_t)st.record_max, (uint64_t)node_table_next_id(fs->nodes));
 	export_store_stats(fs, &es);
 	if (es.kept)
-		g_string_append_printf(out, "handles_saves %" PRIu64 "\nhandles_unsaved %" PRIu64 "\n",
+		g_string_append_printf(out,
+				       "handles_saves %" PRIu64 "\nhandles_unsaved %" PRIu64 "\n",
 				       es.saves, es.unsaved);
 }
 
