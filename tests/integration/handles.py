@@ -35,6 +35,7 @@ import shutil
 import stat
 import struct
 import subprocess
+import time
 import sys
 
 import layerspec
