@@ -31,6 +31,18 @@
  * the rename as any two unserialised requests do; what a location guarantees is that its fd is
  * still the directory it was, never a closed or reused fd number.
  *
+ * Identity: a name can be unlinked (leaving a whiteout) or replaced (rename over, unlink + create)
+ * between the lookup that made the node and a request on it. A location therefore carries the
+ * (dev, ino) its entry had when n's stack was built (node.h, struct node_layer), and whoever
+ * reaches the entry through (fd, name) checks what it got (inode_check) before using it: stat
+ * compares the stat it makes anyway, an open fstat()s the fd it opened when the entry is in the
+ * upper layer (a lower entry cannot change under a name; the index entry of a hard link is that
+ * file by its name). A mismatch is -ESTALE: the kernel VFS retries a path walk that gets ESTALE
+ * once with LOOKUP_REVAL, FUSE then looks the name up again, and the caller sees the new file or
+ * ENOENT, as with kernel overlayfs; never a whiteout (ENXIO, or EIO for a changed inode type) or
+ * another file's data under this node's cached size. An inode number reused at once by the same
+ * filesystem (ext4) passes the check; tmpfs, btrfs and xfs hand out fresh ones.
+ *
  * Attributes: st_ino is the identity's inode number (the origin file's), so it is unique across
  * layers and the same across remounts; when the layers span several filesystems the layer's fsid is
  * put in the top xino_bits bits (as kernel overlayfs' xino does). A merged directory reports
@@ -54,6 +66,11 @@ struct lfd {
 	struct node_table *nodes; /* where `owner` is put */
 	struct node *owner;	  /* referenced, or NULL */
 	struct held_fd *held;	  /* referenced, or NULL */
+	/* The identity (dev, ino) the entry at (fd, name) must have; ino 0: nothing to check (an
+	 * fd of the entry itself, an index entry, a stack entry of unknown identity). */
+	dev_t dev;
+	ino_t ino;
+	bool replaceable; /* (fd, name) is in the upper layer: its entry may be replaced */
 };
 #define LFD_INIT                                                                                   \
 	{                                                                                          \
@@ -97,8 +114,8 @@ int inode_locate(struct plyfs *fs, struct node *n, struct lfd *loc);
  * copy-up generation): a request passes one location down, and whoever needs it current after a
  * copy-up calls this. 0 or -errno. */
 int inode_relocate(struct plyfs *fs, struct node *n, struct lfd *loc);
-/* The location of `name` in directory `parent` (held by the caller) in `layer`; loc.gen is left 0
- * for the caller, who knows which node it is, to set. */
+/* The location of `name` in directory `parent` (held by the caller) in `layer`; loc.gen and the
+ * identity (dev, ino) are left 0 for the caller, who knows which node it is, to set. */
 int inode_locate_child(struct plyfs *fs, struct node *parent, const char *name, int layer,
 		       struct lfd *loc);
 
@@ -107,6 +124,13 @@ int inode_locate_child(struct plyfs *fs, struct node *parent, const char *name, 
  * node->unlinked_fd (see node.h). The fd is refcounted: the node holds one reference, every
  * location that uses it one more; replacing or dropping it drops the node's.
  */
+/* 0 when `st` (a stat of loc's entry) is the entry loc expects, -ESTALE when the name now holds
+ * another entry (see "Identity" above). */
+int inode_check(const struct lfd *loc, const struct stat *st);
+/* Stats loc's entry and checks it, for a request about to change it by name (setattr, xattr):
+ * when there is something to check, one fstatat. 0 or -errno. */
+int inode_verify(const struct lfd *loc);
+
 /* Whether n has such an fd (it was removed while open). */
 bool inode_is_orphan(const struct node *n);
 /* Takes `fd` as n's way to its entry, unless it has one already (then `fd` is closed). */
@@ -139,7 +163,7 @@ int inode_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc)
 /* After n's upper inode got one more link to a name the merged count already included. */
 int inode_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc);
 
-/* stat of n's top entry turned into the merged view. */
+/* stat of n's top entry turned into the merged view; -ESTALE when its name holds another entry. */
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st);
 /* The same at n's location `loc`, computed by the caller. */
 int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct stat *st);

@@ -63,7 +63,7 @@
  * back; so does a plain lookup of the same file. Records are bounded (NODE_RECORD_MAX_DEFAULT,
  * node_table_set_record_max(); the oldest is dropped first) and dropped with the file's identity
  * (unlink), so a deleted file's handle answers ESTALE.
- * Sizes (x86-64): a node is 160 bytes plus its name and its layer stack (8 + 16 per layer), plus
+ * Sizes (x86-64): a node is 160 bytes plus its name and its layer stack (8 + 32 per layer), plus
  * its entries in the two maps; a record is 72 bytes plus the name, plus about 70 in its two hash
  * tables: ~150 bytes + name. Measured (memory.py, names of 11 bytes): 500,000 live nodes take
  * 150 MB of RSS (~310 bytes each), 500,000 records 88 MB (~175 bytes each, allocator included).
@@ -114,11 +114,16 @@ struct node_key {
  * once from -1 to an fd (atomically), closed only when the node is freed. `path`, when not NULL,
  * is where this directory lives in that layer relative to the layer root (a renamed directory:
  * its lower parts stay at their old path, recorded as a redirect); NULL means "the parent's
- * path in that layer, then the node's name". */
+ * path in that layer, then the node's name". `dev`, `ino` are the entry's own identity in that
+ * layer when the stack was built (0, 0: not known, nothing to compare): a name in the upper layer
+ * can be replaced at any time (unlink + create, rename over), so whoever reaches the entry by
+ * (dirfd, name) compares what it found with these before trusting it (inode.h, inode_check). */
 struct node_layer {
 	int layer; /* index into fs->layers */
 	int fd;
 	char *path;
+	dev_t dev;
+	ino_t ino;
 };
 
 /* Where a node is present, top layer first. Immutable once published: a change (copy-up, a

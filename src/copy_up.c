@@ -172,6 +172,7 @@ struct cu {
 	int dst_dir;	      /* the parent's upper directory */
 	int work;	      /* workdir/work */
 	struct stat st;
+	struct stat up; /* the upper entry made, stat'ed before it took its name (place()) */
 	bool data;
 	bool orphan; /* removed while open: built in the work dir and never linked anywhere */
 	/* A lower file with several names goes through the index (index.h): its name there and
@@ -232,6 +233,10 @@ static int place_indexed(struct cu *c, int tmpfd, const char *tmpname)
 /* Moves the finished temporary entry into its place in upper (or adopts it, for an orphan). */
 static int place(struct cu *c, int *tmpfd, const char *tmpname)
 {
+	/* Its identity, for the new stack: taken here, since once named it may be replaced. */
+	int r = tmpname ? layer_fstatat(c->work, tmpname, &c->up) : layer_fstat(*tmpfd, &c->up);
+	if (r < 0)
+		return r;
 	if (c->index_hex)
 		return place_indexed(c, *tmpfd, tmpname);
 	if (c->orphan)
@@ -311,17 +316,22 @@ static int copy_up_other(struct cu *c)
 	return r;
 }
 
-/* The new stack: the upper entry on top; a directory keeps merging with what it had below. */
-static void publish_upper(struct node *n)
+/* The new stack: the upper entry (stat `up`) on top; a directory keeps merging with what it had
+ * below. */
+static void publish_upper(struct node *n, const struct stat *up)
 {
 	const struct node_stack *old = node_stack(n);
 	unsigned below = S_ISDIR(n->type) ? old->n : 0;
 	struct node_stack *s = inode_stack_new(1 + below);
 	s->l[0].layer = 0;
+	s->l[0].dev = up->st_dev;
+	s->l[0].ino = up->st_ino;
 	for (unsigned i = 0; i < below; i++) {
 		s->l[1 + i].layer = old->l[i].layer;
 		s->l[1 + i].fd = __atomic_load_n(&old->l[i].fd, __ATOMIC_ACQUIRE);
 		s->l[1 + i].path = g_strdup(old->l[i].path);
+		s->l[1 + i].dev = old->l[i].dev;
+		s->l[1 + i].ino = old->l[i].ino;
 	}
 	s->merged = S_ISDIR(n->type) && s->n > 1;
 	inode_stack_publish(n, s);
@@ -368,6 +378,9 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		.orphan = orphan,
 	};
 	r = src->name ? layer_fstatat(src->fd, src->name, &c.st) : layer_fstat(src->fd, &c.st);
+	/* Never copy another file into n's place: the source must still be n's entry. */
+	if (r == 0)
+		r = inode_check(src, &c.st);
 	if (r < 0)
 		return r;
 	/* A copy-up must not show as a change of the parent directory. */
@@ -387,9 +400,11 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 	if (linked) {
 		/* "Link up": the file is in the index already; this name becomes one more link. */
 		__atomic_store_n(&n->indexed, true, __ATOMIC_RELEASE);
-		r = layer_linkat(fs->index_dirfd, linked, dst.fd, name);
+		r = layer_fstatat(fs->index_dirfd, linked, &c.up);
+		if (r == 0)
+			r = layer_linkat(fs->index_dirfd, linked, dst.fd, name);
 		if (r == 0) {
-			publish_upper(n);
+			publish_upper(n, &c.up);
 			/* Borrowed from `parent`, held by the caller: nothing to release. */
 			const struct lfd up = {.fd = dst.fd, .name = (char *)name};
 			r = inode_nlink_after_link(fs, n, &up);
@@ -410,7 +425,7 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 	    (c.st.st_nlink > 1 || n->lower_nlink > 1))
 		keep_hardlink_node(fs, n, n->lower_nlink ? n->lower_nlink : (int)c.st.st_nlink);
 	if (!linked)
-		publish_upper(n);
+		publish_upper(n, &c.up);
 	if (!loc)
 		return 0;
 	/* The request goes on with the entry it just made. */
@@ -422,6 +437,11 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		r = inode_dirfd(fs, n, 0, loc);
 	else
 		r = inode_locate_child(fs, parent, name, 0, loc);
+	if (r == 0 && loc->name) {
+		loc->dev = c.up.st_dev;
+		loc->ino = c.up.st_ino;
+		loc->replaceable = true;
+	}
 	if (r == 0)
 		loc->gen = gen;
 	return r;

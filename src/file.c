@@ -19,6 +19,30 @@ static int open_entry(int dirfd, const char *name, int flags)
 	return name ? layer_openat(dirfd, name, flags, 0) : layer_reopen(dirfd, flags);
 }
 
+/* The fd just opened at `loc` (taken) or the open's error, or -ESTALE when the name held another
+ * entry by then (inode.h, "Identity"): one fstat, only where an entry can be replaced under its
+ * name. */
+static int checked(const struct lfd *loc, int fd)
+{
+	if (!loc->name || !loc->ino || !loc->replaceable)
+		return fd;
+	if (fd < 0) {
+		/* A failed open may have met what took the name (a whiteout: ENXIO, a name gone:
+		 * ENOENT): that is no answer about n's file, whose name the kernel looks up again.
+		 */
+		int r = inode_verify(loc);
+		return r == 0 ? fd : -ESTALE;
+	}
+	struct stat st;
+	int r = layer_fstat(fd, &st);
+	if (r == 0)
+		r = inode_check(loc, &st);
+	if (r == 0)
+		return fd;
+	close(fd);
+	return r;
+}
+
 /* Opens the entry at `loc`. Writable handles get O_RDWR when the file allows it, because the
  * kernel may read through a write-only handle to fill a partial page. */
 static int open_at(const struct lfd *loc, int flags, bool write)
@@ -27,10 +51,20 @@ static int open_at(const struct lfd *loc, int flags, bool write)
 	 * buffers are not guaranteed; O_NONBLOCK is kept for what it means to the caller. */
 	int keep = flags & (O_NONBLOCK | O_TRUNC | O_SYNC | O_DSYNC | O_NOATIME);
 	if (!write)
-		return open_entry(loc->fd, loc->name, O_RDONLY | (keep & ~O_TRUNC));
+		return checked(loc, open_entry(loc->fd, loc->name, O_RDONLY | (keep & ~O_TRUNC)));
+	/* Truncate only once the entry is known to be n's (an entry put there since is not). */
+	bool trunc = (keep & O_TRUNC) && loc->name && loc->ino && loc->replaceable;
+	if (trunc)
+		keep &= ~O_TRUNC;
 	int fd = open_entry(loc->fd, loc->name, O_RDWR | keep);
 	if (fd == -EACCES && (flags & O_ACCMODE) == O_WRONLY)
 		fd = open_entry(loc->fd, loc->name, O_WRONLY | keep);
+	fd = checked(loc, fd);
+	int r = trunc && fd >= 0 ? layer_ftruncate(fd, 0) : 0;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
 	return fd;
 }
 
@@ -50,19 +84,30 @@ static struct open_file *new_handle(struct plyfs *fs, struct node *n, int fd, un
 	return of;
 }
 
+/* Locates n into `loc` (LFD_INIT), copies it up for a write, opens it there. fd or -errno. */
+static int open_located(struct plyfs *fs, struct node *n, int flags, struct lfd *loc)
+{
+	bool write = wants_write(flags);
+	int r = inode_locate(fs, n, loc);
+	/* An O_TRUNC open throws the data away: copy only the metadata. */
+	if (r == 0 && write)
+		r = copy_up_at(fs, n, loc, !(flags & O_TRUNC));
+	return r < 0 ? r : open_at(loc, flags, write);
+}
+
 int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **out)
 {
 	if (S_ISDIR(n->type))
 		return -EISDIR;
 	bool write = wants_write(flags);
 	auto_lfd struct lfd loc = LFD_INIT;
-	int r = inode_locate(fs, n, &loc);
-	/* An O_TRUNC open throws the data away: copy only the metadata. */
-	if (r == 0 && write)
-		r = copy_up_at(fs, n, &loc, !(flags & O_TRUNC));
-	if (r < 0)
-		return r;
-	int fd = open_at(&loc, flags, write);
+	int fd = open_located(fs, n, flags, &loc);
+	/* n's name went or took another file since the location was made (inode.h, "Identity"):
+	 * once more, which reaches the entry the removal kept for n (inode_is_orphan) if it did. */
+	if ((fd == -ESTALE || fd == -ENOENT) && loc.name && loc.replaceable) {
+		lfd_release(&loc);
+		fd = open_located(fs, n, flags, &loc);
+	}
 	if (fd < 0)
 		return fd;
 	/* The generation of the entry just opened: a later copy-up makes file_fd() reopen. */

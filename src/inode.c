@@ -8,6 +8,7 @@
 #include "index.h"
 #include "inode.h"
 #include "log.h"
+#include "whiteout.h"
 
 /* The node table's destroy callback has no user data; there is one mount per process. */
 static struct plyfs *the_fs;
@@ -111,7 +112,7 @@ struct node_stack *inode_stack_new(unsigned n)
 	struct node_stack *s = g_malloc0(sizeof(*s) + n * sizeof(s->l[0]));
 	s->n = n;
 	for (unsigned i = 0; i < n; i++)
-		s->l[i] = (struct node_layer){.layer = -1, .fd = -1, .path = NULL};
+		s->l[i] = (struct node_layer){.layer = -1, .fd = -1};
 	return s;
 }
 
@@ -357,11 +358,37 @@ int inode_locate(struct plyfs *fs, struct node *n, struct lfd *loc)
 			g_free(name);
 			return -ESTALE;
 		}
-		r = locate_in(fs, parent, name, inode_top_layer(n), loc);
+		/* The layer and the identity expected there from the same stack. */
+		const struct node_layer top = node_stack(n)->l[0];
+		r = locate_in(fs, parent, name, top.layer, loc);
+		if (r == 0) {
+			loc->dev = top.dev;
+			loc->ino = top.ino;
+			loc->replaceable = fs->layers[top.layer].upper;
+		}
 	}
 	if (r == 0)
 		loc->gen = gen;
 	return r;
+}
+
+int inode_check(const struct lfd *loc, const struct stat *st)
+{
+	if (!loc->name || !loc->ino)
+		return 0;
+	if (st->st_dev == loc->dev && st->st_ino == loc->ino)
+		return 0;
+	/* Unlinked since (a whiteout took the name): the file is gone, as after the unlink. */
+	return whiteout_is_chardev(st) ? -ENOENT : -ESTALE;
+}
+
+int inode_verify(const struct lfd *loc)
+{
+	if (!loc->name || !loc->ino || !loc->replaceable)
+		return 0;
+	struct stat st;
+	int r = layer_fstatat(loc->fd, loc->name, &st);
+	return r < 0 ? r : inode_check(loc, &st);
 }
 
 int inode_relocate(struct plyfs *fs, struct node *n, struct lfd *loc)
@@ -433,6 +460,8 @@ void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct stat *st)
 {
 	int r = loc->name ? layer_fstatat(loc->fd, loc->name, st) : layer_fstat(loc->fd, st);
+	if (r == 0)
+		r = inode_check(loc, st);
 	if (r < 0)
 		return r;
 	inode_index_nlink(fs, n, loc->fd, loc->name, st);
@@ -444,7 +473,17 @@ int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
 {
 	auto_lfd struct lfd loc = LFD_INIT;
 	int r = inode_locate(fs, n, &loc);
-	return r < 0 ? r : inode_stat(fs, n, &loc, st);
+	if (r == 0)
+		r = inode_stat(fs, n, &loc, st);
+	/* n's name went or took another file since (see "Identity"): once more, which reaches the
+	 * entry the removal kept for n if it did. */
+	if ((r == -ESTALE || r == -ENOENT) && loc.name && loc.replaceable) {
+		lfd_release(&loc);
+		r = inode_locate(fs, n, &loc);
+		if (r == 0)
+			r = inode_stat(fs, n, &loc, st);
+	}
+	return r;
 }
 
 void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,

@@ -45,7 +45,8 @@ struct scan {
 
 static void scan_add(struct scan *sc, int layer, const struct stat *st, int fd, char *path)
 {
-	struct node_layer nl = {.layer = layer, .fd = fd, .path = path};
+	struct node_layer nl = {
+		.layer = layer, .fd = fd, .path = path, .dev = st->st_dev, .ino = st->st_ino};
 	if (sc->stack->len == 0) {
 		sc->top = *st;
 		sc->key = (struct node_key){.dev = st->st_dev, .ino = st->st_ino};
@@ -299,6 +300,8 @@ static struct node *node_from_scan(struct scan *sc)
 		struct node_layer *src = &g_array_index(sc->stack, struct node_layer, i);
 		s->l[i].layer = src->layer;
 		s->l[i].path = g_steal_pointer(&src->path);
+		s->l[i].dev = src->dev;
+		s->l[i].ino = src->ino;
 		if (src->fd >= 0)
 			inode_offer_dirfd(sc->fs, s, i, src->fd);
 		src->fd = -1;

@@ -12,6 +12,14 @@
 #include "remove.h"
 #include "upper.h"
 
+/* Do a and b have the same top entry (layer and, where both know it, identity in it)? */
+static bool same_top_entry(const struct node *a, const struct node *b)
+{
+	const struct node_layer *x = &node_stack(a)->l[0], *y = &node_stack(b)->l[0];
+	return x->layer == y->layer &&
+	       (!x->ino || !y->ino || (x->dev == y->dev && x->ino == y->ino));
+}
+
 /* Moves n to another of its names that still leads to it. True when done. */
 static bool move_to_alias(struct plyfs *fs, struct node *n, struct node *parent, const char *name)
 {
@@ -25,7 +33,7 @@ static bool move_to_alias(struct plyfs *fs, struct node *n, struct node *parent,
 		 * copied-up file would put n's upper inode at a name that has none). */
 		bool same = ap && namei_scan(fs, ap, aname, &fresh, &st) == 0 &&
 			    fresh->key.dev == n->key.dev && fresh->key.ino == n->key.ino &&
-			    inode_top_layer(fresh) == inode_top_layer(n);
+			    same_top_entry(fresh, n);
 		if (fresh)
 			node_discard(fs->nodes, fresh);
 		if (same)
@@ -53,9 +61,11 @@ void remove_name_gone(struct plyfs *fs, struct node *n, struct lfd *loc, struct 
 		      const char *name, bool last)
 {
 	bool open = __atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0;
-	/* Fifos, sockets and devices are opened by the kernel without telling us: one may be open,
-	 * so they keep their entry reachable until the kernel forgets them. */
-	bool special = !S_ISREG(n->type) && !S_ISDIR(n->type) && !S_ISLNK(n->type);
+	/* A non-directory keeps its entry reachable until the kernel forgets it, as kernel
+	 * overlayfs' dentry keeps its upper one: a request already on its way (an open, a stat)
+	 * then reaches the file it was sent for, not a whiteout or a file that took the name.
+	 * (Fifos, sockets and devices are also opened by the kernel without telling us.) */
+	bool known = !S_ISDIR(n->type);
 	bool recorded = is_recorded_name(fs, n, parent, name);
 	if (!last && !recorded) {
 		node_table_drop_alias(fs->nodes, n, parent->nodeid, name);
@@ -64,13 +74,19 @@ void remove_name_gone(struct plyfs *fs, struct node *n, struct lfd *loc, struct 
 	/* The name n is reached by goes, another name of a hard-linked file stays: move n there. */
 	if (!last && move_to_alias(fs, n, parent, name))
 		return;
-	bool keep = last ? (open || special) : recorded;
+	bool keep = last ? (open || known) : recorded;
 	if (keep && !inode_is_orphan(n)) {
 		/* Keep a way to the entry before the name goes: open handles, or the kernel's
 		 * other names of a hard-linked file, still use this node. */
 		if (inode_relocate(fs, n, loc) == 0) {
 			int fd = loc->name ? layer_openat(loc->fd, loc->name, O_PATH, 0)
 					   : layer_open_beneath(loc->fd, "", O_PATH);
+			struct stat st;
+			/* Only n's own entry, not one that took its name meanwhile. */
+			if (fd >= 0 && (layer_fstat(fd, &st) < 0 || inode_check(loc, &st) < 0)) {
+				close(fd);
+				fd = -1;
+			}
 			if (fd >= 0)
 				inode_keep_unlinked(n, fd);
 		}

@@ -39,6 +39,8 @@ static int set_redirect(struct plyfs *fs, struct node *n, int updir, const char 
 	for (unsigned i = 0; i < s->n; i++) {
 		ns->l[i].layer = s->l[i].layer;
 		ns->l[i].fd = __atomic_load_n(&s->l[i].fd, __ATOMIC_ACQUIRE);
+		ns->l[i].dev = s->l[i].dev;
+		ns->l[i].ino = s->l[i].ino;
 		if (!fs->layers[s->l[i].layer].upper)
 			ns->l[i].path = inode_layer_path(fs, n, s->l[i].layer);
 	}

@@ -97,6 +97,9 @@ int setattr_apply(struct plyfs *fs, struct node *n, struct open_file *of, const 
 	int r = inode_locate(fs, n, &loc);
 	if (r == 0)
 		r = copy_up_at(fs, n, &loc, !no_data);
+	/* Changes by name: not on an entry that took n's name since (inode.h, "Identity"). */
+	if (r == 0)
+		r = inode_verify(&loc);
 	if (r < 0)
 		return r;
 	t.dirfd = loc.fd;

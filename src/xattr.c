@@ -134,6 +134,9 @@ int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *va
 	r = inode_locate(fs, n, &loc);
 	if (r == 0)
 		r = copy_up_at(fs, n, &loc, true);
+	/* Changes by name: not on an entry that took n's name since (inode.h, "Identity"). */
+	if (r == 0)
+		r = inode_verify(&loc);
 	return r < 0 ? r : layer_setxattr(loc.fd, loc.name, name, value, size, flags);
 }
 
@@ -151,5 +154,7 @@ int xattr_remove(struct plyfs *fs, struct node *n, const char *name)
 	if (have < 0)
 		return (int)have;
 	r = copy_up_at(fs, n, &loc, true);
+	if (r == 0)
+		r = inode_verify(&loc);
 	return r < 0 ? r : layer_removexattr(loc.fd, loc.name, name);
 }
