@@ -37,11 +37,16 @@
  * reaches the entry through (fd, name) checks what it got (inode_check) before using it: stat
  * compares the stat it makes anyway, an open fstat()s the fd it opened when the entry is in the
  * upper layer (a lower entry cannot change under a name; the index entry of a hard link is that
- * file by its name). A mismatch is -ESTALE: the kernel VFS retries a path walk that gets ESTALE
- * once with LOOKUP_REVAL, FUSE then looks the name up again, and the caller sees the new file or
- * ENOENT, as with kernel overlayfs; never a whiteout (ENXIO, or EIO for a changed inode type) or
- * another file's data under this node's cached size. An inode number reused at once by the same
- * filesystem (ext4) passes the check; tmpfs, btrfs and xfs hand out fresh ones.
+ * file by its name); setattr, setxattr, removexattr and the copy-up source check before changing
+ * anything. A removal keeps the entry of a node's last name for it (remove.h), so inode_getattr()
+ * and an open that met something else locate once more and reach it, as kernel overlayfs' dentry
+ * keeps its upper one. What remains: a whiteout found at the name means the file was unlinked,
+ * -ENOENT (as if the request came after the unlink); another entry is -ESTALE: the kernel VFS
+ * retries an open or stat that got ESTALE once with LOOKUP_REVAL (fs/namei.c do_filp_open,
+ * fs/stat.c), FUSE then looks the name up again and the caller sees the new file. Never a
+ * whiteout (ENXIO, or EIO for a changed inode type) nor another file's data under this node's
+ * cached size. An inode number reused at once by the same filesystem (ext4) passes the check;
+ * tmpfs, btrfs and xfs hand out fresh ones.
  *
  * Attributes: st_ino is the identity's inode number (the origin file's), so it is unique across
  * layers and the same across remounts; when the layers span several filesystems the layer's fsid is
@@ -120,9 +125,9 @@ int inode_locate_child(struct plyfs *fs, struct node *parent, const char *name, 
 		       struct lfd *loc);
 
 /*
- * An entry whose last name went while it was open is reached through an O_PATH fd of it kept in
- * node->unlinked_fd (see node.h). The fd is refcounted: the node holds one reference, every
- * location that uses it one more; replacing or dropping it drops the node's.
+ * An entry whose last name went (remove.h says which keep one) is reached through an O_PATH fd of
+ * it kept in node->unlinked_fd (see node.h). The fd is refcounted: the node holds one reference,
+ * every location that uses it one more; replacing or dropping it drops the node's.
  */
 /* 0 when `st` (a stat of loc's entry) is the entry loc expects, -ESTALE when the name now holds
  * another entry (see "Identity" above). */
@@ -131,7 +136,7 @@ int inode_check(const struct lfd *loc, const struct stat *st);
  * when there is something to check, one fstatat. 0 or -errno. */
 int inode_verify(const struct lfd *loc);
 
-/* Whether n has such an fd (it was removed while open). */
+/* Whether n has such an fd (its last name was removed). */
 bool inode_is_orphan(const struct node *n);
 /* Takes `fd` as n's way to its entry, unless it has one already (then `fd` is closed). */
 void inode_keep_unlinked(struct node *n, int fd);

@@ -156,10 +156,11 @@ struct node {
 	unsigned copyup_gen;	  /* atomic; bumped when the top entry moves to the upper layer */
 	bool unlinked;		  /* atomic; the last name went away while the kernel knew it */
 	unsigned open_count;	  /* atomic; open file and directory handles */
-	/* An O_PATH fd of the entry, taken when its last name was removed while it was open: the
-	 * only way left to reach it (fstat, fchmod, ...); NULL otherwise. A refcounted holder
+	/* An O_PATH fd of the entry, taken when its last name was removed (a non-directory, or an
+	 * open directory; remove.h): the only way left to reach it (fstat, fchmod, an open already
+	 * on its way); NULL otherwise. A refcounted holder
 	 * (inode.h): the node holds one reference, each location using the fd another. States:
-	 *   NULL --last name removed while open--> held(fd)   inode_keep_unlinked()
+	 *   NULL --last name removed--> held(fd)               inode_keep_unlinked()
 	 *   held(fd) --removal failed--> NULL                  inode_drop_unlinked()
 	 *   held(fd) --orphan copied up--> held(copy)          inode_replace_unlinked()
 	 *   held(x) --node freed--> (the node's reference dropped)

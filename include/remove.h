@@ -21,9 +21,10 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 /* Called just before the name (parent, name) of n is removed (unlink, rmdir, rename over it).
  * `loc` is the request's location of n (LFD_INIT when it has none yet; located when needed).
  * With `last` (no other name remains), n shows st_nlink 0 from now on. When it was the name n is
- * reached by and another name of a hard-linked file remains, n moves to that one. When n stays in
- * use without a name (it is open), an O_PATH fd of the entry is kept in node->unlinked_fd, the
- * way to it from now on (inode_keep_unlinked()). */
+ * reached by and another name of a hard-linked file remains, n moves to that one. When n loses its
+ * last name and is a non-directory (the kernel still knows it: an open, a stat may be on its way)
+ * or an open directory, an O_PATH fd of the entry (checked to be n's, inode_check()) is kept in
+ * node->unlinked_fd, the way to it from now on until n is freed (inode_keep_unlinked()). */
 void remove_name_gone(struct plyfs *fs, struct node *n, struct lfd *loc, struct node *parent,
 		      const char *name, bool last);
 /* Undoes remove_name_gone() when the removal failed after all: the kept fd is dropped (closed

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """write_harness.py - runs the write-path tests (write_ops, write_copyup, write_seed,
-write_stress) against BINARY; prints PASS/FAIL lines and a closing "N passed, N failed" line.
+write_stress, write_race) against BINARY; prints PASS/FAIL lines and a closing "N passed,
+N failed" line.
 Started by write.sh, inside a private mount namespace (and a PID namespace where possible)."""
 
 import argparse
