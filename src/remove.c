@@ -65,7 +65,7 @@ void remove_name_gone(struct plyfs *fs, struct node *n, struct lfd *loc, struct 
 	 * overlayfs' dentry keeps its upper one: a request already on its way (an open, a stat)
 	 * then reaches the file it was sent for, not a whiteout or a file that took the name.
 	 * (Fifos, sockets and devices are also opened by the kernel without telling us.) */
-	bool known = !S_ISDIR(n->type);
+	bool nondir = !S_ISDIR(n->type);
 	bool recorded = is_recorded_name(fs, n, parent, name);
 	if (!last && !recorded) {
 		node_table_drop_alias(fs->nodes, n, parent->nodeid, name);
@@ -74,10 +74,10 @@ void remove_name_gone(struct plyfs *fs, struct node *n, struct lfd *loc, struct 
 	/* The name n is reached by goes, another name of a hard-linked file stays: move n there. */
 	if (!last && move_to_alias(fs, n, parent, name))
 		return;
-	bool keep = last ? (open || known) : recorded;
+	bool keep = last ? (open || nondir) : recorded;
 	if (keep && !inode_is_orphan(n)) {
-		/* Keep a way to the entry before the name goes: open handles, or the kernel's
-		 * other names of a hard-linked file, still use this node. */
+		/* Keep a way to the entry before the name goes: open handles, requests on their
+		 * way, or the kernel's other names of a hard-linked file still use this node. */
 		if (inode_relocate(fs, n, loc) == 0) {
 			int fd = loc->name ? layer_openat(loc->fd, loc->name, O_PATH, 0)
 					   : layer_open_beneath(loc->fd, "", O_PATH);
