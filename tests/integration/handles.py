@@ -602,6 +602,23 @@ def decode_loop(ctx, h):
 
 # --- across mounts ----------------------------------------------------------------------------------
 
+def take_issue_list(ctx):
+	"""Handles of the issue's list of files, then what happens to them after they were taken:
+	copy-up before and after, renames within and across directories, a deletion."""
+	names = ["", "f0", "ldir", "f1", "cu", "cb", "mv", "mv2", "uf", "ud", "rd", "rd/x",
+		 "a/b/c", "del"]
+	os.chmod(ctx.path("mnt/cb"), 0o640)			# copied up before
+	tk = {n: Taken(ctx, n) for n in names}
+	with open(ctx.path("mnt/cu"), "ab") as f:		# copied up after
+		f.write(b"appended after the handle\n")
+	tk["cu"].want += b"appended after the handle\n"
+	os.rename(ctx.path("mnt/mv"), ctx.path("mnt/mv-renamed"))
+	os.rename(ctx.path("mnt/mv2"), ctx.path("mnt/dst/mv2-moved"))
+	os.rename(ctx.path("mnt/rd"), ctx.path("mnt/rd2"))
+	os.unlink(ctx.path("mnt/del"))
+	return tk
+
+
 def remount_all(ctx):
 	"""The handles of the issue's list taken on one mount (copy-up, renames and a deletion after
 	they were taken), then two clean remounts (the second mount never sees them: they pass
@@ -611,24 +628,14 @@ def remount_all(ctx):
 	daemons = [h]
 	errs = []
 	with mounts.Watchdog(t(60), daemons):
-		names = ["", "f0", "ldir", "f1", "cu", "cb", "mv", "mv2", "uf", "ud", "rd", "rd/x",
-			 "a/b/c", "del"]
-		os.chmod(ctx.path("mnt/cb"), 0o640)			# copied up before
-		tk = {n: Taken(ctx, n) for n in names}
-		with open(ctx.path("mnt/cu"), "ab") as f:		# copied up after
-			f.write(b"appended after the handle\n")
-		tk["cu"].want += b"appended after the handle\n"
-		os.rename(ctx.path("mnt/mv"), ctx.path("mnt/mv-renamed"))
-		os.rename(ctx.path("mnt/mv2"), ctx.path("mnt/dst/mv2-moved"))
-		os.rename(ctx.path("mnt/rd"), ctx.path("mnt/rd2"))
-		os.unlink(ctx.path("mnt/del"))
+		tk = take_issue_list(ctx)
 		tk[""].want = content_of(ctx.path("mnt"), True)
 		for _ in range(2):
 			unmount_clean(daemons[-1])
 			daemons.append(mount_built(ctx))
 		mfd = open_mount_root(ctx)
 		try:
-			for n in names:
+			for n in tk:
 				if n == "del":
 					errs += check_stale(mfd, tk[n], "deleted, then remounted")
 				else:
@@ -846,17 +853,7 @@ def remount_after_kill(ctx):
 	daemons = [h]
 	errs = []
 	with mounts.Watchdog(t(90), daemons):
-		names = ["", "f0", "ldir", "f1", "cu", "cb", "mv", "mv2", "uf", "ud", "rd", "rd/x",
-			 "a/b/c", "del"]
-		os.chmod(ctx.path("mnt/cb"), 0o640)			# copied up before
-		tk = {n: Taken(ctx, n) for n in names}
-		with open(ctx.path("mnt/cu"), "ab") as f:		# copied up after
-			f.write(b"appended after the handle\n")
-		tk["cu"].want += b"appended after the handle\n"
-		os.rename(ctx.path("mnt/mv"), ctx.path("mnt/mv-renamed"))
-		os.rename(ctx.path("mnt/mv2"), ctx.path("mnt/dst/mv2-moved"))
-		os.rename(ctx.path("mnt/rd"), ctx.path("mnt/rd2"))
-		os.unlink(ctx.path("mnt/del"))
+		tk = take_issue_list(ctx)
 		lifecycle.write(ctx.path("mnt/a/b/c/fresh"), "created on the killed mount\n")
 		tk["a/b/c/fresh"] = Taken(ctx, "a/b/c/fresh")
 		tk[""].want = content_of(ctx.path("mnt"), True)
