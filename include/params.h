@@ -15,7 +15,7 @@
  *  - plyfs' own (fuse-overlayfs compatible): lowerdir, upperdir, workdir, uidmapping,
  *    gidmapping, squash_to_root, squash_to_uid, squash_to_gid, static_nlink, noacl, fsync,
  *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, forgotten_records,
- *    handles_interval, context
+ *    handles_interval, userxattr (kernel overlayfs' meaning, fs.h), context
  *    (ignored), and the
  *    fuse-overlayfs compatibility options threaded, fast_ino, writeback, plugins,
  *    redirect_dir (accepted, documented as without effect);
@@ -79,7 +79,13 @@ struct plyfs_params {
 	 * mounted, when the node table changed (export_store.h); 0: at exit only. Default
 	 * PARAMS_DEFAULT_HANDLES_INTERVAL. */
 	long handles_interval;
-	bool read_only;	 /* "ro" was given (also forced when there is no upperdir) */
+	/* userxattr: write and read the user.overlay.* format even where trusted.overlay.* would
+	 * work, as kernel overlayfs' option of that name (fs.h: the format is decided at mount). */
+	bool userxattr;
+	/* "dev" was given (and no later "nodev"): device nodes of the layers may be opened through
+	 * the mount. Only as root; the default is nodev (main.c). */
+	bool dev;
+	bool read_only; /* "ro" was given (also forced when there is no upperdir) */
 
 	bool foreground; /* -f */
 	bool debug;	 /* -d, -o debug */

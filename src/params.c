@@ -29,8 +29,8 @@ enum opt_kind {
 	K_IDMAP,    /* NAME=C:H:N... into a struct idmap member */
 	K_GENERIC,  /* understood by libfuse's fuse_session_new(): forwarded as written */
 	K_MAX_READ, /* max_read=N: checked here, then forwarded */
-	K_RO,	    /* ro: forwarded, and sets read_only */
-	K_RW,	    /* rw: forwarded, and clears read_only */
+	K_RO,	    /* ro, dev: forwarded, and sets the member (read_only, dev) */
+	K_RW,	    /* rw, nodev: forwarded, and clears it */
 	K_FSNAME,   /* fsname=: the last one is forwarded, instead of the default fsname */
 	K_SUBTYPE,  /* subtype=: the last one is forwarded, instead of the default subtype */
 	K_DROP,	    /* accepted without effect here (mount(8)-only, compat, or always set) */
@@ -69,6 +69,7 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT("ino32_t", K_TRUE, ino32),
 	OPT("forgotten_records=", K_COUNT, forgotten_records),
 	OPT("handles_interval=", K_COUNT, handles_interval),
+	OPT("userxattr", K_TRUE, userxattr),
 	OPT_NF("debug", K_DEBUG),
 	/* accepted and ignored: SELinux label (fuse-overlayfs ignores it too) and the
 	 * fuse-overlayfs tuning options that have no meaning in plyfs */
@@ -91,8 +92,8 @@ static const struct fuse_opt plyfs_opts[] = {
 	/* generic options fuse_session_new() accepts: handed to it */
 	OPT("ro", K_RO, read_only),
 	OPT("rw", K_RW, read_only),
-	OPT_NF("dev", K_GENERIC),
-	OPT_NF("nodev", K_GENERIC),
+	OPT("dev", K_RO, dev),
+	OPT("nodev", K_RW, dev),
 	OPT_NF("suid", K_GENERIC),
 	OPT_NF("nosuid", K_GENERIC),
 	OPT_NF("exec", K_GENERIC),
@@ -674,6 +675,9 @@ void params_usage(FILE *out, const char *progname)
 		"  -o forgotten_records=N forgotten files kept resolvable for file handles\n"
 		"  -o handles_interval=SECONDS  how often the handle store is updated while\n"
 		"                         mounted (default %3$d; 0: at unmount only)\n"
+		"  -o userxattr           user.overlay.* xattrs even as root (kernel overlayfs'\n"
+		"                         userxattr: no redirects, a lower directory's rename is "
+		"EXDEV)\n"
 		"  -o context=..., threaded=, fast_ino=, writeback=, plugins=, redirect_dir=\n"
 		"                         accepted for fuse-overlayfs compatibility, no effect\n"
 		"  -o ro,rw,[no]dev,[no]suid,[no]exec,[no]atime,sync,async,dirsync,allow_other,\n"

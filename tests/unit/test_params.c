@@ -74,6 +74,10 @@ static char *dump(const struct plyfs_params *p)
 		g_string_append_printf(s, " noxattrs=%d", (int)p->noxattrs);
 	if (p->ino32)
 		g_string_append(s, " ino32");
+	if (p->userxattr)
+		g_string_append(s, " userxattr");
+	if (p->dev)
+		g_string_append(s, " dev");
 	if (p->read_only)
 		g_string_append(s, " ro");
 	if (p->foreground)
@@ -231,6 +235,15 @@ static const struct good_case good[] = {
 	 "lower=[/l] mnt=/mnt ro",
 	 "default_permissions,rw,dev,nodev,suid,nosuid,exec,noexec,atime,noatime,sync,async,"
 	 "dirsync,allow_other,blkdev,auto_unmount,max_read=131072," DEF ",ro"},
+	{"dev sets dev, a later nodev clears it; both forwarded",
+	 {"plyfs", "-o", "lowerdir=/l,upperdir=/u,workdir=/w,dev", "-o", "nodev,dev,userxattr",
+	  "/mnt"},
+	 "lower=[/l] upper=/u work=/w mnt=/mnt userxattr dev",
+	 "default_permissions,dev,nodev,dev," DEF},
+	{"nodev after dev",
+	 {"plyfs", "-o", "lowerdir=/l,upperdir=/u,workdir=/w,dev,nodev", "/mnt"},
+	 "lower=[/l] upper=/u work=/w mnt=/mnt",
+	 "default_permissions,dev,nodev," DEF},
 	{"allow_root forwarded",
 	 {"plyfs", "-o", "lowerdir=/l,upperdir=/u,workdir=/w,allow_root", "/mnt"},
 	 "lower=[/l] upper=/u work=/w mnt=/mnt",
