@@ -32,9 +32,16 @@ struct plyfs {
 	int lock_fd;	      /* workdir/plyfs-lock, flock()ed while we live, or -1 */
 	/* The handle store's slots and saver (export_store.h), or NULL. */
 	struct export_store *store;
-	unsigned xino_bits;   /* see inode.h */
-	bool is_root;	      /* running as uid 0: trusted.* xattrs readable */
-	const char *xattr_prefix; /* OVL_XATTR_TRUSTED_PREFIX or OVL_XATTR_USER_PREFIX: written format */
+	unsigned xino_bits; /* see inode.h */
+	/* The overlay xattr format, decided once at mount (main.c) and never changed:
+	 * trusted.overlay.* (is_root) when the upper layer took a trusted.* xattr from us, which
+	 * needs CAP_SYS_ADMIN in the initial user namespace (without an upper: uid 0 there); else
+	 * user.overlay.*, kernel overlayfs' userxattr format (also forced by -o userxattr), which
+	 * has no redirects and no index. is_root means "trusted.* is ours to read and write", not
+	 * geteuid() == 0: uid 0 in a user namespace is not. xattr_reason says why, for the log. */
+	bool is_root;
+	const char *xattr_prefix; /* OVL_XATTR_TRUSTED_PREFIX or OVL_XATTR_USER_PREFIX */
+	char *xattr_reason;
 
 	struct node_table *nodes;
 	GMutex rename_lock; /* taken first by every RENAME (lock order: rename_lock, node->lock) */

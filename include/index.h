@@ -11,7 +11,7 @@
  * link count relative to the lower ("L+N") or upper ("U+N") inode's, as the kernel keeps them, so
  * kernel overlayfs (index=on) reads plyfs' upper back the same.
  *
- * Only as root (trusted.* xattrs; the kernel has no index in its userxattr mode), and only for
+ * Only in the trusted.overlay.* format (fs.h; the user.overlay.* one has none here), and only for
  * layers whose filesystem has a non-null uuid.
  */
 #ifndef PLYFS_INDEX_H

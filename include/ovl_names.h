@@ -6,8 +6,9 @@
  * same under `mount -t overlay`:
  *  - whiteout: a character device 0/0 named like the hidden entry, or (where mknod is not
  *    permitted, and in OCI image layers) a file ".wh.NAME";
- *  - opaque directory: xattr "<prefix>opaque" = "y" (prefix "trusted.overlay." as root, the kernel's
- *    "userxattr" format "user.overlay." rootless), or an entry ".wh..wh..opq" inside it;
+ *  - opaque directory: xattr "<prefix>opaque" = "y" (prefix "trusted.overlay." where the upper
+ *    takes it, else the kernel's "userxattr" format "user.overlay.": fs.h), or an entry
+ *    ".wh..wh..opq" inside it;
  *  - fuse-overlayfs also wrote "user.fuseoverlayfs.opaque": read, never written.
  * Which xattr prefix is written is chosen once per mount (struct plyfs.xattr_prefix).
  * Every value read back is decoded by ovl_xattr.h, never parsed in place.

@@ -44,6 +44,12 @@ int workdir_lock(struct plyfs *fs, char **err);
 /* Records the holder's state ("mounted", "stopping") with this process's pid and the mount point
  * in the lock file; nothing without a lock. Reads /proc/self/mountinfo, never the mount itself. */
 void workdir_lock_record(struct plyfs *fs, const char *state);
+/* Whether the upper filesystem takes the overlay xattr `prefix`"opaque" from this process, tried
+ * on W/work as kernel overlayfs does at mount (ovl_make_workdir: set to "0", then removed).
+ * 0, or the refusal: -EPERM for trusted.* without CAP_SYS_ADMIN in the initial user namespace
+ * (uid 0 in a user namespace, rootless podman's default), -EOPNOTSUPP where the filesystem has
+ * no xattrs of that namespace. Call after workdir_prepare(). */
+int workdir_xattr_probe(struct plyfs *fs, const char *prefix);
 /* A fresh temporary name ("#plyfs.PID.N"), g_malloc'd. */
 char *workdir_tmpname(void);
 /* Removes `name` in `dirfd` and, for a directory, everything below it, never following a

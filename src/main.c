@@ -60,6 +60,62 @@ static void fs_errors_init(struct plyfs *fs)
 	err_slot_set_default(fs->errors);
 }
 
+/* Running as uid 0 of the initial user namespace, the only one whose root may use trusted.*
+ * xattrs: a user namespace maps fewer than all 2^32 ids, so only the initial one reads
+ * "0 0 4294967295" in /proc/self/uid_map. */
+static bool initial_root(void)
+{
+	g_autofree char *map = NULL;
+	unsigned long inside, outside, count;
+	if (geteuid() != 0)
+		return false;
+	if (!g_file_get_contents("/proc/self/uid_map", &map, NULL, NULL))
+		return true; /* no user namespaces in this kernel */
+	return sscanf(map, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
+	       outside == 0 && count == 4294967295UL;
+}
+
+/*
+ * The overlay xattr format, decided once at mount (fs.h): trusted.overlay.* where the upper
+ * filesystem takes it from us, tried on W/work as the kernel tries its format; else
+ * user.overlay.*, the kernel's userxattr format (uid 0 in a user namespace, rootless podman's
+ * default, is refused trusted.* with EPERM). -o userxattr asks for user.overlay.* outright.
+ * Without an upper layer nothing is written: trusted.* is read by root of the initial user
+ * namespace only. The choice is logged once the daemon runs (main).
+ */
+static void choose_xattr_format(struct plyfs *fs)
+{
+	bool trusted;
+	int r = 0;
+	if (fs->params->userxattr) {
+		trusted = false;
+		fs->xattr_reason = g_strdup("the userxattr option");
+	} else if (!fs->has_upper) {
+		trusted = initial_root();
+		fs->xattr_reason = g_strdup(trusted ? "root, no upper layer"
+						    : "not root of the initial user namespace");
+	} else {
+		r = workdir_xattr_probe(fs, OVL_XATTR_TRUSTED_PREFIX);
+		trusted = r == 0;
+		fs->xattr_reason =
+			trusted ? g_strdup("the upper layer takes it")
+				: g_strdup_printf("the upper layer refuses trusted.*: %s",
+						  g_strerror(-r));
+	}
+	fs->is_root = trusted;
+	fs->xattr_prefix = trusted ? OVL_XATTR_TRUSTED_PREFIX : OVL_XATTR_USER_PREFIX;
+	if (!trusted && fs->has_upper && (r = workdir_xattr_probe(fs, fs->xattr_prefix)) < 0) {
+		/* The kernel mounts such an upper too ("failed to set xattr on upper"), without
+		 * redirects, origins or index: so does plyfs (copy_up.h, rename.h). */
+		char *more =
+			g_strdup_printf("%s; it refuses user.overlay.* too (%s): opaque "
+					"directories get .wh..wh..opq, origins are not recorded",
+					fs->xattr_reason, g_strerror(-r));
+		g_free(fs->xattr_reason);
+		fs->xattr_reason = more;
+	}
+}
+
 static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 {
 	fs->params = p;
@@ -68,8 +124,6 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 		return r;
 	fs->has_upper = p->upperdir != NULL;
 	fs->xino_bits = layers_xino_bits(fs->layers, fs->n_layers);
-	fs->is_root = geteuid() == 0;
-	fs->xattr_prefix = fs->is_root ? OVL_XATTR_TRUSTED_PREFIX : OVL_XATTR_USER_PREFIX;
 	fs->timeout = p->timeout;
 	fs->fd_budget = raise_nofile();
 	inode_set_fs(fs);
@@ -84,6 +138,7 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 		if (r < 0)
 			return r;
 	}
+	choose_xattr_format(fs);
 	index_init(fs);
 	fs->nodes = node_table_new(inode_destroy);
 	node_table_set_record_max(fs->nodes, (size_t)p->forgotten_records);
@@ -123,6 +178,7 @@ static void fs_fini(struct plyfs *fs)
 		close(fs->lock_fd); /* the workdir is free for the next mount */
 	err_slot_set_default(NULL);
 	err_slot_free(fs->errors);
+	g_free(fs->xattr_reason);
 }
 
 /*
@@ -247,6 +303,7 @@ int main(int argc, char **argv)
 	 * after it returned (no FUSE_DESTROY), and the caller may be removing the workdir already.
 	 * So nothing below creates a name in the upper layer or the workdir: the handle store's
 	 * last save goes into the slots opened at mount (export_store.h), open handles are only
+	log_msg(LOG_INFO, "overlay xattrs: %s* (%s)", fs.xattr_prefix, fs.xattr_reason);
 	 * closed (fs_fini), and W/work is emptied at the next mount, not now.
 	 */
 	fuse_session_unmount(se);

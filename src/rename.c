@@ -151,6 +151,24 @@ static int check_loop(struct plyfs *fs, struct side *src, struct side *dst, unsi
 	return 0;
 }
 
+/*
+ * Kernel overlayfs' "don't copy up directory trees" (ovl_can_move): in the user.overlay.* format
+ * (fs.h) there are no redirects, as the kernel's userxattr forces redirect_dir=nofollow, so a
+ * directory with lower parts cannot be renamed: EXDEV, before anything is copied up, and mv(1)
+ * copies it instead. So the upper layer reads back the same under `mount -t overlay -o userxattr`,
+ * which refuses to follow a redirect (EPERM). The other side too, when it moves (EXCHANGE).
+ */
+static int check_can_move(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
+{
+	if (fs->is_root)
+		return 0;
+	if (has_lower_parts(fs, src->node))
+		return -EXDEV;
+	if ((flags & RENAME_EXCHANGE) && dst->node && has_lower_parts(fs, dst->node))
+		return -EXDEV;
+	return 0;
+}
+
 /* Copies up what moves and where it goes. A replaced directory must be empty; kernel overlayfs
  * checks a merged one before copying anything up, and a pure upper one only in the final rename,
  * after the copy-up: the same order here, since a copied-up directory shows (it merges). */
@@ -296,6 +314,8 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 		r = check_loop(fs, &src, &dst, flags);
 	if (r == 0)
 		r = check_target(fs, &src, &dst, flags);
+	if (r == 0)
+		r = check_can_move(fs, &src, &dst, flags);
 	if (r == 0)
 		r = copy_up_sides(fs, &src, &dst, flags);
 	/* A target that is replaced loses its name: mark it while it can still be reached. */

@@ -99,3 +99,13 @@ int workdir_prepare(struct plyfs *fs, char **err)
 	}
 	return 0;
 }
+
+int workdir_xattr_probe(struct plyfs *fs, const char *prefix)
+{
+	g_autofree char *xname = g_strconcat(prefix, OVL_XATTR_OPAQUE_SUFFIX, NULL);
+	int r = layer_setxattr(fs->work_dirfd, NULL, xname, "0", 1, 0);
+	if (r == 0)
+		layer_removexattr(fs->work_dirfd, NULL,
+				  xname); /* W/work is emptied at each mount */
+	return r;
+}
