@@ -16,7 +16,10 @@
  * Serialisation: per node (node->lock); the state is re-checked under the lock, so concurrent
  * opens of one file copy it once. Afterwards the node's stack starts with the upper layer and
  * node->copyup_gen is bumped, so handles opened before notice (file.h).
- * The origin (the identity key) is recorded in a private xattr so st_ino stays the same.
+ * The origin (the identity key) is recorded in a private xattr so st_ino stays the same. A
+ * failed write fails the copy-up, as in kernel overlayfs, except where the kernel goes on without
+ * it: an upper without xattrs (EOPNOTSUPP: counted under `metadata`, errors.h), and a symlink or
+ * special file in the user.* format, which the kernel refuses user.* xattrs (not tried).
  */
 #ifndef PLYFS_COPY_UP_H
 #define PLYFS_COPY_UP_H

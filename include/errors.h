@@ -13,7 +13,9 @@
  *   notconn    ENOTCONN, ECONNABORTED (a lower that is a dead FUSE mount)
  *   resources  ENOMEM, EMFILE, ENFILE (the daemon ran out)
  *   metadata   invalid overlay metadata read from a layer (errors_note_metadata: the xattr
- * decoders) copy_up    a failed copy-up, whatever its errno (errors_note_copy_up; its cause, when a
+ * decoders), and overlay metadata the upper layer would not store where kernel overlayfs goes on
+ * without it (errors_note_metadata_write)
+ * copy_up    a failed copy-up, whatever its errno (errors_note_copy_up; its cause, when a
  * layer syscall failed, is noted under that syscall's kind as well) Not noted: ENOENT, EEXIST,
  * EACCES, EPERM, ENOTEMPTY, EXDEV, ELOOP, ENODATA, ERANGE, ... (the answers to what the user
  * asked), and anything plyfs answers without a layer syscall.
@@ -148,6 +150,10 @@ void errors_note_call(int err, const char *call, int fd, const char *arg);
  * call, not logged: the one report of invalid metadata (the xattr decoders') logs it, once per
  * entry; it calls this before deciding whether to log. */
 void errors_note_metadata(int err, const char *what, int layer, int fd, const char *name);
+/* An overlay xattr `xname` the upper layer refused to store on (fd) where kernel overlayfs goes
+ * on without it (an upper filesystem without xattrs: EOPNOTSUPP, ENOTSUP). Counted and recorded
+ * under `metadata`, logged rate-limited. Every other failed metadata write fails its operation. */
+void errors_note_metadata_write(int err, const char *xname, int fd);
 /* A copy-up that failed with err, of node `nodeid` named `name` in its parent. */
 void errors_note_copy_up(int err, uint64_t nodeid, const char *name);
 

@@ -116,15 +116,28 @@ static char *origin_xattr_name(const struct plyfs *fs)
 			   NULL);
 }
 
-static int write_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key key)
+/*
+ * Records the origin of a copy of type `type`. A failure fails the copy-up, as in kernel overlayfs
+ * (ovl_set_origin), except where the kernel goes on without the origin (only st_ino then changes
+ * after a remount): an upper filesystem without xattrs (EOPNOTSUPP), noted as a metadata error;
+ * and a symlink or special file in the user.* format, which the kernel refuses user.* xattrs
+ * (EPERM): that one is not even tried.
+ */
+static int write_origin(struct plyfs *fs, int dirfd, const char *name, mode_t type,
+			struct node_key key)
 {
+	if (!fs->is_root && !S_ISREG(type) && !S_ISDIR(type))
+		return 0;
 	g_autofree char *xname = origin_xattr_name(fs);
 	char val[64];
 	int len = snprintf(val, sizeof(val), "%" PRIx64 ":%" PRIx64, (uint64_t)key.dev,
 			   (uint64_t)key.ino);
 	int r = layer_setxattr(dirfd, name, xname, val, (size_t)len, 0);
-	/* Without it only st_ino changes after a remount; not a reason to fail the copy-up. */
-	return (r == -EPERM || r == -ENOTSUP || r == -EOPNOTSUPP) ? 0 : r;
+	if (r == -ENOTSUP || r == -EOPNOTSUPP) {
+		errors_note_metadata_write(-r, xname, dirfd);
+		return 0;
+	}
+	return r;
 }
 
 int copy_up_read_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key *key)
@@ -269,7 +282,7 @@ static int copy_up_regular(struct cu *c)
 	if (r == 0)
 		r = copy_xattrs(c->src_dir, c->src_name, tmp, NULL);
 	if (r == 0)
-		r = write_origin(c->fs, tmp, NULL, c->n->key);
+		r = write_origin(c->fs, tmp, NULL, S_IFREG, c->n->key);
 	if (r == 0)
 		r = copy_attrs(tmp, NULL, &c->st);
 	if (r == 0 && want_fsync(c->fs))
@@ -306,7 +319,7 @@ static int copy_up_other(struct cu *c)
 		return r;
 	r = copy_xattrs(c->src_dir, c->src_name, c->work, tmpname);
 	if (r == 0)
-		r = write_origin(c->fs, c->work, tmpname, c->n->key);
+		r = write_origin(c->fs, c->work, tmpname, c->st.st_mode, c->n->key);
 	if (r == 0)
 		r = copy_attrs(c->work, tmpname, &c->st);
 	if (r == 0)

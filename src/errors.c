@@ -344,6 +344,13 @@ void errors_note_metadata(int err, const char *what, int layer, int fd, const ch
 	errors_note(NULL, ERR_METADATA, err, &site);
 }
 
+void errors_note_metadata_write(int err, const char *xname, int fd)
+{
+	struct err_site site = {
+		.call = "setxattr", .fd = fd, .name = xname, .layer = ERR_LAYER_FROM_FD};
+	errors_note(NULL, ERR_METADATA, err, &site);
+}
+
 void errors_note_copy_up(int err, uint64_t nodeid, const char *name)
 {
 	/* Layer 0 is the upper layer whenever a copy-up can happen at all. */
