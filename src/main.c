@@ -182,9 +182,12 @@ static void fs_fini(struct plyfs *fs)
 }
 
 /*
- * The options for libfuse. As root the defaults are kernel overlayfs' (everybody may use the mount,
- * setuid binaries and device nodes of a container image work), placed before the user's options
- * so that an explicit nosuid or nodev still wins. A user mount keeps libfuse's safe defaults.
+ * The options for libfuse. As root: everybody may use the mount and setuid binaries of a container
+ * image work (kernel overlayfs' behaviour), but device nodes do not open (nodev, EACCES): a layer
+ * is often an untrusted image, whose /dev/sda or /dev/mem would otherwise give the container's
+ * root the host's disks and memory; containers-storage mounts kernel overlayfs nodev for the same
+ * reason, and fuse-overlayfs is nodev too. An explicit dev (or nosuid), placed after these
+ * defaults, wins. A user mount keeps libfuse's safe defaults (always nosuid,nodev).
  */
 static void fuse_args_for(struct plyfs_params *p, struct fuse_args *args)
 {
@@ -192,7 +195,7 @@ static void fuse_args_for(struct plyfs_params *p, struct fuse_args *args)
 	char **fargv = params_fuse_argv(p, &fargc);
 	fuse_opt_add_arg(args, fargv[0]);
 	if (geteuid() == 0)
-		fuse_opt_add_arg(args, "-oallow_other,suid,dev");
+		fuse_opt_add_arg(args, "-oallow_other,suid,nodev");
 	for (int i = 1; i < fargc; i++)
 		fuse_opt_add_arg(args, fargv[i]);
 }
@@ -267,6 +270,12 @@ int main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	/* libfuse chdirs to / (also with -f): unmounting later needs the absolute path, and so
 	 * does the workdir's lock file, which names the mount (workdir.h). */
+	if (p.dev && geteuid() != 0) {
+		/* fusermount3 mounts a user's FUSE filesystem nodev whatever it is asked. */
+		fprintf(stderr,
+			"plyfs: option 'dev' needs root (a user's mount is always nodev)\n");
+		goto out;
+	}
 	if (absolute_mountpoint(&p, &err) < 0 || fs_init(&fs, &p, &err) < 0) {
 		fprintf(stderr, "plyfs: %s\n", err);
 		goto out;
@@ -294,6 +303,7 @@ int main(int argc, char **argv)
 	}
 	if (!p.foreground)
 		log_to_syslog();
+	log_msg(LOG_INFO, "overlay xattrs: %s* (%s)", fs.xattr_prefix, fs.xattr_reason);
 	workdir_lock_record(&fs, "mounted"); /* by the daemon's own pid */
 	export_store_start(&fs);	     /* a thread: only now, after the fork */
 	/* The loop returns the number of a signal that ended it (SIGTERM, SIGINT): a clean stop. */
@@ -303,7 +313,6 @@ int main(int argc, char **argv)
 	 * after it returned (no FUSE_DESTROY), and the caller may be removing the workdir already.
 	 * So nothing below creates a name in the upper layer or the workdir: the handle store's
 	 * last save goes into the slots opened at mount (export_store.h), open handles are only
-	log_msg(LOG_INFO, "overlay xattrs: %s* (%s)", fs.xattr_prefix, fs.xattr_reason);
 	 * closed (fs_fini), and W/work is emptied at the next mount, not now.
 	 */
 	fuse_session_unmount(se);
