@@ -33,10 +33,11 @@ cd "$repo" || exit 2
 # clang and libclang-rt-14-dev (libFuzzer's runtime, libclang_rt.fuzzer) build the fuzz targets.
 build_packages=(libfuse3-dev fuse3 libglib2.0-dev check meson ninja-build pkg-config gcc attr clang
 	libclang-rt-14-dev)
-test_packages=(fuse-overlayfs acl python3 util-linux e2fsprogs) # attr is in the list above
+test_packages=(fuse-overlayfs acl python3 util-linux e2fsprogs passwd) # attr is in the list above
+# passwd: useradd/usermod for the rootless user of tests/integration/userns.py
 # What the stages run, to tell whether the packages are there when they cannot be installed.
 needed_cmds=(meson ninja pkg-config gcc clang fusermount3 getfattr setfacl fuse-overlayfs python3
-	unshare mkfs.ext4 timeout)
+	unshare mkfs.ext4 timeout setpriv useradd usermod)
 needed_pkgconfig=(fuse3 glib-2.0 check)
 
 # Per-stage timeouts in seconds.

@@ -25,6 +25,7 @@ import memory  # noqa: E402
 import mounts  # noqa: E402
 import scenario  # noqa: E402
 import status  # noqa: E402
+import userns  # noqa: E402
 import workdir_lock  # noqa: E402
 from mounts import Failure  # noqa: E402
 from scenarios import scenarios  # noqa: E402
@@ -132,6 +133,7 @@ def main(argv):
 	tests += workdir_lock.tests()
 	tests += status.tests()
 	tests += hostile.tests()
+	tests += userns.tests()
 	tests = [(n, fn) for n, fn in tests if selected(n, opts.patterns)]
 	if opts.list:
 		for n, _ in tests:
