@@ -305,8 +305,9 @@ def read_log(d):
 		return ""
 
 
-UNSHARE_NS = ["unshare", "-Urm", "--propagation", "private", "--fork", "--pid",
-	      "--kill-child"]
+# --mount-proc: the daemon's LeakSanitizer reads /proc/self/task by its pid in the new namespace.
+UNSHARE_NS = ["unshare", "-Urm", "--propagation", "private", "--fork", "--pid", "--kill-child",
+	      "--mount-proc"]
 
 
 def root_in_userns(ctx):
@@ -343,6 +344,7 @@ def ensure_user():
 def rootless_user(ctx):
 	pw = ensure_user()
 	d = layers(ctx, owner=pw.pw_uid)
+	os.chmod(ctx.logdir, 0o777)	# sanitizer reports of the user's daemon
 	handles.user_fuse_device(ctx)
 	ctx.track(mounts.BindMount(os.path.join(d, "m")))	# unmounted if the inner run dies
 	as_user = ["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
@@ -366,7 +368,7 @@ def rootless_user(ctx):
 def userxattr_option(ctx):
 	d = layers(ctx)
 	res = run_inner(ctx, ["unshare", "-m", "--propagation", "private", "--fork", "--pid",
-			      "--kill-child"], "both", ",userxattr")
+			      "--kill-child", "--mount-proc"], "both", ",userxattr")
 	errs = check_common(res, read_log(d), "user.overlay.")
 	names = upper_xattrs(d)
 	if "user.overlay.opaque" not in names:
