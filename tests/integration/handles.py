@@ -497,7 +497,7 @@ def reused_inode(ctx):
 	handle must give ESTALE, never the new file."""
 	h = mount_on_ext4(ctx)
 	errs = []
-	with mounts.Watchdog(t(30), [h]):
+	with mounts.Watchdog(t(60), [h]):
 		lifecycle.write(ctx.path("mnt/old"), "the old file\n")
 		tk = Taken(ctx, "old")
 		old_ino = os.lstat(ctx.path("ext4/u/old")).st_ino
@@ -506,9 +506,13 @@ def reused_inode(ctx):
 		# The old inode is freed only once the daemon has closed what it held of it, after the
 		# kernel's FORGET (asynchronous): on a loaded machine the first new file may come
 		# before that. Try again (bounded) until ext4 hands the freed number out.
-		for _ in range(20):
+		# Bounded by time, not by tries: under load the FORGET can take seconds. The loop always
+		# ends with `new` present, so the premise check below reports, never crashes.
+		deadline = time.monotonic() + t(20)
+		while True:
 			lifecycle.write(ctx.path("mnt/new"), "the new file\n")
-			if os.lstat(ctx.path("ext4/u/new")).st_ino == old_ino:
+			if (os.lstat(ctx.path("ext4/u/new")).st_ino == old_ino
+			    or time.monotonic() > deadline):
 				break
 			os.unlink(ctx.path("mnt/new"))
 			drop_caches(ctx)
