@@ -13,17 +13,15 @@
 #include "upper.h"
 #include "workdir.h"
 
-/* The owner a new entry gets on disk: the caller mapped to host ids, and the parent's group when
- * the parent is setgid. Returns -EINVAL for a caller outside the id mapping. */
+/* The owner a new entry gets on disk: the caller's ids mapped back to stored ids (the overflow
+ * id for a caller outside the mapping, idmap.h), and the parent's group when the parent is
+ * setgid. */
 static int new_owner(struct plyfs *fs, const struct create_req *req, const struct stat *pst,
 		     uid_t *uid, gid_t *gid)
 {
-	uint32_t u, g;
-	if (idmap_to_host(&fs->params->uidmap, req->uid, &u) < 0 ||
-	    idmap_to_host(&fs->params->gidmap, req->gid, &g) < 0)
-		return -EINVAL;
-	*uid = u;
-	*gid = (pst->st_mode & S_ISGID) ? pst->st_gid : g;
+	*uid = idmap_new_owner(&fs->params->uidmap, req->uid);
+	*gid = (pst->st_mode & S_ISGID) ? pst->st_gid
+					: idmap_new_owner(&fs->params->gidmap, req->gid);
 	return 0;
 }
 

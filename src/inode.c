@@ -428,7 +428,7 @@ static uid_t shown_uid(const struct plyfs *fs, uid_t uid)
 		return 0;
 	if (p->squash_to_uid >= 0)
 		return (uid_t)p->squash_to_uid;
-	return idmap_to_container(&p->uidmap, uid);
+	return idmap_to_shown(&p->uidmap, uid);
 }
 
 static gid_t shown_gid(const struct plyfs *fs, gid_t gid)
@@ -438,7 +438,7 @@ static gid_t shown_gid(const struct plyfs *fs, gid_t gid)
 		return 0;
 	if (p->squash_to_gid >= 0)
 		return (gid_t)p->squash_to_gid;
-	return idmap_to_container(&p->gidmap, gid);
+	return idmap_to_shown(&p->gidmap, gid);
 }
 
 void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)

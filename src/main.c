@@ -251,6 +251,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_debug(p.debug);
+	/* Unmapped stored ids show as the id the kernel shows for unmapped ids (idmap.h). */
+	idmap_read_overflow(&p.uidmap, "/proc/sys/kernel/overflowuid");
+	idmap_read_overflow(&p.gidmap, "/proc/sys/kernel/overflowgid");
 	/* glibc raises its mmap threshold each time a large block is freed, after which the hash
 	 * tables' bucket arrays (megabytes for a large tree) come from the heap and stay there as
 	 * holes when the tables resize: a fixed threshold keeps them mmapped, so memory goes back to

@@ -26,7 +26,7 @@ enum opt_kind {
 	K_TIMEOUT,  /* NAME=SECONDS (float) into a double member */
 	K_PATH,	    /* NAME=PATH (unescaped, not empty) into a char * member */
 	K_LOWERDIR, /* lowerdir=A:B:C */
-	K_IDMAP,    /* NAME=C:H:N... into a struct idmap member */
+	K_IDMAP,    /* NAME=A:B:N... into a struct idmap member */
 	K_GENERIC,  /* understood by libfuse's fuse_session_new(): forwarded as written */
 	K_MAX_READ, /* max_read=N: checked here, then forwarded */
 	K_RO,	    /* ro, dev: forwarded, and sets the member (read_only, dev) */
@@ -659,8 +659,8 @@ void params_usage(FILE *out, const char *progname)
 		"  -o upperdir=DIR        writable upper layer (needs workdir; without it: "
 		"read-only)\n"
 		"  -o workdir=DIR         work directory on the upper layer's filesystem\n"
-		"  -o uidmapping=C:H:N[:C:H:N...]  container to host uid ranges\n"
-		"  -o gidmapping=C:H:N[:C:H:N...]  container to host gid ranges\n"
+		"  -o uidmapping=A:B:N[:A:B:N...]  uids A.. in the layers shown as B..\n"
+		"  -o gidmapping=A:B:N[:A:B:N...]  gids A.. in the layers shown as B..\n"
 		"  -o squash_to_root      show every file as owned by root\n"
 		"  -o squash_to_uid=N     show every file as owned by uid N\n"
 		"  -o squash_to_gid=N     show every file as owned by gid N\n"

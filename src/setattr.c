@@ -25,10 +25,10 @@ static int set_owner(struct plyfs *fs, const struct target *t, const struct stat
 {
 	uint32_t uid = (uint32_t)-1, gid = (uint32_t)-1;
 	if ((to_set & FUSE_SET_ATTR_UID) &&
-	    idmap_to_host(&fs->params->uidmap, attr->st_uid, &uid) < 0)
+	    idmap_to_stored(&fs->params->uidmap, attr->st_uid, &uid) < 0)
 		return -EINVAL;
 	if ((to_set & FUSE_SET_ATTR_GID) &&
-	    idmap_to_host(&fs->params->gidmap, attr->st_gid, &gid) < 0)
+	    idmap_to_stored(&fs->params->gidmap, attr->st_gid, &gid) < 0)
 		return -EINVAL;
 	if (t->fd >= 0)
 		return layer_fchown(t->fd, uid, gid);

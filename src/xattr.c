@@ -34,6 +34,14 @@ bool xattr_is_private(const char *name)
 	return false;
 }
 
+/* A POSIX ACL value: its ACL_USER/ACL_GROUP ids go through uidmapping/gidmapping (idmap.h). */
+static bool is_acl(const struct plyfs *fs, const char *name)
+{
+	return (fs->params->uidmap.n || fs->params->gidmap.n) &&
+	       (strcmp(name, "system.posix_acl_access") == 0 ||
+		strcmp(name, "system.posix_acl_default") == 0);
+}
+
 ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf, size_t size)
 {
 	if (n->root && strcmp(name, PLYFS_STATUS_XATTR) == 0)
@@ -46,7 +54,10 @@ ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf,
 	int r = inode_locate(fs, n, &loc);
 	if (r < 0)
 		return r;
-	return layer_getxattr(loc.fd, loc.name, name, buf, size);
+	ssize_t len = layer_getxattr(loc.fd, loc.name, name, buf, size);
+	if (len > 0 && size > 0 && is_acl(fs, name))
+		idmap_acl(&fs->params->uidmap, &fs->params->gidmap, buf, (size_t)len, 1);
+	return len;
 }
 
 /* The raw list of the top entry, grown until it fits (it may change between the two calls). */
@@ -130,6 +141,14 @@ int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *va
 	int r = check_change(fs, name);
 	if (r != 0)
 		return r > 0 ? 0 : r;
+	g_autofree char *stored = NULL;
+	if (is_acl(fs, name) && size > 0) {
+		stored = g_memdup2(value, size);
+		r = idmap_acl(&fs->params->uidmap, &fs->params->gidmap, stored, size, 0);
+		if (r < 0)
+			return r;
+		value = stored;
+	}
 	auto_lfd struct lfd loc = LFD_INIT;
 	r = inode_locate(fs, n, &loc);
 	if (r == 0)

@@ -23,8 +23,8 @@ static char *dump_idmap(const char *name, const struct idmap *m)
 	GString *s = g_string_new(NULL);
 
 	for (size_t i = 0; i < m->n; i++)
-		g_string_append_printf(s, "%s%u:%u:%u", i ? ":" : "", m->ranges[i].container,
-				       m->ranges[i].host, m->ranges[i].count);
+		g_string_append_printf(s, "%s%u:%u:%u", i ? ":" : "", m->ranges[i].stored,
+				       m->ranges[i].shown, m->ranges[i].count);
 	if (m->n == 0)
 		return g_string_free(s, TRUE), g_strdup("");
 	g_string_prepend(s, "=");
@@ -280,6 +280,11 @@ static const struct good_case good[] = {
 	  "-o", "timeout=6,squash_to_uid=2,fsync=1,noxattrs=2,xattr_permissions=0", "/mnt"},
 	 "lower=[/l] mnt=/mnt squash_uid=2 timeout=6 noxattrs=2 ro",
 	 "default_permissions," DEF ",ro"},
+	{"containers-storage's leading ':' (uidmapping=:0:100000:65536) is skipped",
+	 {"plyfs", "-o",
+	  "lowerdir=/l,uidmapping=:0:100000:65536,gidmapping=:0:100000:65536:65536:1:1:", "/mnt"},
+	 "lower=[/l] mnt=/mnt uidmap=0:100000:65536 gidmap=0:100000:65536:65536:1:1 ro",
+	 "default_permissions," DEF ",ro"},
 	{"the last uidmapping wins",
 	 {"plyfs", "-o", "lowerdir=/l,uidmapping=0:1000:1,uidmapping=0:2000:2", "/mnt"},
 	 "lower=[/l] mnt=/mnt uidmap=0:2000:2 ro",
@@ -374,6 +379,9 @@ static const struct bad_case bad[] = {
 	{"bad gidmapping number",
 	 {"plyfs", "-o", "lowerdir=/l,gidmapping=0:x:1", "/m"},
 	 "gidmapping"},
+	{"uidmapping of only colons",
+	 {"plyfs", "-o", "lowerdir=/l,uidmapping=::", "/m"},
+	 "stored:shown:count"},
 	{"overlapping uidmapping",
 	 {"plyfs", "-o", "lowerdir=/l,uidmapping=0:10:5:3:100:1", "/m"},
 	 "uidmapping"},
