@@ -1,0 +1,233 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""idmapping.py - uidmapping=/gidmapping= through a mount, in fuse-overlayfs' meaning (idmap.h):
+`A:B:N` shows the ids A.. stored in the layers as B.., writes map back, empty fields are skipped.
+
+podman's `--uidmap 0:100000:65536` reaches the mount program as `uidmapping=:0:100000:65536`
+(containers-storage): a lower file owned by 0 shows as 100000, one owned by 65535 as 165535, an id
+outside the range as the overflow id (/proc/sys/kernel/overflowuid); chown to 100000+k through the
+mount stores k in the upper layer; a new entry of a caller shown as 100000 is stored as 0, one of
+host root (unmapped) with the overflow id, as fuse-overlayfs stores it; chown to an unmapped id is
+EINVAL (plyfs' choice: fuse-overlayfs stores the overflow id). POSIX ACL xattrs carry ids too: an
+ACL_USER entry set as 100009 is stored as 9 and read back as 100009.
+
+Where fuse-overlayfs is installed, the same layers (a copy) and operations run on it too and the ids
+it shows and stores must be plyfs' (except the EINVAL above, and ACLs, which it does not map).
+"""
+
+import os
+import shutil
+import struct
+import subprocess
+
+import lifecycle
+import mounts
+from mounts import Failure, t
+
+SPEC = ":0:100000:65536"
+OPTS = "uidmapping=%s,gidmapping=%s" % (SPEC, SPEC)
+# Stored owners of the lower files: name -> (uid, gid).
+LOWER = {"root_file": (0, 0), "top_of_range": (65535, 65535), "unmapped": (70000, 70001),
+	 "user5": (5, 6)}
+
+
+class Ctx(lifecycle.Ctx):
+	GROUP = "idmap"
+
+
+def overflow_ids():
+	ids = []
+	for name in ("overflowuid", "overflowgid"):
+		with open("/proc/sys/kernel/" + name) as f:
+			ids.append(int(f.read()))
+	return tuple(ids)
+
+
+def owner(path):
+	st = os.lstat(path)
+	return (st.st_uid, st.st_gid)
+
+
+def make_layers(ctx, prefix):
+	"""prefix/l (the lower files of LOWER, a directory d), prefix/u, prefix/w, prefix/mnt."""
+	for name, (uid, gid) in LOWER.items():
+		p = ctx.path("%s/l/%s" % (prefix, name))
+		lifecycle.write(p, name)
+		os.chown(p, uid, gid)
+	os.makedirs(ctx.path(prefix + "/l/d"))
+	for d in ("u", "w", "mnt"):
+		os.makedirs(ctx.path("%s/%s" % (prefix, d)))
+	return ctx.path(prefix + "/mnt")
+
+
+def start_oracle(ctx, prefix):
+	"""fuse-overlayfs -f on prefix's layers, as our child; None when it is not installed."""
+	fo = shutil.which("fuse-overlayfs")
+	if fo is None:
+		return None
+	mnt = ctx.path(prefix + "/mnt")
+	opts = "lowerdir=%s,upperdir=%s,workdir=%s,%s" % (
+		ctx.path(prefix + "/l"), ctx.path(prefix + "/u"), ctx.path(prefix + "/w"), OPTS)
+	h = ctx.track(lifecycle.DaemonHandle(ctx, mnt, mnt))
+	with open(os.path.join(ctx.logdir, "oracle.log"), "ab") as log:
+		h.proc = subprocess.Popen([fo, "-f", "-o", opts, mnt], stdin=subprocess.DEVNULL,
+					  stdout=log, stderr=log)
+	if not lifecycle.wait_for(lambda: mounts.mounted_at(mnt) or h.proc.poll() is not None,
+				  t(15)):
+		raise Failure("fuse-overlayfs did not mount within %.0fs" % t(15))
+	if h.proc.poll() is not None:
+		raise Failure("fuse-overlayfs exited %d before mounting" % h.proc.returncode)
+	h.dev = mounts.mount_dev(mnt)
+	return h
+
+
+def as_user(uid, gid, argv):
+	"""Runs argv as uid:gid (no supplementary groups); returns the exit status."""
+	cp = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups"]
+			    + argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=t(20))
+	return cp.returncode
+
+
+def ops(mnt):
+	"""The operations both daemons get; returns what they show: {name: (uid, gid)} plus the
+	errnos of the calls that failed."""
+	out = {}
+	for name in LOWER:
+		out["shown " + name] = owner(os.path.join(mnt, name))
+	os.chown(os.path.join(mnt, "unmapped"), 100001, 100002)	# copy-up, stored 1:2
+	os.chown(os.path.join(mnt, "user5"), 100007, -1)	# uid only: 7:6
+	with open(os.path.join(mnt, "by_host_root"), "w") as f:	# host root: not mapped
+		f.write("x")
+	# The mount root shows as 100000 (stored 0): its owner may create in it.
+	if as_user(100000, 100000, ["touch", os.path.join(mnt, "by_shown_root")]) != 0:
+		out["by_shown_root"] = "touch as 100000 failed"
+	# d shows as 100000, mode 755: permission is checked against the shown owner.
+	out["mkdir d/by_3 as 100003"] = as_user(100003, 100004,
+						["mkdir", os.path.join(mnt, "d/by_3")])
+	for name in ("unmapped", "user5", "by_host_root", "by_shown_root", "d"):
+		p = os.path.join(mnt, name)
+		if os.path.lexists(p):
+			out["after " + name] = owner(p)
+	return out
+
+
+def stored(upper):
+	out = {}
+	for name in ("unmapped", "user5", "by_host_root", "by_shown_root"):
+		p = os.path.join(upper, name)
+		out["stored " + name] = owner(p) if os.path.lexists(p) else None
+	return out
+
+
+def podman_uidmap(ctx):
+	"""The ids shown and stored with uidmapping=:0:100000:65536, compared with what they must
+	be, and with fuse-overlayfs on a copy of the layers."""
+	ou, og = overflow_ids()
+	mnt = make_layers(ctx, "p")
+	opts = "lowerdir=%s,upperdir=%s,workdir=%s,%s" % (
+		ctx.path("p/l"), ctx.path("p/u"), ctx.path("p/w"), OPTS)
+	h = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
+	errs = []
+	with mounts.Watchdog(t(60), [h]):
+		got = ops(mnt)
+		try:
+			os.chown(os.path.join(mnt, "root_file"), 5, -1)
+			errs.append("chown to uid 5 (not shown by the mapping) succeeded")
+		except OSError as e:
+			if e.errno != 22:
+				errs.append("chown to uid 5: %s, expected EINVAL" % e)
+		errs += lifecycle.settle(h)
+	errs += h.cleanup()
+	got.update(stored(ctx.path("p/u")))
+	want = {
+		"shown root_file": (100000, 100000),
+		"shown top_of_range": (165535, 165535),
+		"shown unmapped": (ou, og),
+		"shown user5": (100005, 100006),
+		"after unmapped": (100001, 100002), "stored unmapped": (1, 2),
+		"after user5": (100007, 100006), "stored user5": (7, 6),
+		# host root is not in the mapping: stored as the overflow id, as fuse-overlayfs does
+		"after by_host_root": (ou + 100000, og + 100000) if ou < 65536 else None,
+		"stored by_host_root": (ou, og),
+		"after by_shown_root": (100000, 100000), "stored by_shown_root": (0, 0),
+		"after d": (100000, 100000),
+		"mkdir d/by_3 as 100003": 1,
+	}
+	for k, v in sorted(want.items()):
+		if got.get(k) != v:
+			errs.append("%s: %r, expected %r" % (k, got.get(k), v))
+	for k in sorted(set(got) - set(want)):
+		errs.append("%s: %r" % (k, got[k]))
+	# The same on fuse-overlayfs, where installed: the oracle for the option's meaning.
+	make_layers(ctx, "o")
+	o = start_oracle(ctx, "o")
+	if o is None:
+		ctx.notes.append("fuse-overlayfs not installed: no oracle comparison")
+		return errs
+	with mounts.Watchdog(t(60), [o]):
+		ogot = ops(ctx.path("o/mnt"))
+	errs += o.cleanup()
+	ogot.update(stored(ctx.path("o/u")))
+	for k in sorted(set(got) | set(ogot)):
+		if got.get(k) != ogot.get(k):
+			errs.append("%s: plyfs %r, fuse-overlayfs %r" % (k, got.get(k), ogot.get(k)))
+	return errs
+
+
+ACL_USER, ACL_GROUP = 0x02, 0x08
+
+
+def acl_value(entries):
+	"""The kernel's xattr form of an ACL: version 2, then (tag, perm, id) little-endian."""
+	return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def acl_ids(value):
+	return [struct.unpack_from("<HHI", value, 4 + 8 * i)
+		for i in range((len(value) - 4) // 8)]
+
+
+def acl_mapped(ctx):
+	"""system.posix_acl_access set through the mount with ACL_USER 100009 and ACL_GROUP 100011
+	is stored with 9 and 11 and reads back as set; an ACL naming an unmapped id is EINVAL."""
+	mnt = make_layers(ctx, "p")
+	opts = "lowerdir=%s,upperdir=%s,workdir=%s,%s" % (
+		ctx.path("p/l"), ctx.path("p/u"), ctx.path("p/w"), OPTS)
+	h = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
+	acl = acl_value([(0x01, 6, 0xffffffff), (ACL_USER, 4, 100009), (0x04, 4, 0xffffffff),
+			 (ACL_GROUP, 4, 100011), (0x10, 6, 0xffffffff), (0x20, 4, 0xffffffff)])
+	name = "system.posix_acl_access"
+	errs = []
+	with mounts.Watchdog(t(60), [h]):
+		f = os.path.join(mnt, "root_file")
+		os.setxattr(f, name, acl)
+		shown = os.getxattr(f, name)
+		if acl_ids(shown) != acl_ids(acl):
+			errs.append("ACL read back through the mount: %r, set %r"
+				    % (acl_ids(shown), acl_ids(acl)))
+		try:
+			os.setxattr(f, name, acl_value([(0x01, 6, 0xffffffff), (ACL_USER, 4, 7),
+							(0x04, 4, 0xffffffff), (0x10, 6, 0xffffffff),
+							(0x20, 4, 0xffffffff)]))
+			errs.append("an ACL naming uid 7 (not shown by the mapping) was accepted")
+		except OSError as e:
+			if e.errno != 22:
+				errs.append("an ACL naming uid 7: %s, expected EINVAL" % e)
+		errs += lifecycle.settle(h)
+	errs += h.cleanup()
+	on_disk = acl_ids(os.getxattr(ctx.path("p/u/root_file"), name))
+	want = [(0x01, 6, 0xffffffff), (ACL_USER, 4, 9), (0x04, 4, 0xffffffff),
+		(ACL_GROUP, 4, 11), (0x10, 6, 0xffffffff), (0x20, 4, 0xffffffff)]
+	if on_disk != want:
+		errs.append("ACL stored in the upper layer: %r, expected %r" % (on_disk, want))
+	return errs
+
+
+TESTS = [
+	("podman_uidmap", podman_uidmap),
+	("acl_mapped", acl_mapped),
+]
+
+
+def tests():
+	"""[(name, fn(opts, base) -> (problems, notes))] for harness.py."""
+	return lifecycle.tests_of("idmap", TESTS, Ctx)
