@@ -23,6 +23,7 @@ import idmapping  # noqa: E402
 import lifecycle  # noqa: E402
 import lifetime  # noqa: E402
 import memory  # noqa: E402
+import mountcmd  # noqa: E402
 import mounts  # noqa: E402
 import scenario  # noqa: E402
 import status  # noqa: E402
@@ -128,6 +129,7 @@ def main(argv):
 	bo_tests, bo_state = bad_option_tests()
 	tests += bo_tests
 	tests += lifecycle.tests()
+	tests += mountcmd.tests()
 	tests += handles.tests()
 	tests += lifetime.tests()
 	tests += memory.tests()
