@@ -42,6 +42,10 @@ struct plyfs {
 	bool is_root;
 	const char *xattr_prefix; /* OVL_XATTR_TRUSTED_PREFIX or OVL_XATTR_USER_PREFIX */
 	char *xattr_reason;
+	/* xattr_permissions (override.h): the name written (NULL: off) and the names read. */
+	const char *override_write;
+	const char *override_read[3];
+	unsigned n_override_read;
 
 	struct node_table *nodes;
 	GMutex rename_lock; /* taken first by every RENAME (lock order: rename_lock, node->lock) */

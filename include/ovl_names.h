@@ -39,6 +39,13 @@
 #define PLYFS_HANDLES_NAME_2 "plyfs-handles.2" /* and its second */
 #define PLYFS_LOCK_NAME	   "plyfs-lock"	   /* workdir.h: the mount that uses the workdir */
 
+/* xattr_permissions (override.h): owner, mode and type kept in an xattr, "uid:gid:mode[:type]".
+ * fuse-overlayfs writes the first (xattr_permissions=1) and the last (=2); containers-storage
+ * writes the second, which plyfs writes for xattr_permissions=2. */
+#define OVERRIDE_XATTR_PRIVILEGED "security.fuseoverlayfs.override_stat"
+#define OVERRIDE_XATTR_CONTAINERS "user.containers.override_stat"
+#define OVERRIDE_XATTR_FOVL	  "user.fuseoverlayfs.override_stat"
+
 /* The status query: a read-only xattr of the mount's root (status.h). */
 #define PLYFS_STATUS_XATTR PLYFS_XATTR_PREFIX "status"
 

@@ -69,7 +69,7 @@ struct plyfs_params {
 	bool fsync;	/* fsync=0 clears it; default true */
 	bool volatile_; /* volatile: no fsync at all, like kernel overlayfs */
 	double timeout; /* entry/attr cache timeout in seconds (timeout=); default PARAMS_DEFAULT_TIMEOUT */
-	int xattr_permissions; /* 0, 1 or 2 (fuse-overlayfs meaning); stored, used by the write path */
+	int xattr_permissions; /* 0, 1 or 2 (fuse-overlayfs meaning; override.h) */
 	enum xattr_mode noxattrs;
 	bool ino32;	 /* ino32_t: fold st_ino into 32 bits */
 	/* forgotten_records=N: how many forgotten nodes stay resolvable for file handles (node.h,

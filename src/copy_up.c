@@ -16,6 +16,7 @@
 #include "inode.h"
 #include "log.h"
 #include "ovl_names.h"
+#include "override.h"
 #include "ovl_xattr.h"
 #include "workdir.h"
 #include "xattr.h"
@@ -260,6 +261,17 @@ static int place(struct cu *c, int *tmpfd, const char *tmpname)
 	return layer_linkat(*tmpfd, NULL, c->dst_dir, c->name);
 }
 
+/* xattr_permissions: the copy records the source's owner and mode as it shows them (its override,
+ * or its inode's), which a rootless daemon could not give the copy's inode (override.h). */
+static int copy_override(struct cu *c, int dirfd, const char *name)
+{
+	if (!override_on(c->fs))
+		return 0;
+	struct override o;
+	override_get(c->fs, c->src_dir, c->src_name, &c->st, &o);
+	return override_set(c->fs, dirfd, name, &o);
+}
+
 /* A regular file: an unnamed file in the work dir, linked into place once complete. */
 static int copy_up_regular(struct cu *c)
 {
@@ -281,6 +293,8 @@ static int copy_up_regular(struct cu *c)
 	int r = src >= 0 ? copy_data(src, tmp, c->st.st_size) : 0;
 	if (r == 0)
 		r = copy_xattrs(c->src_dir, c->src_name, tmp, NULL);
+	if (r == 0)
+		r = copy_override(c, tmp, NULL);
 	if (r == 0)
 		r = write_origin(c->fs, tmp, NULL, S_IFREG, c->n->key);
 	if (r == 0)
@@ -318,6 +332,8 @@ static int copy_up_other(struct cu *c)
 	if (r < 0)
 		return r;
 	r = copy_xattrs(c->src_dir, c->src_name, c->work, tmpname);
+	if (r == 0)
+		r = copy_override(c, c->work, tmpname);
 	if (r == 0)
 		r = write_origin(c->fs, c->work, tmpname, c->st.st_mode, c->n->key);
 	if (r == 0)

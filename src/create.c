@@ -10,6 +10,7 @@
 #include "create.h"
 #include "inode.h"
 #include "namei.h"
+#include "override.h"
 #include "upper.h"
 #include "workdir.h"
 
@@ -49,19 +50,36 @@ static int make_entry(int dirfd, const char *name, const struct create_req *req,
 }
 
 /* Owner, then the mode again: chown clears setuid/setgid; new directories of a setgid parent
- * stay setgid. */
-static int set_owner(int dirfd, const char *name, const struct create_req *req,
+ * stay setgid. With xattr_permissions both go into the override xattr (override.h), but for a
+ * symlink. */
+static int set_owner(struct plyfs *fs, int dirfd, const char *name, const struct create_req *req,
 		     const struct stat *pst, uid_t uid, gid_t gid)
 {
-	int r = layer_fchownat(dirfd, name, uid, gid);
-	if (r < 0)
-		return r;
 	mode_t type = req->mode & S_IFMT;
 	mode_t perm = req->mode & 07777;
 	if (type == S_IFDIR && (pst->st_mode & S_ISGID))
 		perm |= S_ISGID;
+	if (override_holds(fs, type)) {
+		struct override o = {
+			.uid = uid, .gid = gid, .mode = type | perm, .rdev = req->rdev};
+		return override_set(fs, dirfd, name, &o);
+	}
+	int r = layer_fchownat(dirfd, name, uid, gid);
+	if (r < 0)
+		return r;
 	if (type != S_IFLNK && (perm & (S_ISUID | S_ISGID)))
 		r = layer_fchmodat(dirfd, name, perm);
+	return r;
+}
+
+/* The mode the entry itself is made with: with xattr_permissions the daemon's own 0700/0600 (the
+ * mode shown is the xattr's), else the requested one. */
+static struct create_req real_req(struct plyfs *fs, const struct create_req *req)
+{
+	struct create_req r = *req;
+	mode_t type = req->mode & S_IFMT;
+	if (override_holds(fs, type))
+		r.mode = type | (type == S_IFDIR ? 0700 : 0600);
 	return r;
 }
 
@@ -72,10 +90,11 @@ static int create_over_whiteout(struct plyfs *fs, int updir, const char *name,
 {
 	g_autofree char *tmp = workdir_tmpname();
 	int work = fs->work_dirfd;
-	int r = make_entry(work, tmp, req, fd);
+	struct create_req real = real_req(fs, req);
+	int r = make_entry(work, tmp, &real, fd);
 	if (r < 0)
 		return r;
-	r = set_owner(work, tmp, req, pst, uid, gid);
+	r = set_owner(fs, work, tmp, req, pst, uid, gid);
 	bool dir = S_ISDIR(req->mode);
 	if (r == 0 && dir)
 		r = upper_set_opaque(fs, work, tmp);
@@ -112,8 +131,10 @@ static int create_in_upper(struct plyfs *fs, int updir, const char *name,
 	uid_t uid = 0;
 	gid_t gid = 0;
 	int r = layer_fstat(updir, &pst);
-	if (r == 0)
+	if (r == 0) {
+		override_stat(fs, updir, NULL, &pst); /* its setgid bit and group, as shown */
 		r = new_owner(fs, req, &pst, &uid, &gid);
+	}
 	int slot = r < 0 ? r : upper_slot(updir, name);
 	if (slot < 0)
 		return slot;
@@ -122,10 +143,11 @@ static int create_in_upper(struct plyfs *fs, int updir, const char *name,
 	if (slot == UPPER_WHITEOUT)
 		return create_over_whiteout(fs, updir, name, req, &pst, uid, gid, fd);
 
-	r = make_entry(updir, name, req, fd);
+	struct create_req real = real_req(fs, req);
+	r = make_entry(updir, name, &real, fd);
 	if (r < 0)
 		return r;
-	r = set_owner(updir, name, req, &pst, uid, gid);
+	r = set_owner(fs, updir, name, req, &pst, uid, gid);
 	if (r == 0 && slot == UPPER_WH_FILE) {
 		if (S_ISDIR(req->mode))
 			r = upper_set_opaque(fs, updir, name);

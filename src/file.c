@@ -7,6 +7,7 @@
 #include "copy_up.h"
 #include "file.h"
 #include "inode.h"
+#include "override.h"
 
 static bool wants_write(int flags)
 {
@@ -169,6 +170,7 @@ int file_getattr(struct plyfs *fs, struct open_file *of, struct stat *st)
 	int r = fd < 0 ? fd : layer_fstat(fd, st);
 	if (r < 0)
 		return r;
+	override_stat(fs, fd, NULL, st);
 	inode_index_nlink(fs, of->node, fd, NULL, st);
 	inode_fill_attr(fs, of->node, st);
 	return 0;

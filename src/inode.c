@@ -7,6 +7,7 @@
 
 #include "index.h"
 #include "inode.h"
+#include "override.h"
 #include "log.h"
 #include "whiteout.h"
 
@@ -464,6 +465,7 @@ int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct s
 		r = inode_check(loc, st);
 	if (r < 0)
 		return r;
+	override_stat(fs, loc->fd, loc->name, st);
 	inode_index_nlink(fs, n, loc->fd, loc->name, st);
 	inode_fill_attr(fs, n, st);
 	return 0;

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "ops.h"
 #include "ovl_names.h"
+#include "override.h"
 #include "params.h"
 #include "status_cmd.h"
 #include "workdir.h"
@@ -139,6 +140,13 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 			return r;
 	}
 	choose_xattr_format(fs);
+	/* After the workdir lock: a refused second mount writes nothing. */
+	r = override_setup(fs);
+	if (r < 0) {
+		*err = g_strdup_printf("xattr_permissions: cannot write the upper layer's root: %s",
+				       g_strerror(-r));
+		return r;
+	}
 	index_init(fs);
 	fs->nodes = node_table_new(inode_destroy);
 	node_table_set_record_max(fs->nodes, (size_t)p->forgotten_records);

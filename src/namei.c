@@ -11,6 +11,7 @@
 #include "copy_up.h"
 #include "index.h"
 #include "inode.h"
+#include "override.h"
 #include "namei.h"
 #include "ovl_names.h"
 #include "ovl_xattr.h"
@@ -367,8 +368,9 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 	*out = node_table_insert_lookup(fs->nodes, parent, fresh);
 	if (!*out)
 		return -ENOSPC; /* no nodeid left (node.h, NODE_ID_LIMIT) */
-	/* A file in the index shows the index copy and the merged link count, not the lower. */
-	if (__atomic_load_n(&(*out)->indexed, __ATOMIC_ACQUIRE)) {
+	/* A file in the index shows the index copy and the merged link count, not the lower; with
+	 * xattr_permissions the attributes come from the top entry's xattr (override.h). */
+	if (__atomic_load_n(&(*out)->indexed, __ATOMIC_ACQUIRE) || override_on(fs)) {
 		int r = inode_getattr(fs, *out, st);
 		if (r < 0) {
 			node_table_forget(fs->nodes, (*out)->nodeid, 1);

@@ -669,7 +669,7 @@ void params_usage(FILE *out, const char *progname)
 		"  -o fsync=0|1           0: skip fsync of copied-up files (default 1)\n"
 		"  -o volatile            never fsync, like overlayfs' volatile\n"
 		"  -o timeout=SECONDS     entry/attribute cache timeout (default %2$g)\n"
-		"  -o xattr_permissions=0|1|2  store ownership/mode in xattrs (fuse-overlayfs)\n"
+		"  -o xattr_permissions=0|1|2  owner/mode/type in an override_stat xattr\n"
 		"  -o noxattrs=0|1|2      1: xattrs fail with ENOTSUP, 2: ignored\n"
 		"  -o ino32_t             fold inode numbers into 32 bits\n"
 		"  -o forgotten_records=N forgotten files kept resolvable for file handles\n"

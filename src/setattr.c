@@ -7,6 +7,7 @@
 #include "autofd.h"
 #include "copy_up.h"
 #include "inode.h"
+#include "override.h"
 #include "setattr.h"
 
 /* Where the change is made: an open fd, or (dirfd, name), name NULL for a directory itself. */
@@ -64,11 +65,55 @@ static int set_times(const struct target *t, const struct stat *attr, int to_set
 	return layer_utimensat(t->dirfd, t->name, ts);
 }
 
+/*
+ * xattr_permissions (override.h): owner and mode go into the entry's override xattr instead of
+ * its inode, as chown and chmod would change them: a new owner clears setuid, and setgid where
+ * the group may execute, of a non-directory; an explicit mode in the same call wins. Returns 1
+ * for an entry that holds no override (a symlink...: the inode is changed), else 0 or -errno.
+ */
+static int override_owner_mode(struct plyfs *fs, const struct target *t, const struct stat *attr,
+			       int to_set)
+{
+	struct stat st;
+	int r = t->fd >= 0 ? layer_fstat(t->fd, &st)
+			   : (t->name ? layer_fstatat(t->dirfd, t->name, &st)
+				      : layer_fstat(t->dirfd, &st));
+	if (r < 0)
+		return r;
+	if (!override_holds(fs, st.st_mode))
+		return 1;
+	int dirfd = t->fd >= 0 ? t->fd : t->dirfd;
+	const char *name = t->fd >= 0 ? NULL : t->name;
+	struct override o;
+	override_get(fs, dirfd, name, &st, &o);
+	if ((to_set & FUSE_SET_ATTR_UID) &&
+	    idmap_to_stored(&fs->params->uidmap, attr->st_uid, &o.uid) < 0)
+		return -EINVAL;
+	if ((to_set & FUSE_SET_ATTR_GID) &&
+	    idmap_to_stored(&fs->params->gidmap, attr->st_gid, &o.gid) < 0)
+		return -EINVAL;
+	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !S_ISDIR(o.mode)) {
+		o.mode &= ~(mode_t)S_ISUID;
+		if (o.mode & S_IXGRP)
+			o.mode &= ~(mode_t)S_ISGID;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE)
+		o.mode = (o.mode & S_IFMT) | (attr->st_mode & 07777);
+	return override_set(fs, dirfd, name, &o);
+}
+
 static int apply(struct plyfs *fs, const struct target *t, const struct stat *attr, int to_set)
 {
 	int r = 0;
+	int owner_mode = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_MODE);
+	if (owner_mode && override_on(fs)) {
+		r = override_owner_mode(fs, t, attr, to_set);
+		if (r <= 0)
+			to_set &= ~owner_mode; /* done in the xattr, or failed */
+		r = r < 0 ? r : 0;
+	}
 	/* Owner before mode: chown clears setuid/setgid, an explicit mode in the same call wins. */
-	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+	if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
 		r = set_owner(fs, t, attr, to_set);
 	if (r == 0 && (to_set & FUSE_SET_ATTR_MODE))
 		r = set_mode(t, attr->st_mode & 07777);

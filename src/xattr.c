@@ -7,6 +7,7 @@
 #include "copy_up.h"
 #include "inode.h"
 #include "ovl_names.h"
+#include "override.h"
 #include "status.h"
 #include "xattr.h"
 
@@ -34,6 +35,13 @@ bool xattr_is_private(const char *name)
 	return false;
 }
 
+/* Names users neither see nor change: the overlay's own, and with xattr_permissions the
+ * override_stat names (override.h), which hold what stat shows. */
+static bool hidden(const struct plyfs *fs, const char *name)
+{
+	return xattr_is_private(name) || (override_on(fs) && override_is_name(name));
+}
+
 /* A POSIX ACL value: its ACL_USER/ACL_GROUP ids go through uidmapping/gidmapping (idmap.h). */
 static bool is_acl(const struct plyfs *fs, const char *name)
 {
@@ -48,7 +56,7 @@ ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf,
 		return status_xattr(fs, buf, size);
 	if (fs->params->noxattrs == XATTR_MODE_DISABLED)
 		return -ENOTSUP;
-	if (fs->params->noxattrs == XATTR_MODE_IGNORED || xattr_is_private(name))
+	if (fs->params->noxattrs == XATTR_MODE_IGNORED || hidden(fs, name))
 		return -ENODATA;
 	auto_lfd struct lfd loc = LFD_INIT;
 	int r = inode_locate(fs, n, &loc);
@@ -101,7 +109,7 @@ ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
 	size_t kept = 0;
 	for (size_t pos = 0; pos < (size_t)len;) {
 		size_t l = strlen(raw + pos) + 1;
-		if (!xattr_is_private(raw + pos)) {
+		if (!hidden(fs, raw + pos)) {
 			memmove(raw + kept, raw + pos, l);
 			kept += l;
 		}
@@ -128,7 +136,7 @@ static int check_change(struct plyfs *fs, const char *name)
 		return -ENOTSUP;
 	if (fs->params->noxattrs == XATTR_MODE_IGNORED)
 		return 1;
-	return xattr_is_private(name) ? -EPERM : 0;
+	return hidden(fs, name) ? -EPERM : 0;
 }
 
 int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
