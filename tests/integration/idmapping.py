@@ -222,9 +222,173 @@ def acl_mapped(ctx):
 	return errs
 
 
+# --- xattr_permissions ------------------------------------------------------------------------
+
+CONTAINERS = "user.containers.override_stat"
+PRIVILEGED = "security.fuseoverlayfs.override_stat"
+
+
+def xget(path, name):
+	try:
+		return os.getxattr(path, name, follow_symlinks=False).decode()
+	except OSError:
+		return None
+
+
+def show(path):
+	"""(uid, gid, mode as octal text, rdev major:minor or '') of path, not following it."""
+	st = os.lstat(path)
+	dev = "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev)) if st.st_rdev else ""
+	return (st.st_uid, st.st_gid, "%o" % st.st_mode, dev)
+
+
+def override_layers(ctx):
+	"""The lower as containers-storage extracts it rootless (override values on its root, a
+	setuid file and a char device stand-in), plus plain root-owned entries."""
+	low = ctx.path("l")
+	lifecycle.write(os.path.join(low, "f"), "f")
+	lifecycle.write(os.path.join(low, "sf"), "sf")
+	lifecycle.write(os.path.join(low, "dev"), "")
+	os.makedirs(os.path.join(low, "d"))
+	os.setxattr(low, CONTAINERS, b"0:0:0755:dir")
+	os.setxattr(os.path.join(low, "sf"), CONTAINERS, b"7:8:4755:file")
+	os.setxattr(os.path.join(low, "dev"), CONTAINERS, b"0:0:0620:char-1-3")
+	for d in ("u", "w", "mnt"):
+		os.makedirs(ctx.path(d))
+	return ctx.path("mnt")
+
+
+def xattr_permissions(mode, extra=""):
+	"""As root, xattr_permissions=MODE (and `extra` options): what stat shows comes from the
+	override xattrs; chown/chmod/creation write the xattr (name of MODE), not the inode; the
+	names are hidden; everything survives a remount."""
+	name = PRIVILEGED if mode == 1 else CONTAINERS
+	shift = 100000 if "uidmapping" in extra else 0
+
+	def test(ctx):
+		mnt = override_layers(ctx)
+		opts = "lowerdir=%s,upperdir=%s,workdir=%s,xattr_permissions=%d%s" % (
+			ctx.path("l"), ctx.path("u"), ctx.path("w"), mode, extra)
+		h = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
+		p = lambda n: os.path.join(mnt, n)	# noqa: E731
+		errs = []
+		with mounts.Watchdog(t(60), [h]):
+			got = {n: show(p(n)) for n in ("sf", "dev", "f")}
+			os.chown(p("f"), shift + 5, shift + 6)
+			os.chmod(p("d"), 0o2750)
+			os.umask(0o022)
+			lifecycle.write(p("new"), "new")
+			os.mkdir(p("d/sub"))
+			os.chmod(p("sf"), 0o4711)
+			os.chown(p("sf"), shift + 9, -1)	# clears setuid
+			for n in ("f", "d", "new", "d/sub", "sf"):
+				got["after " + n] = show(p(n))
+			got["listed"] = sorted(x for x in os.listxattr(p("f"))
+					       if "override_stat" in x)
+			got["get"] = xget(p("sf"), CONTAINERS) or xget(p("sf"), name)
+			try:
+				os.setxattr(p("f"), name, b"0:0:0777:file")
+				got["set"] = "accepted"
+			except OSError as e:
+				got["set"] = os.strerror(e.errno)
+			errs += lifecycle.settle(h)
+		errs += h.cleanup()
+		for n in ("f", "d", "new", "d/sub", "sf"):
+			up = ctx.path("u/" + n)
+			st = os.lstat(up)
+			got["inode " + n] = (st.st_uid, st.st_gid, "%o" % (st.st_mode & 0o7777))
+			got["xattr " + n] = xget(up, name)
+		h = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
+		with mounts.Watchdog(t(30), [h]):
+			for n in ("f", "d", "new", "sf", "dev"):
+				got["remount " + n] = show(p(n))
+			errs += lifecycle.settle(h)
+		errs += h.cleanup()
+		s = shift
+		# host root creates: stored as the overflow id when it is outside the mapping
+		cu, cg = overflow_ids() if shift else (0, 0)
+		want = {
+			"sf": (s + 7, s + 8, "104755", ""), "dev": (s, s, "20620", "1:3"),
+			"f": (s, s, "100644", ""),
+			"after f": (s + 5, s + 6, "100644", ""),
+			"after d": (s, s, "42750", ""),
+			"after new": (s + cu, s + cg, "100644", ""),
+			"after d/sub": (s + cu, s, "42755", ""),	# setgid parent: its group
+			"after sf": (s + 9, s + 8, "100711", ""),
+			"listed": [], "get": None, "set": "Operation not permitted",
+			"inode f": (0, 0, "644"), "xattr f": "5:6:0644:file",
+			"inode d": (0, 0, "755"), "xattr d": "0:0:2750:dir",
+			"inode new": (0, 0, "600"), "xattr new": "%d:%d:0644:file" % (cu, cg),
+			"inode d/sub": (0, 0, "700"), "xattr d/sub": "%d:0:2755:dir" % cu,
+			"inode sf": (0, 0, "644"), "xattr sf": "9:8:0711:file",
+		}
+		for n in ("f", "d", "new", "sf", "dev"):
+			want["remount " + n] = want.get("after " + n, want.get(n))
+		for k in sorted(set(want) | set(got)):
+			if got.get(k) != want.get(k):
+				errs.append("%s: %r, expected %r" % (k, got.get(k), want.get(k)))
+		return errs
+	return test
+
+
+SETPRIV = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def as_nobody(argv):
+	cp = subprocess.run(SETPRIV + argv, stdin=subprocess.DEVNULL, capture_output=True,
+			    timeout=t(30))
+	if cp.returncode != 0:
+		raise Failure("%s as nobody: exit %d: %s" % (" ".join(argv), cp.returncode,
+							   cp.stderr.decode(errors="replace")))
+	return cp.stdout.decode()
+
+
+def xattr_permissions_rootless(ctx):
+	"""The daemon as nobody (fusermount3), xattr_permissions=2, root-owned lower entries that
+	nobody may change (mode 0666 / 0777): a copy-up keeps showing 0:0 and the mode, which the
+	inode (nobody's) cannot hold; a lower extracted by containers-storage shows its values."""
+	import handles
+	mnt = override_layers(ctx)
+	low = ctx.path("l")
+	os.chmod(os.path.join(low, "f"), 0o666)
+	os.chmod(os.path.join(low, "d"), 0o777)
+	for n in ("sf", "dev"):
+		os.chown(os.path.join(low, n), 65534, 65534)
+	for d in ("u", "w", "mnt"):
+		os.chown(ctx.path(d), 65534, 65534)
+	os.chmod(ctx.logdir, 0o777)
+	handles.user_fuse_device(ctx)
+	opts = "lowerdir=%s,upperdir=%s,workdir=%s,xattr_permissions=2" % (
+		low, ctx.path("u"), ctx.path("w"))
+	h = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt, prefix=SETPRIV)
+	fmt = ["stat", "-c", "%n %u:%g %a %F"]
+	with mounts.Watchdog(t(60), [h]):
+		as_nobody(["sh", "-c", "echo more >> %s && mkdir %s" % (
+			os.path.join(mnt, "f"), os.path.join(mnt, "d/by_nobody"))])
+		out = as_nobody(fmt + [os.path.join(mnt, n) for n in ("f", "d", "d/by_nobody", "sf",
+								     "dev")])
+		errs = lifecycle.settle(h)
+	errs += h.cleanup()
+	got = [line.split(" ", 1)[1] for line in out.splitlines()]
+	want = ["0:0 666 regular file", "0:0 777 directory", "65534:65534 755 directory",
+		"7:8 4755 regular file", "0:0 620 character special file"]
+	if got != want:
+		errs.append("as nobody through the mount: %r, expected %r" % (got, want))
+	st = os.lstat(ctx.path("u/f"))
+	if (st.st_uid, xget(ctx.path("u/f"), CONTAINERS)) != (65534, "0:0:0666:file"):
+		errs.append("upper f: owner %d, %s %r; expected 65534, '0:0:0666:file'"
+			    % (st.st_uid, CONTAINERS, xget(ctx.path("u/f"), CONTAINERS)))
+	return errs
+
+
 TESTS = [
 	("podman_uidmap", podman_uidmap),
 	("acl_mapped", acl_mapped),
+	("xattr_permissions_1", xattr_permissions(1)),
+	("xattr_permissions_2", xattr_permissions(2)),
+	("xattr_permissions_2_uidmapping",
+	 xattr_permissions(2, ",uidmapping=:0:100000:65536,gidmapping=:0:100000:65536")),
+	("xattr_permissions_rootless", xattr_permissions_rootless),
 ]
 
 
