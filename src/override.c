@@ -187,15 +187,14 @@ int override_setup(struct plyfs *fs)
 	if (!fs->has_upper)
 		return 0;
 	int root = fs->layers[0].root_fd;
+	if (layer_getxattr(root, NULL, fs->override_write, NULL, 0) >= 0)
+		return 0;
 	struct stat st;
 	int r = layer_fstat(root, &st);
 	if (r < 0)
 		return r;
 	struct override o;
 	override_get(fs, root, NULL, &st, &o);
-	char buf[OVERRIDE_VALUE_MAX];
-	if (layer_getxattr(root, NULL, fs->override_write, buf, sizeof(buf)) >= 0)
-		return 0;
 	return override_set(fs, root, NULL, &o);
 }
 
