@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bad_options  # noqa: E402
 import handles  # noqa: E402
 import hostile  # noqa: E402
+import kernel_opts  # noqa: E402
 import lifecycle  # noqa: E402
 import lifetime  # noqa: E402
 import memory  # noqa: E402
@@ -134,6 +135,7 @@ def main(argv):
 	tests += status.tests()
 	tests += hostile.tests()
 	tests += userns.tests()
+	tests += kernel_opts.tests()
 	tests = [(n, fn) for n, fn in tests if selected(n, opts.patterns)]
 	if opts.list:
 		for n, _ in tests:
