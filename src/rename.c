@@ -83,8 +83,9 @@ static int set_redirect(struct plyfs *fs, struct node *n, int updir, const char 
 	return 0;
 }
 
-/* Prepares a directory about to land at `to`: redirect if it merges below, opaque if it does not
- * but `to` exists below (that must not merge into it). `at` is where it is in upper now. */
+/* Prepares a directory about to land at `to`: redirect if it merges below; else opaque if `to`'s
+ * parent merges with lower layers (kernel overlayfs' rule, dir.c ovl_rename: whatever may lie
+ * below that name must not merge into it). `at` is where it is in upper now. */
 static int prepare_moving_dir(struct plyfs *fs, struct node *n, int updir, const char *name,
 			      const struct side *to, bool samedir)
 {
@@ -92,7 +93,7 @@ static int prepare_moving_dir(struct plyfs *fs, struct node *n, int updir, const
 		return 0;
 	if (has_lower_parts(fs, n))
 		return set_redirect(fs, n, updir, name, samedir);
-	return to->below ? upper_set_opaque(fs, updir, name) : 0;
+	return has_lower_parts(fs, to->parent) ? upper_set_opaque(fs, updir, name) : 0;
 }
 
 static int side_init(struct plyfs *fs, struct side *sd, bool need)
@@ -191,7 +192,8 @@ static int check_can_move(struct plyfs *fs, struct side *src, struct side *dst, 
 
 /* Copies up what moves and where it goes. A replaced directory must be empty; kernel overlayfs
  * checks a merged one before copying anything up, and a pure upper one only in the final rename,
- * after the copy-up: the same order here, since a copied-up directory shows (it merges). */
+ * after the copy-up and after marking the source (do_move): the same order here, since a
+ * copied-up directory shows (it merges) and the kernel leaves that mark when the rename fails. */
 static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
 {
 	bool check = dst->node && !(flags & RENAME_EXCHANGE) && S_ISDIR(dst->node->type);
@@ -202,8 +204,6 @@ static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst, u
 		r = copy_up(fs, dst->parent, true);
 	if (r == 0)
 		r = copy_up(fs, src->node, true);
-	if (r == 0 && check && pure_upper(fs, dst->node))
-		r = remove_check_empty(fs, dst->node);
 	if (r == 0 && dst->node && (flags & RENAME_EXCHANGE))
 		r = copy_up(fs, dst->node, true);
 	if (r == 0)
@@ -253,6 +253,8 @@ static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 	}
 	r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst,
 			       src->parent == dst->parent);
+	if (r == 0 && dst->node && S_ISDIR(dst->node->type) && pure_upper(fs, dst->node))
+		r = remove_check_empty(fs, dst->node); /* see copy_up_sides */
 	if (r < 0)
 		return r;
 	bool sdir = S_ISDIR(src->node->type);

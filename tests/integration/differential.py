@@ -62,7 +62,9 @@ def parse_args(argv):
 			"failures print the unminimized sequence")
 	ap.add_argument("--relax", default="",
 			help="comma list of checks to skip: dir_nlink, nlink (in op results and "
-			"final trees), access, ino (final trees); diagnostics only")
+			"final trees), access, ino (final trees), raw-origin (the raw upper "
+			"comparison without *.overlay.origin/impure/uuid and *.plyfs.*); "
+			"diagnostics only")
 	ap.add_argument("--binary-opts", default="",
 			help="extra comma-separated -o options for the binary")
 	ap.add_argument("--kernel-opts", default=KERNEL_OPTS,
@@ -113,7 +115,7 @@ def build(base, lowers, upper, self_check):
 		os.makedirs(os.path.join(src, name))
 		layerspec.build_layer(os.path.join(src, name), diffops.to_spec(layer))
 	for dst in ([k, p] if self_check else [k]):
-		kc = layerspec.KernelCopy()
+		kc = layerspec.KernelCopy(diffops.OVERLAY_XATTR_NS.encode() + b".overlay.opaque")
 		try:
 			for name in layers:
 				os.makedirs(os.path.join(dst, name))
@@ -233,8 +235,35 @@ def run_once(opts, base, lowers, upper, ops, verbose=False):
 		if reports:
 			out.fail(("sanitizer",), ["sanitizer report " + r for r in reports])
 	if kw is not None and not out.errs:
+		_raw_compare(k, p, n, out, opts.relax)
+	if kw is not None and not out.errs:
 		_read_back(opts, p, n, rm_dir, kw, out)
 	return out
+
+
+def _raw_kind(errs):
+	"""What the first raw difference is about (kept while minimizing): the xattr's suffix, or
+	"entries"."""
+	m = re.search(r": xattr \S*?([a-z_]+)(?= kernel=)", errs[0])
+	return m.group(1) if m else "entries"
+
+
+RAW_ORIGIN_NAMES = re.compile(rb"\.overlay\.(origin|impure|uuid)$|\.plyfs\.")
+
+
+def _raw_compare(k, p, n, out, relax):
+	"""Both unmounted: every xattr of the kernel's upper and of the binary's, as written (see
+	compare.NORMALISED for the one normalisation)."""
+	sides = []
+	for root in (k, p):
+		lowers, upper, _ = _layer_dirs(root, n)
+		sides.append(compare.raw_xattrs(upper, compare.handle_map(lowers)))
+	if "raw-origin" in relax:
+		sides = [{p: {x: v for x, v in xs.items() if not RAW_ORIGIN_NAMES.search(x)}
+			  for p, xs in side.items()} for side in sides]
+	errs = compare.diff_raw(*sides)
+	if errs:
+		out.fail(("raw", _raw_kind(errs)), ["raw upper: " + e for e in errs])
 
 
 def _read_back(opts, p, n, rm_dir, kw, out):
