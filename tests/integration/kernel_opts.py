@@ -13,6 +13,9 @@ same options on the same (or identically built) layers.
 - redirect_format: the same renames (within a directory, across, again within, again across)
   through the kernel and through the binary on copies of the same layers: the redirect values
   written into the uppers are the same (relative within a directory, absolute across).
+- marks_format: the opaque marks kernel overlayfs writes: a directory made or moved into a
+  merged parent, and the mark a rename leaves when it then fails (ENOTEMPTY over a non-empty
+  upper-only directory), with each result, equal on both uppers.
 - xino: upper and one lower on tmpfs, another lower on an ext4 image: st_ino of lower files and
   directories of both filesystems, of an upper file and of the root under xino=on / auto, with
   and without an upper layer, and xino=off with every layer on one filesystem, equal to the
@@ -240,6 +243,49 @@ def redirect_format(ctx):
 	return []
 
 
+def upper_marks(upper):
+	"""{relative path: {name: value}} of the opaque and redirect xattrs of a raw upper."""
+	out = {}
+	for top, dirs, _ in os.walk(upper):
+		for d in dirs:
+			p = os.path.join(top, d)
+			xs = {}
+			for n in (b"trusted.overlay.opaque", XATTR_REDIRECT):
+				try:
+					xs[n] = os.getxattr(p, n, follow_symlinks=False)
+				except OSError as e:
+					if e.errno != errno.ENODATA:
+						raise
+			out[os.path.relpath(p, upper)] = xs
+	return out
+
+
+def marks_format(ctx):
+	"""The opaque marks the kernel writes besides whiteouts: a directory made in a merged
+	parent, one moved into a merged parent, and the mark of a rename that then fails
+	(ENOTEMPTY over a non-empty upper-only directory), on both uppers."""
+	l0 = {"m": D(), "m/x": "x\n", "d": D(), "d/f": "f\n"}
+	up = {"pu": D(), "pu/full": D(), "pu/full/y": "y\n", "m": D()}
+	got = {}
+	for who in ("kernel", "binary"):
+		root = build(ctx, who, [("l0", l0), ("u", up)])
+		h = (kernel_mount(ctx, root, "redirect_dir=on") if who == "kernel"
+		     else binary_mount(ctx, root, ""))
+		mnt = os.path.join(root, "mnt")
+		res = []
+		for op, args in ((os.mkdir, ("new",)), (os.mkdir, ("m/new2",)),
+				 (os.mkdir, ("pu/sub",)), (os.mkdir, ("pu/sub2",)),
+				 (os.rename, ("pu/sub2", "moved")), (os.mkdir, ("pu/sub3",)),
+				 (os.rename, ("pu/sub3", "pu/full")), (os.rename, ("d", "pu/full"))):
+			res.append(outcome(op, *[os.path.join(mnt, a) for a in args]))
+		unmount(ctx, h)
+		got[who] = (res, upper_marks(os.path.join(root, "u")))
+	if got["kernel"] != got["binary"]:
+		return ["results and opaque/redirect marks in the upper: kernel %r, binary %r"
+			% (got["kernel"], got["binary"])]
+	return []
+
+
 # --- xino -----------------------------------------------------------------------------------------
 
 XINO_PATHS = ("", "f0", "d0", "d0/g", "f1", "d1", "uf")
@@ -354,6 +400,7 @@ TESTS = [
 	("redirect_exdev", redirect_exdev),
 	("redirect_nofollow", redirect_nofollow),
 	("redirect_format", redirect_format),
+	("marks_format", marks_format),
 	("xino", xino),
 	("nfs_export", nfs_export),
 ]
