@@ -133,6 +133,7 @@ def exdev_ops(mnt):
 		"rename lower dir": outcome(os.rename, p("d"), p("d2")),
 		"rename lower subdir": outcome(os.rename, p("d/s"), p("s2")),
 		"rename merged dir": outcome(os.rename, p("m"), p("m2")),
+		"rename lower dir over a non-empty merged one": outcome(os.rename, p("d"), p("m")),
 		"rename upper-only dir": outcome(os.rename, p("nu"), p("nu2")),
 		"rename lower file": outcome(os.rename, p("file"), p("file2")),
 	}
@@ -170,6 +171,12 @@ def redirect_exdev(ctx):
 			 for e in compare.diff_records(kw, bw)]
 		unmount(ctx, bm)
 		unmount(ctx, km)
+		listings = [sorted(os.path.relpath(os.path.join(top, x), os.path.join(r, "u"))
+				   for top, ds, fs in os.walk(os.path.join(r, "u")) for x in ds + fs)
+			    for r in (k, b)]
+		if listings[0] != listings[1]:
+			errs.append("redirect_dir=%s: raw uppers differ (what was copied up): kernel "
+				    "%r, binary %r" % (mode, listings[0], listings[1]))
 		for who, root in (("kernel", k), ("binary", b)):
 			red = upper_redirects(os.path.join(root, "u"))
 			if mode != "on" and red:
