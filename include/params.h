@@ -113,8 +113,9 @@ struct plyfs_params {
 	bool dev;
 	enum redirect_mode redirect_dir; /* redirect_dir=, default REDIRECT_ON */
 	/* nfs_export=off: no FUSE export support and no handle store (export_store.h): a handle
-	 * of a file the kernel forgot gives ESTALE. Default on. */
-	bool nfs_export;
+	 * of a file the kernel forgot gives ESTALE. Default false (nfs_export=on), so that a
+	 * zeroed struct (the unit tests and fuzzers build their own) keeps the store. */
+	bool nfs_export_off;
 	enum xino_mode xino; /* xino=, default XINO_AUTO */
 	bool metacopy;	     /* metacopy=on: refused by params_validate (copy-up copies data) */
 	bool read_only;	     /* "ro" was given (also forced when there is no upperdir) */

@@ -34,6 +34,7 @@ enum opt_kind {
 	K_FSNAME,   /* fsname=: the last one is forwarded, instead of the default fsname */
 	K_SUBTYPE,  /* subtype=: the last one is forwarded, instead of the default subtype */
 	K_ONOFF,    /* NAME=on|off into a bool member (kernel overlayfs' spelling) */
+	K_OFFON,    /* NAME=on|off into a bool member that is true for off */
 	K_REDIRECT, /* redirect_dir=on|follow|nofollow|off into an enum redirect_mode member */
 	K_XINO,	    /* xino=on|auto|off into an enum xino_mode member */
 	K_DROP,	    /* accepted without effect here (mount(8)-only, compat, or always set) */
@@ -46,6 +47,7 @@ struct choice {
 };
 
 static const struct choice onoff_choices[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
+static const struct choice offon_choices[] = {{"on", 0}, {"off", 1}, {NULL, 0}};
 /* "off" is "follow": see enum redirect_mode. */
 static const struct choice redirect_choices[] = {{"on", REDIRECT_ON},
 						 {"follow", REDIRECT_FOLLOW},
@@ -95,7 +97,7 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT_NF("debug", K_DEBUG),
 	/* kernel overlayfs' options, with its meaning (params.h) */
 	OPT("redirect_dir=", K_REDIRECT, redirect_dir),
-	OPT("nfs_export=", K_ONOFF, nfs_export),
+	OPT("nfs_export=", K_OFFON, nfs_export_off),
 	OPT("xino=", K_XINO, xino),
 	OPT("metacopy=", K_ONOFF, metacopy),
 	/* accepted and ignored: SELinux label (fuse-overlayfs ignores it too) and the
@@ -476,6 +478,8 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 		return forward(c, arg);
 	case K_ONOFF:
 		return set_choice(c, arg, val, onoff_choices, member, true);
+	case K_OFFON:
+		return set_choice(c, arg, val, offon_choices, member, true);
 	case K_REDIRECT:
 		return set_choice(c, arg, val, redirect_choices, member, false);
 	case K_XINO:
@@ -563,7 +567,6 @@ static void params_init(struct plyfs_params *p)
 	p->forgotten_records = NODE_RECORD_MAX_DEFAULT;
 	p->handles_interval = PARAMS_DEFAULT_HANDLES_INTERVAL;
 	p->redirect_dir = REDIRECT_ON;
-	p->nfs_export = true;
 	p->xino = XINO_AUTO;
 	p->fuse_args = g_ptr_array_new_with_free_func(g_free);
 }

@@ -81,7 +81,7 @@ static char *dump(const struct plyfs_params *p)
 	if (p->redirect_dir != REDIRECT_ON)
 		g_string_append_printf(s, " redirect_dir=%s",
 				       p->redirect_dir == REDIRECT_FOLLOW ? "follow" : "nofollow");
-	if (!p->nfs_export)
+	if (p->nfs_export_off)
 		g_string_append(s, " nfs_export=off");
 	if (p->xino != XINO_AUTO)
 		g_string_append_printf(s, " xino=%s", p->xino == XINO_ON ? "on" : "off");
