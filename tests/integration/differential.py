@@ -29,7 +29,7 @@ import compare  # noqa: E402
 import diffops  # noqa: E402
 import layerspec  # noqa: E402
 import mounts  # noqa: E402
-import userns  # noqa: E402
+import rootless_ns  # noqa: E402
 from mounts import Failure, t  # noqa: E402
 
 KERNEL_OPTS = "redirect_dir=on,index=on"
@@ -600,14 +600,14 @@ class Rootless:
 			os.chown(d, ROOTLESS_ID, ROOTLESS_ID)
 		return d
 
-	def run(self, fs, fsroot, seeds, deadline):
+	def run(self, fs, fsroot, seeds, deadline, shrink_share):
 		"""Runs `seeds` in a user namespace (differential.py --inside-userns); its lines are
 		printed as they are. Returns (passed, failed)."""
 		o = self.opts
 		argv = [self.python, "-B", os.path.join(self.tools, "differential.py"), self.binary,
 			"--inside-userns", self.dir_on(fsroot), "--fs", fs, "--users", "rootless",
 			"--ops", str(o.ops), "--shrink-time", str(o.shrink_time),
-			"--shrink-total", str(max(SHRINK_LEFT[0], 0)), "--relax", ",".join(o.relax),
+			"--shrink-total", "%.0f" % max(shrink_share, 0), "--relax", ",".join(o.relax),
 			"--binary-opts", o.binary_opts]
 		argv += (["--sanitizer"] if o.sanitizer else []) + (["-v"] if o.verbose else [])
 		argv += (["--no-lower-hardlinks"] if o.no_lower_hardlinks else [])
@@ -617,7 +617,7 @@ class Rootless:
 		log = os.path.join(self.base, "rootless-%s.out" % fs)
 		os.environ["PLYFS_IT_TIMEOUT"] = str(max(int(deadline - time.monotonic()) + 90, 91))
 		sys.stdout.flush()
-		rc = userns.run(ROOTLESS_ID, ROOTLESS_COUNT, argv, stdout_path=log)
+		rc = rootless_ns.run(ROOTLESS_ID, ROOTLESS_COUNT, argv, stdout_path=log)
 		with open(log) as f:
 			lines = f.read().splitlines()
 		summary = re.match(r"(\d+) passed, (\d+) failed$", lines[-1]) if lines else None
@@ -672,13 +672,17 @@ def main(argv):
 		here = [x for x in seeds if combo_of(opts, x)[1] == "root"]
 		p, f = run_seeds(opts, lambda x: fss.root(combo_of(opts, x)[0]), here, deadline)
 		passed, failed = passed + p, failed + f
-		for fs in opts.fs:
-			there = [x for x in seeds if combo_of(opts, x) == (fs, "rootless")]
-			if not there:
-				continue
+		batches = [(fs, [x for x in seeds if combo_of(opts, x) == (fs, "rootless")])
+			   for fs in opts.fs]
+		batches = [b for b in batches if b[1]]
+		for i, (fs, there) in enumerate(batches):
 			if rootless is None:
 				rootless = Rootless(opts, base)
-			p, f = rootless.run(fs, fss.root(fs), there, deadline)
+			# The minimizing budget left, shared among the runs still to come.
+			t0 = time.monotonic()
+			p, f = rootless.run(fs, fss.root(fs), there, deadline,
+					    SHRINK_LEFT[0] / (len(batches) - i))
+			SHRINK_LEFT[0] -= min(time.monotonic() - t0, SHRINK_LEFT[0] / (len(batches) - i))
 			passed, failed = passed + p, failed + f
 	except (Interrupted, KeyboardInterrupt):
 		print("interrupted", file=sys.stderr)
