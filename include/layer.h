@@ -30,7 +30,8 @@ struct layer {
 	int root_fd;   /* O_PATH|O_DIRECTORY, open for the whole mount */
 	char *path;    /* canonical absolute path, for messages */
 	dev_t dev;     /* st_dev of the root */
-	unsigned fsid; /* 0..n: index of `dev` among the distinct devices of all layers */
+	unsigned fsid; /* the kernel's numbering: 0 the upper's filesystem (reserved without an
+			* upper), then each other filesystem of the lowers in order */
 	bool upper;
 	unsigned char uuid[16]; /* the filesystem's uuid (FS_IOC_GETFSUUID): index, handle store */
 	bool uuid_ok;		/* known and not null */
@@ -46,7 +47,8 @@ int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t 
 		int *work_fd, char **err);
 void layers_close(struct layer *layers, size_t n);
 
-/* Number of bits needed for fsids (0 when every layer is on one filesystem). */
+/* Number of bits needed for fsids (0 when every layer is on one filesystem): the fsid goes in
+ * st_ino's top bits, as kernel overlayfs' xino=on puts it (inode.h). */
 unsigned layers_xino_bits(const struct layer *layers, size_t n);
 
 /* --- syscall wrappers (all relative to a directory fd of some layer) ---

@@ -17,8 +17,12 @@
  *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, forgotten_records,
  *    handles_interval, userxattr (kernel overlayfs' meaning, fs.h), context
  *    (ignored), and the
- *    fuse-overlayfs compatibility options threaded, fast_ino, writeback, plugins,
- *    redirect_dir (accepted, documented as without effect);
+ *    fuse-overlayfs compatibility options threaded, fast_ino, writeback, plugins
+ *    (accepted, documented as without effect);
+ *  - kernel overlayfs' own, with the kernel's meaning: redirect_dir=on|follow|nofollow|off,
+ *    nfs_export=on|off, xino=on|auto|off, metacopy=on|off (on is refused: see
+ *    params_validate). The defaults are plyfs' (redirect_dir=on, nfs_export=on, xino=auto,
+ *    metacopy=off), not this kernel's module parameters;
  *  - the generic mount options libfuse understands (rw, ro, dev, nodev, suid, nosuid, exec,
  *    noexec, atime, noatime, diratime, nodiratime, relatime, norelatime, strictatime,
  *    nostrictatime, sync, async, dirsync, lazytime, nolazytime, allow_other, allow_root,
@@ -49,6 +53,28 @@ enum xattr_mode {
 	XATTR_MODE_NORMAL = 0,	 /* noxattrs=0 (default) */
 	XATTR_MODE_DISABLED = 1, /* noxattrs=1: every xattr call fails with ENOTSUP */
 	XATTR_MODE_IGNORED = 2,	 /* noxattrs=2: reads find nothing, writes succeed and do nothing */
+};
+
+/* redirect_dir= (kernel overlayfs' meaning): whether renaming a directory with lower parts writes a
+ * redirect (else EXDEV: mv(1) then copies), and whether redirects found on disk are followed
+ * (else looking up such a directory fails with EPERM, as the kernel's "refusing to follow
+ * redirect"). "off" is "follow", as on kernels built with CONFIG_OVERLAY_FS_REDIRECT_ALWAYS_FOLLOW
+ * (the default, and this machine's redirect_always_follow=Y). */
+enum redirect_mode {
+	REDIRECT_ON = 0,   /* create and follow (default) */
+	REDIRECT_FOLLOW,   /* follow, never create: EXDEV */
+	REDIRECT_NOFOLLOW, /* neither: EXDEV, and EPERM on a redirected directory */
+};
+
+/* xino= (kernel overlayfs' meaning): with layers on several filesystems, st_ino carries the
+ * layer filesystem's fsid in its high bits (inode.h). FUSE shows one st_dev for the whole mount,
+ * so plyfs cannot do what the kernel's xino=off does there (a st_dev per layer filesystem): that
+ * combination is refused at mount (main.c). On one filesystem all three mean the same. */
+enum xino_mode {
+	XINO_AUTO = 0, /* default: compose when the layers span filesystems */
+	XINO_ON,       /* the same (the kernel's on and auto differ only where a layer has no file
+			* handles: auto then falls back to off, which plyfs cannot do) */
+	XINO_OFF,      /* only on one filesystem */
 };
 
 struct plyfs_params {
@@ -85,7 +111,14 @@ struct plyfs_params {
 	/* "dev" was given (and no later "nodev"): device nodes of the layers may be opened through
 	 * the mount. Only as root; the default is nodev (main.c). */
 	bool dev;
-	bool read_only; /* "ro" was given (also forced when there is no upperdir) */
+	enum redirect_mode redirect_dir; /* redirect_dir=, default REDIRECT_ON */
+	/* nfs_export=off: no FUSE export support and no handle store (export_store.h): a handle
+	 * of a file the kernel forgot gives ESTALE. Default false (nfs_export=on), so that a
+	 * zeroed struct (the unit tests and fuzzers build their own) keeps the store. */
+	bool nfs_export_off;
+	enum xino_mode xino; /* xino=, default XINO_AUTO */
+	bool metacopy;	     /* metacopy=on: refused by params_validate (copy-up copies data) */
+	bool read_only;	     /* "ro" was given (also forced when there is no upperdir) */
 
 	bool foreground; /* -f */
 	bool debug;	 /* -d, -o debug */
@@ -111,7 +144,8 @@ struct plyfs_params {
 int params_parse(int argc, char **argv, struct plyfs_params *p, char **err);
 
 /* Cross-option checks that need no filesystem access: lowerdir present and non-empty, no empty
- * layer path, workdir iff upperdir, squash ids in range, timeout >= 0, mountpoint present.
+ * layer path, workdir iff upperdir, squash ids in range, timeout >= 0, mountpoint present,
+ * metacopy=on refused (plyfs has no metadata-only copy-up).
  * Same error contract as params_parse. */
 int params_validate(struct plyfs_params *p, char **err);
 

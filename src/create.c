@@ -121,8 +121,11 @@ static mode_t effective_mode(int updir, const struct create_req *req)
 	return req->mode & ~(req->umask & 07777);
 }
 
+/* `merged_parent`: the parent merges with lower layers, where kernel overlayfs makes a new
+ * directory opaque even over no whiteout (dir.c ovl_create_upper: an optimization of later
+ * lookups, allowed to fail): the same on-disk result. */
 static int create_in_upper(struct plyfs *fs, int updir, const char *name,
-			   const struct create_req *given, int *fd)
+			   const struct create_req *given, bool merged_parent, int *fd)
 {
 	struct create_req masked = *given;
 	masked.mode = effective_mode(updir, given);
@@ -148,6 +151,8 @@ static int create_in_upper(struct plyfs *fs, int updir, const char *name,
 	if (r < 0)
 		return r;
 	r = set_owner(fs, updir, name, req, &pst, uid, gid);
+	if (r == 0 && slot == UPPER_EMPTY && merged_parent && S_ISDIR(req->mode))
+		upper_set_opaque(fs, updir, name); /* may fail: nothing lies below that name */
 	if (r == 0 && slot == UPPER_WH_FILE) {
 		if (S_ISDIR(req->mode))
 			r = upper_set_opaque(fs, updir, name);
@@ -176,7 +181,7 @@ int create_entry(struct plyfs *fs, struct node *parent, const char *name,
 	auto_lfd struct lfd updir = LFD_INIT;
 	r = inode_dirfd(fs, parent, 0, &updir);
 	if (r == 0)
-		r = create_in_upper(fs, updir.fd, name, req, &fd);
+		r = create_in_upper(fs, updir.fd, name, req, node_stack(parent)->n > 1, &fd);
 	if (r == 0)
 		r = namei_lookup(fs, parent, name, out, st);
 	g_mutex_unlock(&parent->lock);

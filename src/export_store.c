@@ -377,8 +377,8 @@ void export_store_load(struct plyfs *fs)
 		gen = g_random_int();
 	while (gen == 0);
 	node_table_set_generation(fs->nodes, gen);
-	if (!fs->has_upper)
-		return;
+	if (!fs->has_upper || fs->params->nfs_export_off)
+		return; /* nfs_export=off: nothing is kept across mounts, nothing in the workdir */
 
 	struct export_store *s = g_new0(struct export_store, 1);
 	s->fd[0] = s->fd[1] = -1;

@@ -109,9 +109,11 @@ static void read_uuid(struct layer *l)
 	}
 }
 
+/* Numbers the layers' filesystems as kernel overlayfs does: fsid 0 is the upper's, also when
+ * there is no upper (the kernel reserves it), then each new filesystem of the lowers in order. */
 static void assign_fsids(struct layer *layers, size_t n)
 {
-	unsigned next = 0;
+	unsigned next = n > 0 && layers[0].upper ? 0 : 1;
 	for (size_t i = 0; i < n; i++) {
 		layers[i].fsid = next;
 		for (size_t j = 0; j < i; j++) {
@@ -127,11 +129,13 @@ static void assign_fsids(struct layer *layers, size_t n)
 
 unsigned layers_xino_bits(const struct layer *layers, size_t n)
 {
-	unsigned max = 0;
-	for (size_t i = 0; i < n; i++)
+	unsigned max = 0, min = UINT_MAX;
+	for (size_t i = 0; i < n; i++) {
 		max = layers[i].fsid > max ? layers[i].fsid : max;
-	if (max == 0)
-		return 0;
+		min = layers[i].fsid < min ? layers[i].fsid : min;
+	}
+	if (n == 0 || max == min)
+		return 0; /* one filesystem: real inode numbers, as the kernel's "same fs" */
 	unsigned bits = 0;
 	while ((1u << bits) <= max)
 		bits++;

@@ -125,6 +125,13 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 		return r;
 	fs->has_upper = p->upperdir != NULL;
 	fs->xino_bits = layers_xino_bits(fs->layers, fs->n_layers);
+	if (p->xino == XINO_OFF && fs->xino_bits) {
+		*err = g_strdup(
+			"option 'xino=off': the layers are on several filesystems, and a FUSE "
+			"mount has one st_dev, so plyfs must compose inode numbers there "
+			"(xino=on or xino=auto)");
+		return -EINVAL;
+	}
 	fs->timeout = p->timeout;
 	fs->fd_budget = raise_nofile();
 	inode_set_fs(fs);

@@ -100,6 +100,10 @@ static int read_redirect(struct scan *sc, int fd, int layer, const char *name, c
 	}
 	if (r < 0)
 		return r;
+	/* redirect_dir=nofollow: a redirect would lead into the lower layers without the
+	 * permission checks of the path it names; the kernel refuses the lookup (EPERM). */
+	if (sc->fs->params->redirect_dir == REDIRECT_NOFOLLOW)
+		return -EPERM;
 	g_free(sc->redirect);
 	sc->redirect = g_strndup(rd.path, rd.len);
 	sc->redirect_abs = rd.absolute;

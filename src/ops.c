@@ -60,6 +60,9 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 			      FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
 			      FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want |= want & conn->capable;
+	/* nfs_export=off: the kernel answers a handle of a file it forgot with ESTALE itself. */
+	if (fs->params->nfs_export_off)
+		conn->want &= ~FUSE_CAP_EXPORT_SUPPORT;
 	/* The kernel enforces ACLs from the system.posix_acl_* xattrs we pass through. */
 	if (!fs->params->noacl && (conn->capable & FUSE_CAP_POSIX_ACL)) {
 		conn->want |= FUSE_CAP_POSIX_ACL;

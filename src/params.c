@@ -33,8 +33,29 @@ enum opt_kind {
 	K_RW,	    /* rw, nodev: forwarded, and clears it */
 	K_FSNAME,   /* fsname=: the last one is forwarded, instead of the default fsname */
 	K_SUBTYPE,  /* subtype=: the last one is forwarded, instead of the default subtype */
+	K_ONOFF,    /* NAME=on|off into a bool member (kernel overlayfs' spelling) */
+	K_OFFON,    /* NAME=on|off into a bool member that is true for off */
+	K_REDIRECT, /* redirect_dir=on|follow|nofollow|off into an enum redirect_mode member */
+	K_XINO,	    /* xino=on|auto|off into an enum xino_mode member */
 	K_DROP,	    /* accepted without effect here (mount(8)-only, compat, or always set) */
 };
+
+/* The words of an option that takes one of a few, and what each one stores. */
+struct choice {
+	const char *word;
+	int value;
+};
+
+static const struct choice onoff_choices[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
+static const struct choice offon_choices[] = {{"on", 0}, {"off", 1}, {NULL, 0}};
+/* "off" is "follow": see enum redirect_mode. */
+static const struct choice redirect_choices[] = {{"on", REDIRECT_ON},
+						 {"follow", REDIRECT_FOLLOW},
+						 {"nofollow", REDIRECT_NOFOLLOW},
+						 {"off", REDIRECT_FOLLOW},
+						 {NULL, 0}};
+static const struct choice xino_choices[] = {
+	{"on", XINO_ON}, {"auto", XINO_AUTO}, {"off", XINO_OFF}, {NULL, 0}};
 
 #define KIND_BITS		 8
 #define FIELD(m)		 ((int)(offsetof(struct plyfs_params, m) << KIND_BITS))
@@ -43,6 +64,9 @@ enum opt_kind {
 
 /* K_INT012 writes an int through the member's address. */
 _Static_assert(sizeof(enum xattr_mode) == sizeof(int), "noxattrs must be int-sized");
+/* K_REDIRECT and K_XINO too. */
+_Static_assert(sizeof(enum redirect_mode) == sizeof(int), "redirect_dir must be int-sized");
+_Static_assert(sizeof(enum xino_mode) == sizeof(int), "xino must be int-sized");
 
 /*
  * Every spelling plyfs accepts. A template ending in '=' matches any value. The generic group
@@ -71,6 +95,11 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT("handles_interval=", K_COUNT, handles_interval),
 	OPT("userxattr", K_TRUE, userxattr),
 	OPT_NF("debug", K_DEBUG),
+	/* kernel overlayfs' options, with its meaning (params.h) */
+	OPT("redirect_dir=", K_REDIRECT, redirect_dir),
+	OPT("nfs_export=", K_OFFON, nfs_export_off),
+	OPT("xino=", K_XINO, xino),
+	OPT("metacopy=", K_ONOFF, metacopy),
 	/* accepted and ignored: SELinux label (fuse-overlayfs ignores it too) and the
 	 * fuse-overlayfs tuning options that have no meaning in plyfs */
 	OPT_NF("context=", K_DROP),
@@ -78,7 +107,6 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT_NF("fast_ino=", K_DROP),
 	OPT_NF("writeback=", K_DROP),
 	OPT_NF("plugins=", K_DROP),
-	OPT_NF("redirect_dir=", K_DROP),
 
 	/* command line flags */
 	OPT("-f", K_TRUE, foreground),
@@ -371,6 +399,26 @@ static int forward_number(struct parse_ctx *c, const char *name, guint64 n)
 	return 0;
 }
 
+/* Stores the value of the word `val` names among `ch` (an int member, or a bool for on/off). */
+static int set_choice(struct parse_ctx *c, const char *arg, const char *val,
+		      const struct choice *ch, void *member, bool is_bool)
+{
+	g_autoptr(GString) words = g_string_new(NULL);
+
+	for (size_t i = 0; ch[i].word; i++) {
+		if (strcmp(val, ch[i].word) == 0) {
+			if (is_bool)
+				*(bool *)member = ch[i].value;
+			else
+				*(int *)member = ch[i].value;
+			return 0;
+		}
+		g_string_append_printf(words, "%s%s", i ? (ch[i + 1].word ? ", " : " or ") : "",
+				       ch[i].word);
+	}
+	return bad_value(c, arg, words->str);
+}
+
 /* Applies a matched option. `raw` is the text after '=' with the user's escapes still in. */
 static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind, void *member)
 {
@@ -428,6 +476,14 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 		return set_name(c, arg, val, PARAMS_MAX_SUBTYPE, &c->subtype);
 	case K_GENERIC:
 		return forward(c, arg);
+	case K_ONOFF:
+		return set_choice(c, arg, val, onoff_choices, member, true);
+	case K_OFFON:
+		return set_choice(c, arg, val, offon_choices, member, true);
+	case K_REDIRECT:
+		return set_choice(c, arg, val, redirect_choices, member, false);
+	case K_XINO:
+		return set_choice(c, arg, val, xino_choices, member, false);
 	case K_DROP:
 		return 0;
 	}
@@ -510,6 +566,8 @@ static void params_init(struct plyfs_params *p)
 	p->timeout = PARAMS_DEFAULT_TIMEOUT;
 	p->forgotten_records = NODE_RECORD_MAX_DEFAULT;
 	p->handles_interval = PARAMS_DEFAULT_HANDLES_INTERVAL;
+	p->redirect_dir = REDIRECT_ON;
+	p->xino = XINO_AUTO;
 	p->fuse_args = g_ptr_array_new_with_free_func(g_free);
 }
 
@@ -628,6 +686,10 @@ int params_validate(struct plyfs_params *p, char **err)
 		return invalid(err, "xattr_permissions=%d must be 0, 1 or 2", p->xattr_permissions);
 	if ((int)p->noxattrs < 0 || (int)p->noxattrs > 2)
 		return invalid(err, "noxattrs=%d must be 0, 1 or 2", (int)p->noxattrs);
+	if (p->metacopy)
+		return invalid(err,
+			       "metacopy=on is not supported: plyfs copies a file's data up with "
+			       "its metadata (metacopy=off)");
 	if (!p->upperdir)
 		force_read_only(p);
 	return 0;
@@ -678,7 +740,16 @@ void params_usage(FILE *out, const char *progname)
 		"  -o userxattr           user.overlay.* xattrs even as root (kernel overlayfs'\n"
 		"                         userxattr: no redirects, a lower directory's rename is "
 		"EXDEV)\n"
-		"  -o context=..., threaded=, fast_ino=, writeback=, plugins=, redirect_dir=\n"
+		"  -o redirect_dir=on|follow|nofollow|off\n"
+		"                         renaming a lower directory: on (default) writes a\n"
+		"                         redirect, else EXDEV; nofollow: redirects on disk are\n"
+		"                         not followed (EPERM); off means follow\n"
+		"  -o nfs_export=on|off   file handles that outlive the kernel's cache and the\n"
+		"                         mount (default on)\n"
+		"  -o xino=on|auto|off    layers on several filesystems: the fsid in the high\n"
+		"                         bits of st_ino (on, auto: default); off: one filesystem\n"
+		"  -o metacopy=off        accepted (metacopy=on is refused)\n"
+		"  -o context=..., threaded=, fast_ino=, writeback=, plugins=\n"
 		"                         accepted for fuse-overlayfs compatibility, no effect\n"
 		"  -o ro,rw,[no]dev,[no]suid,[no]exec,[no]atime,sync,async,dirsync,allow_other,\n"
 		"     allow_root,fsname=,subtype=,max_read=,blkdev,auto_unmount\n"

@@ -2,6 +2,7 @@
 /* rename.c - RENAME (see rename.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 
 #include "copy_up.h"
@@ -29,9 +30,26 @@ static bool has_lower_parts(const struct plyfs *fs, const struct node *n)
 	return S_ISDIR(n->type) && (s->n > 1 || !fs->layers[s->l[0].layer].upper);
 }
 
+/*
+ * The redirect value kernel overlayfs writes (dir.c ovl_set_redirect): none when the directory
+ * has one already and stays in its parent or has an absolute one; else its name, relative, when
+ * it stays in its parent, or the absolute path of its first lower part when it moves elsewhere.
+ * Returns a g_malloc'd value to write, or NULL to keep what is there.
+ */
+static char *redirect_value(struct plyfs *fs, int updir, const char *name, const char *first,
+			    bool samedir)
+{
+	g_autofree char *xname = g_strconcat(fs->xattr_prefix, OVL_XATTR_REDIRECT_SUFFIX, NULL);
+	char cur[PATH_MAX];
+	ssize_t len = layer_getxattr(updir, name, xname, cur, sizeof(cur));
+	if (len > 0 && (samedir || cur[0] == '/'))
+		return NULL;
+	return samedir ? g_strdup(name) : g_strconcat("/", first, NULL);
+}
+
 /* Records where a directory's lower parts are before it moves: the redirect xattr on the upper
- * directory (kernel format, absolute) and the paths in its stack. Call with the dir copied up. */
-static int set_redirect(struct plyfs *fs, struct node *n, int updir, const char *name)
+ * directory (kernel format) and the paths in its stack. Call with the dir copied up. */
+static int set_redirect(struct plyfs *fs, struct node *n, int updir, const char *name, bool samedir)
 {
 	const struct node_stack *s = node_stack(n);
 	struct node_stack *ns = inode_stack_new(s->n);
@@ -46,10 +64,10 @@ static int set_redirect(struct plyfs *fs, struct node *n, int updir, const char 
 	}
 	int r = 0;
 	const char *first = s->n > 1 ? ns->l[1].path : NULL;
-	if (first) {
+	g_autofree char *val = first ? redirect_value(fs, updir, name, first, samedir) : NULL;
+	if (val) {
 		g_autofree char *xname =
 			g_strconcat(fs->xattr_prefix, OVL_XATTR_REDIRECT_SUFFIX, NULL);
-		g_autofree char *val = g_strconcat("/", first, NULL);
 		r = layer_setxattr(updir, name, xname, val, strlen(val), 0);
 	}
 	if (r < 0) {
@@ -65,16 +83,17 @@ static int set_redirect(struct plyfs *fs, struct node *n, int updir, const char 
 	return 0;
 }
 
-/* Prepares a directory about to land at `to`: redirect if it merges below, opaque if it does not
- * but `to` exists below (that must not merge into it). `at` is where it is in upper now. */
+/* Prepares a directory about to land at `to`: redirect if it merges below; else opaque if `to`'s
+ * parent merges with lower layers (kernel overlayfs' rule, dir.c ovl_rename: whatever may lie
+ * below that name must not merge into it). `at` is where it is in upper now. */
 static int prepare_moving_dir(struct plyfs *fs, struct node *n, int updir, const char *name,
-			      const struct side *to)
+			      const struct side *to, bool samedir)
 {
 	if (!n || !S_ISDIR(n->type))
 		return 0;
 	if (has_lower_parts(fs, n))
-		return set_redirect(fs, n, updir, name);
-	return to->below ? upper_set_opaque(fs, updir, name) : 0;
+		return set_redirect(fs, n, updir, name, samedir);
+	return has_lower_parts(fs, to->parent) ? upper_set_opaque(fs, updir, name) : 0;
 }
 
 static int side_init(struct plyfs *fs, struct side *sd, bool need)
@@ -152,15 +171,17 @@ static int check_loop(struct plyfs *fs, struct side *src, struct side *dst, unsi
 }
 
 /*
- * Kernel overlayfs' "don't copy up directory trees" (ovl_can_move): in the user.overlay.* format
- * (fs.h) there are no redirects, as the kernel's userxattr forces redirect_dir=nofollow, so a
- * directory with lower parts cannot be renamed: EXDEV, before anything is copied up, and mv(1)
- * copies it instead. So the upper layer reads back the same under `mount -t overlay -o userxattr`,
- * which refuses to follow a redirect (EPERM). The other side too, when it moves (EXCHANGE).
+ * Kernel overlayfs' "don't copy up directory trees" (ovl_can_move): where no redirect may be
+ * written, a directory with lower parts cannot be renamed: EXDEV, before anything is copied up or
+ * a target's emptiness is checked, and mv(1) copies it instead. That is with redirect_dir=follow,
+ * nofollow or off (params.h), and in the user.overlay.* format (fs.h), which has no redirects, as
+ * the kernel's userxattr forces redirect_dir=nofollow: so the upper layer reads back the same
+ * under `mount -t overlay -o userxattr`, which refuses to follow a redirect (EPERM). The other side
+ * too, when it moves (EXCHANGE).
  */
 static int check_can_move(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
 {
-	if (fs->is_root)
+	if (fs->is_root && fs->params->redirect_dir == REDIRECT_ON)
 		return 0;
 	if (has_lower_parts(fs, src->node))
 		return -EXDEV;
@@ -171,7 +192,8 @@ static int check_can_move(struct plyfs *fs, struct side *src, struct side *dst, 
 
 /* Copies up what moves and where it goes. A replaced directory must be empty; kernel overlayfs
  * checks a merged one before copying anything up, and a pure upper one only in the final rename,
- * after the copy-up: the same order here, since a copied-up directory shows (it merges). */
+ * after the copy-up and after marking the source (do_move): the same order here, since a
+ * copied-up directory shows (it merges) and the kernel leaves that mark when the rename fails. */
 static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
 {
 	bool check = dst->node && !(flags & RENAME_EXCHANGE) && S_ISDIR(dst->node->type);
@@ -182,8 +204,6 @@ static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst, u
 		r = copy_up(fs, dst->parent, true);
 	if (r == 0)
 		r = copy_up(fs, src->node, true);
-	if (r == 0 && check && pure_upper(fs, dst->node))
-		r = remove_check_empty(fs, dst->node);
 	if (r == 0 && dst->node && (flags & RENAME_EXCHANGE))
 		r = copy_up(fs, dst->node, true);
 	if (r == 0)
@@ -205,9 +225,11 @@ static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
 	if (r == 0)
 		r = inode_materialize(fs, dst->node, dst->updir.fd, dst->name);
 	if (r == 0)
-		r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst);
+		r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst,
+				       src->parent == dst->parent);
 	if (r == 0)
-		r = prepare_moving_dir(fs, dst->node, dst->updir.fd, dst->name, src);
+		r = prepare_moving_dir(fs, dst->node, dst->updir.fd, dst->name, src,
+				       src->parent == dst->parent);
 	if (r == 0)
 		r = layer_renameat2(src->updir.fd, src->name, dst->updir.fd, dst->name,
 				    RENAME_EXCHANGE);
@@ -229,7 +251,10 @@ static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 		 * under the moved entry. */
 		__atomic_add_fetch(&dst->node->lower_gone, 1, __ATOMIC_ACQ_REL);
 	}
-	r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst);
+	r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst,
+			       src->parent == dst->parent);
+	if (r == 0 && dst->node && S_ISDIR(dst->node->type) && pure_upper(fs, dst->node))
+		r = remove_check_empty(fs, dst->node); /* see copy_up_sides */
 	if (r < 0)
 		return r;
 	bool sdir = S_ISDIR(src->node->type);

@@ -14,8 +14,9 @@
 #   integration-asan  tests/integration/run.sh build-asan/plyfs --sanitizer
 #   write             tests/integration/write.sh build/plyfs (the write path, vs kernel overlayfs)
 #   write-asan        the same with the sanitizer build
-#   differential      tests/integration/diff.sh: 100 seeds x 200 random ops vs kernel overlayfs
-#   differential-asan 20 of those seeds with the sanitizer build
+#   differential      tests/integration/diff.sh: 120 seeds x 200 random ops vs kernel overlayfs,
+#                     20 on each of tmpfs / ext4 / ext4 with a zero uuid, as root and rootless
+#   differential-asan 24 of those seeds with the sanitizer build
 #   stress-asan       tests/integration/stress.sh: 8 workers for 120 s on the sanitizer build
 #   fuzz              tests/fuzz/run.sh build-fuzz 60: every fuzz target for 60 s, two at a time
 # Every stage is bounded by timeout(1). The test stages all run even when one fails, so the summary
@@ -37,7 +38,7 @@ test_packages=(fuse-overlayfs acl python3 util-linux e2fsprogs passwd) # attr is
 # passwd: useradd/usermod for the rootless user of tests/integration/userns.py
 # What the stages run, to tell whether the packages are there when they cannot be installed.
 needed_cmds=(meson ninja pkg-config gcc clang fusermount3 getfattr setfacl fuse-overlayfs python3
-	unshare mkfs.ext4 timeout setpriv useradd usermod)
+	unshare mkfs.ext4 tune2fs timeout setpriv useradd usermod)
 needed_pkgconfig=(fuse3 glib-2.0 check)
 
 # Per-stage timeouts in seconds.
@@ -244,9 +245,10 @@ main() {
 	# Random operation sequences in lockstep with kernel overlayfs (fixed seeds; more seeds:
 	# see tests/integration/README.md).
 	run_stage differential "$PLYFS_TIMEOUT_INTEGRATION" integration \
-		bash tests/integration/diff.sh build/plyfs --seeds 100 --ops 200
+		bash tests/integration/diff.sh build/plyfs --seeds 120 --ops 200 --fs all --users all
 	run_stage differential-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
-		bash tests/integration/diff.sh build-asan/plyfs --sanitizer --seeds 20 --ops 200
+		bash tests/integration/diff.sh build-asan/plyfs --sanitizer --seeds 24 --ops 200 \
+		--fs all --users all
 	# 8 workers at random on one mount for 2 minutes while the caches drop, then the view
 	# compared with kernel overlayfs (the 10-minute run: see tests/integration/README.md).
 	run_stage stress-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \

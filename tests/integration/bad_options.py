@@ -56,6 +56,17 @@ CASES = [
 	("bad_squash_to_uid", ["-o", "lowerdir={L1},squash_to_uid=abc", "{M}"], [("squash_to_uid",)]),
 	("negative_timeout", ["-o", "lowerdir={L1},timeout=-1", "{M}"], [("timeout",)]),
 	("bad_noxattrs", ["-o", "lowerdir={L1},noxattrs=7", "{M}"], [("noxattrs",)]),
+	# Kernel overlayfs' options: a word the kernel does not know, and what plyfs cannot honour
+	# (metacopy=on; xino=off with layers on two filesystems, {T} being another tmpfs).
+	("bad_redirect_dir", ["-o", "lowerdir={L1},redirect_dir=yes", "{M}"],
+	 [("redirect_dir=yes",), ("nofollow",)]),
+	("bad_xino", ["-o", "lowerdir={L1},xino=maybe", "{M}"], [("xino=maybe",), ("auto",)]),
+	("bad_nfs_export", ["-o", "lowerdir={L1},nfs_export=1", "{M}"],
+	 [("nfs_export=1",), ("on or off",)]),
+	("metacopy_on", ["-o", "lowerdir={L1},metacopy=on", "{M}"],
+	 [("metacopy=on",), ("not supported",)]),
+	("xino_off_across_filesystems", ["-o", "lowerdir={L1}:{T},xino=off", "{M}"],
+	 [("xino=off",), ("filesystems",)]),
 	# A layer given twice (kernel: ELOOP, "conflicting lowerdir path"), also through a symlink
 	# or a bind mount: the message names the second path.
 	("same_lowerdir_twice", ["-o", "lowerdir={L1}:{L1}", "{M}"], [("{L1}",), ("only once",)]),

@@ -7,6 +7,7 @@ results; entries directly inside a "light" directory (huge generated ones) hold 
 and the d_type readdir gave, so that 100,000 entries cost one readdir, not 100,000 stats.
 """
 
+import ctypes
 import hashlib
 import os
 import stat
@@ -41,15 +42,17 @@ def sha256_fd(fd):
 
 
 def _xattrs(path):
-	"""(user.* xattrs as {name: value}, sorted list of private overlay names that leaked)."""
+	"""(every other xattr, of any namespace, as {name: value}; sorted list of private overlay
+	names that leaked). Any namespace: a daemon's own attribute in a layer (trusted.plyfs.*)
+	shows under kernel overlayfs, which hides only its own."""
 	names = [os.fsencode(n) for n in os.listxattr(path, follow_symlinks=False)]
-	user, private = {}, []
+	shown, private = {}, []
 	for n in names:
 		if n.startswith(PRIVATE_XATTR_PREFIXES):
 			private.append(n)
-		elif n.startswith(b"user."):
-			user[n] = os.getxattr(path, n, follow_symlinks=False)
-	return user, sorted(private)
+		else:
+			shown[n] = os.getxattr(path, n, follow_symlinks=False)
+	return shown, sorted(private)
 
 
 def _access(dfd, name):
@@ -214,4 +217,111 @@ def ino_partition_diff(k, p):
 			out.append("%s: st_ino %d shared in binary with %s; kernel shares with %s"
 				   % (show(path), p[path].ino, [show(x) for x in same_p][:3],
 				      [show(x) for x in same_k][:3]))
+	return out
+
+
+# --- the raw upper layers: every xattr as written, read back without an overlay -------------------
+#
+# Both sides run the same operations on their own copies of the same layers, so the values must be
+# equal byte for byte, with one normalisation, NORMALISED: a file handle (in *.overlay.origin)
+# names a lower inode by number and generation, which differ between the two copies; it is
+# replaced by the layer and path of the lower entry it decodes to (found by name_to_handle_at on
+# every entry of that side's lowers), or "unresolved" with its bytes. The uuid in the handle is
+# kept: both copies are on one filesystem. And *.overlay.uuid on the upper root (kernel
+# overlayfs' uuid=on) is random per upper: only its length is compared.
+
+NORMALISED = ("origin file handle -> lower path", "overlay.uuid -> its length")
+_OVL_FB_MAGIC = 0xfb
+
+
+class _FileHandle(ctypes.Structure):
+	_fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int),
+		    ("f_handle", ctypes.c_ubyte * 128)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _encode(dfd, name):
+	fh = _FileHandle()
+	fh.handle_bytes = 128
+	mid = ctypes.c_int()
+	if _libc.name_to_handle_at(dfd, name, ctypes.byref(fh), ctypes.byref(mid), 0) != 0:
+		return None
+	return (fh.handle_type, bytes(fh.f_handle[:fh.handle_bytes]))
+
+
+def handle_map(lowers):
+	"""{(handle type, handle bytes): "lowerI:/path"} of every entry of the lower layers; a file
+	with several names is named by the first in sorted order (the two copies list a directory
+	in different orders)."""
+	out = {}
+	for i, root in enumerate(lowers):
+		for top, dirs, files in os.walk(os.fsencode(root)):
+			rel = os.path.relpath(top, os.fsencode(root))
+			fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+			try:
+				if rel == b".":
+					h = _encode(fd, b".")
+					if h:
+						out[h] = min(out.get(h, "~"), "lower%d:/" % i)
+				for name in dirs + files:
+					h = _encode(fd, name)
+					path = name if rel == b"." else rel + b"/" + name
+					if h:
+						out[h] = min(out.get(h, "~"),
+							     "lower%d:/%s" % (i, os.fsdecode(path)))
+			finally:
+				os.close(fd)
+	return out
+
+
+def normalise_origin(value, handles):
+	"""An origin value with its file handle replaced by the lower path it names."""
+	if len(value) < 21 or value[1] != _OVL_FB_MAGIC:
+		return value	# empty (the kernel's "no handle") or invalid: compared as is
+	n = min(value[2], len(value))
+	fid = bytes(value[21:n])
+	where = handles.get((value[4], fid), "unresolved:" + fid.hex())
+	return "ovl_fb(version %d, flags %#x, type %#x, uuid %s, %s)%s" % (
+		value[0], value[3], value[4], value[5:21].hex(), where,
+		"" if n == len(value) else " + %r" % value[n:])
+
+
+def raw_xattrs(upper, handles):
+	"""{relative path: {name: value}} of the upper layer itself (no overlay), origins
+	normalised (see NORMALISED)."""
+	out = {}
+	root = os.fsencode(upper)
+	for top, dirs, files in os.walk(root):
+		for name in [None] + dirs + files:
+			path = top if name is None else os.path.join(top, name)
+			if name is None and top != root:
+				continue	# each directory is listed once, by its parent
+			rel = os.path.relpath(path, root)
+			xs = {}
+			for n in os.listxattr(path, follow_symlinks=False):
+				n = os.fsencode(n)
+				v = os.getxattr(path, n, follow_symlinks=False)
+				if n.endswith(b".overlay.origin"):
+					v = normalise_origin(v, handles)
+				elif n.endswith(b".overlay.uuid") and rel == b".":
+					v = "%d bytes" % len(v)
+				xs[n] = v
+			out[rel] = xs
+	return out
+
+
+def diff_raw(k, p):
+	"""Differences between the kernel's raw upper (k) and the binary's (p), from raw_xattrs."""
+	out = []
+	for path in sorted(set(k) - set(p)):
+		out.append("%s: only in the kernel's upper (xattrs %r)" % (show(path), k[path]))
+	for path in sorted(set(p) - set(k)):
+		out.append("%s: only in the binary's upper (xattrs %r)" % (show(path), p[path]))
+	for path in sorted(set(k) & set(p)):
+		for n in sorted(set(k[path]) | set(p[path])):
+			a, b_ = k[path].get(n), p[path].get(n)
+			if a != b_:
+				out.append("%s: xattr %s kernel=%r binary=%r" % (show(path), n.decode(), a, b_))
 	return out

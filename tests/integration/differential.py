@@ -17,6 +17,7 @@ import random
 import re
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -28,9 +29,23 @@ import compare  # noqa: E402
 import diffops  # noqa: E402
 import layerspec  # noqa: E402
 import mounts  # noqa: E402
+import rootless_ns  # noqa: E402
 from mounts import Failure, t  # noqa: E402
 
 KERNEL_OPTS = "redirect_dir=on,index=on"
+
+# The layer filesystems (--fs) and who runs both overlays (--users); seed S runs on combination
+# (S - 1) mod N of --users x --fs, so a seed list is spread over them (see README.md).
+FS_KINDS = ("tmpfs", "ext4", "ext4-nouuid")
+USER_KINDS = ("root", "rootless")
+EXT4_BYTES = 1 << 30	# sparse, on the run's tmpfs
+# rootless: both overlays run as root of a user namespace whose ids 0..65535 are these outside.
+ROOTLESS_ID, ROOTLESS_COUNT = 100000, 65536
+# Kernel overlayfs there: userxattr (user.overlay.*), which only allows redirect_dir=nofollow, and
+# without an index (it cannot decode file handles in a user namespace); --kernel-opts does not
+# apply. The binary gets the matching redirect_dir=nofollow before --binary-opts.
+ROOTLESS_KERNEL_OPTS = "userxattr"
+ROOTLESS_BINARY_OPTS = "redirect_dir=nofollow"
 SEED_TIMEOUT = 120	# seconds for the ops and walks of one run (times mounts.SCALE)
 SHRINK_LEFT = [300.0]	# seconds of minimizing left for the whole run (--shrink-total)
 
@@ -62,7 +77,9 @@ def parse_args(argv):
 			"failures print the unminimized sequence")
 	ap.add_argument("--relax", default="",
 			help="comma list of checks to skip: dir_nlink, nlink (in op results and "
-			"final trees), access, ino (final trees); diagnostics only")
+			"final trees), access, ino (final trees), raw-origin (the raw upper "
+			"comparison without *.overlay.origin/impure/uuid and *.plyfs.*); "
+			"diagnostics only")
 	ap.add_argument("--binary-opts", default="",
 			help="extra comma-separated -o options for the binary")
 	ap.add_argument("--kernel-opts", default=KERNEL_OPTS,
@@ -71,6 +88,13 @@ def parse_args(argv):
 			"without them (diagnostics only)")
 	ap.add_argument("--disk", action="store_true",
 			help="build the layers in $TMPDIR itself instead of on a private tmpfs")
+	ap.add_argument("--fs", default="tmpfs",
+			help="comma list of layer filesystems, from %s, or all (default tmpfs)"
+			% ", ".join(FS_KINDS))
+	ap.add_argument("--users", default="root",
+			help="comma list from root, rootless (both overlays in a user namespace, "
+			"the kernel with userxattr), or all (default root)")
+	ap.add_argument("--inside-userns", metavar="DIR", help=argparse.SUPPRESS)
 	ap.add_argument("--no-lower-hardlinks", action="store_true",
 			help="give lower layers no hard links (see diffops.LOWER_HARDLINKS)")
 	ap.add_argument("-v", "--verbose", action="store_true",
@@ -79,7 +103,29 @@ def parse_args(argv):
 	o.binary = os.path.abspath(o.binary)
 	diffops.LOWER_HARDLINKS = not o.no_lower_hardlinks
 	o.relax = [x for x in o.relax.split(",") if x]
+	o.fs = list(FS_KINDS) if o.fs == "all" else [x for x in o.fs.split(",") if x]
+	o.users = list(USER_KINDS) if o.users == "all" else [x for x in o.users.split(",") if x]
+	for x in o.fs:
+		if x not in FS_KINDS:
+			ap.error("--fs: unknown filesystem %r" % x)
+	for x in o.users:
+		if x not in USER_KINDS:
+			ap.error("--users: unknown %r" % x)
+	o.combos = [(f, u) for u in o.users for f in o.fs]
+	if o.replay and len(o.combos) != 1:
+		ap.error("--replay runs on one filesystem and one user: give one of each")
 	return o
+
+
+def combo_of(opts, seed):
+	return opts.combos[(seed - 1) % len(opts.combos)]
+
+
+def seed_name(opts, seed):
+	if opts.combos == [("tmpfs", "root")]:
+		return "diff/seed-%d" % seed
+	fs, user = combo_of(opts, seed)
+	return "diff/%s/%s/seed-%d" % (fs, user, seed)
 
 
 # --- one run: layers + ops on fresh mounts --------------------------------------------------------
@@ -113,7 +159,7 @@ def build(base, lowers, upper, self_check):
 		os.makedirs(os.path.join(src, name))
 		layerspec.build_layer(os.path.join(src, name), diffops.to_spec(layer))
 	for dst in ([k, p] if self_check else [k]):
-		kc = layerspec.KernelCopy()
+		kc = layerspec.KernelCopy(diffops.OVERLAY_XATTR_NS.encode() + b".overlay.opaque")
 		try:
 			for name in layers:
 				os.makedirs(os.path.join(dst, name))
@@ -233,8 +279,45 @@ def run_once(opts, base, lowers, upper, ops, verbose=False):
 		if reports:
 			out.fail(("sanitizer",), ["sanitizer report " + r for r in reports])
 	if kw is not None and not out.errs:
+		_raw_compare(k, p, n, out, opts.relax)
+	if kw is not None and not out.errs:
 		_read_back(opts, p, n, rm_dir, kw, out)
 	return out
+
+
+def _raw_kind(errs):
+	"""What the first raw difference is about (kept while minimizing): the xattr's suffix, or
+	"entries"."""
+	m = re.search(r": xattr \S*?([a-z_]+)(?= kernel=)", errs[0])
+	return m.group(1) if m else "entries"
+
+
+RAW_ORIGIN_NAMES = re.compile(rb"\.overlay\.(origin|impure|uuid)$|\.plyfs\.")
+
+
+def _raw_compare(k, p, n, out, relax):
+	"""Both unmounted: every xattr of the kernel's upper and of the binary's, as written (see
+	compare.NORMALISED for the one normalisation)."""
+	sides = []
+	for root in (k, p):
+		lowers, upper, _ = _layer_dirs(root, n)
+		sides.append(compare.raw_xattrs(upper, compare.handle_map(lowers)))
+	if "raw-origin" in relax:
+		sides = [{p: {x: v for x, v in xs.items() if not RAW_ORIGIN_NAMES.search(x)}
+			  for p, xs in side.items()} for side in sides]
+	errs = compare.diff_raw(*sides)
+	if errs:
+		out.fail(("raw", _raw_kind(errs)), ["raw upper: " + e for e in errs])
+
+
+# Rootless, kernel overlayfs is not its own oracle for two things (--kernel-self-check --users
+# rootless, 240 seeds, fails 5 of them without this): st_ino grouping (it keeps no origin file
+# handle in a user namespace: a copied-up file shows its lower inode number while its dentry
+# lives and its upper one after a remount or cache eviction, so two hard links may show two
+# numbers, then one: seeds 13, 94, and 46 in the read-back) and access() of a fifo with x bits
+# on ext4 (X_OK false while mounted, true after a remount: seeds 23, 122, 174). Not compared
+# there, in the final trees and in the read-back; everything else is.
+ROOTLESS_RELAX = ["ino", "access"]
 
 
 def _read_back(opts, p, n, rm_dir, kw, out):
@@ -250,7 +333,7 @@ def _read_back(opts, p, n, rm_dir, kw, out):
 	try:
 		rw, errs = _walk(rm_dir, "kernel read-back")
 		if rw is not None:
-			errs = _tree_diff(kw, rw, [])
+			errs = _tree_diff(kw, rw, ROOTLESS_RELAX if opts.inside_userns else [])
 	finally:
 		msg = rm.cleanup()
 	if msg:
@@ -313,14 +396,14 @@ class Shrinker:
 
 # --- output ---------------------------------------------------------------------------------------
 
-def reproducer(seed, nops, lowers, upper, ops, why, binary, complete):
+def reproducer(seed, nops, lowers, upper, ops, why, binary, complete, where=""):
 	lines = ["# plyfs differential-test reproducer: seed %d, %d of %d ops%s"
 		 % (seed, len(ops), nops,
 		    "" if complete else " (not fully minimized: out of time)"),
 		 "# first divergence: %s" % why,
-		 "# replay:   tests/integration/diff.sh %s --replay THIS_FILE -v" % binary,
-		 "# full run: tests/integration/diff.sh %s --seed %d --ops %d"
-		 % (binary, seed, nops),
+		 "# replay:   tests/integration/diff.sh %s%s --replay THIS_FILE -v" % (binary, where),
+		 "# full run: tests/integration/diff.sh %s%s --seed %d --ops %d"
+		 % (binary, where, seed, nops),
 		 "LOWERS = [  # top first; (path, kind, args) in build order, see diffops.to_spec"]
 	for layer in lowers:
 		lines.append("\t%r," % (layer,))
@@ -385,9 +468,11 @@ def run_seed(opts, base, seed):
 	if last.sig != out.sig:
 		# The binary is not deterministic here (timing, caches): show what the seed did.
 		why = "%s; the original run: %s" % (why, out.errs[0])
+	fs, user = combo_of(opts, seed)
+	where = "" if (fs, user) == ("tmpfs", "root") else " --fs %s --users %s" % (fs, user)
 	text = reproducer(seed, opts.ops, lowers, upper, small, why,
 			  "--kernel-self-check X" if opts.kernel_self_check else opts.binary,
-			  budget > 0 and not sh.out_of_time())
+			  budget > 0 and not sh.out_of_time(), where)
 	path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "plyfs-diff-seed%d.py" % seed)
 	try:
 		with open(path, "w") as f:
@@ -416,6 +501,139 @@ def replay(opts, base):
 	return out
 
 
+def run_seeds(opts, base_of, seeds, deadline):
+	"""Runs `seeds` here, each in the directory base_of(seed); returns (passed, failed)."""
+	passed = failed = 0
+	for seed in seeds:
+		name = seed_name(opts, seed)
+		if time.monotonic() > deadline:
+			print("FAIL %s: not run: the whole run's time limit is near" % name)
+			failed += 1
+			continue
+		t0 = time.monotonic()
+		try:
+			out, repro, path = run_seed(opts, base_of(seed), seed)
+		except Failure as e:
+			out, repro, path = Outcome(), None, None
+			out.fail(("setup",), [str(e)])
+		except Interrupted:
+			raise
+		except Exception as e:	# a harness error fails this seed only
+			out, repro, path = Outcome(), None, None
+			out.fail(("error",), ["%s: %s" % (type(e).__name__, e)] +
+				 traceback.format_exc(limit=8).splitlines())
+		leftovers = mounts.cleanup_all()
+		if leftovers:
+			out.fail(("cleanup",), ["cleanup: " + x for x in leftovers])
+		report(name, out, opts.verbose, time.monotonic() - t0, repro, path)
+		passed, failed = passed + (not out.errs), failed + bool(out.errs)
+	return passed, failed
+
+
+# --- the layer filesystems and the rootless runs ---------------------------------------------------
+
+class Filesystems:
+	"""One mounted filesystem per kind of --fs used, under the run's base: a tmpfs, an ext4
+	image with a random uuid, one whose uuid is cleared (tune2fs -U clear: all zeros, as the
+	root filesystem of some machines). Images are sparse files on the run's tmpfs."""
+
+	def __init__(self, base):
+		self.base, self.roots, self.mounted = base, {}, []
+
+	def root(self, kind):
+		if kind not in self.roots:
+			d = os.path.join(self.base, kind)
+			os.mkdir(d)
+			if kind == "tmpfs":
+				mounts.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=0755",
+					    "plyfs-diff", d], 30)
+			else:
+				img = d + ".img"
+				with open(img, "wb") as f:
+					f.truncate(EXT4_BYTES)
+				mounts.run(["mkfs.ext4", "-q", "-F", img], t(120))
+				if kind == "ext4-nouuid":
+					mounts.run(["tune2fs", "-U", "clear", img], t(60))
+				mounts.run(["mount", "-o", "loop", img, d], t(30))
+			self.mounted.append(d)
+			self.roots[kind] = d
+		return self.roots[kind]
+
+	def close(self):
+		for d in reversed(self.mounted):
+			mounts.umount(d)
+
+
+class Rootless:
+	"""What the rootless runs need from root, made once: a copy of the binary and of these
+	scripts the namespace's ids can read and run, a 0666 FUSE device node bind-mounted over
+	/dev/fuse in this run's own mount namespace only (where the device is root's only), and per
+	filesystem a directory owned by the namespace's root."""
+
+	def __init__(self, opts, base):
+		self.opts, self.base = opts, base
+		self.tools = os.path.join(base, "tools")
+		os.mkdir(self.tools)
+		here = os.path.dirname(os.path.abspath(__file__))
+		for n in os.listdir(here):
+			if n.endswith(".py"):
+				shutil.copy(os.path.join(here, n), self.tools)
+		self.binary = os.path.join(self.tools, os.path.basename(opts.binary))
+		if not opts.kernel_self_check:
+			shutil.copy(opts.binary, self.binary)
+			os.chmod(self.binary, 0o755)
+		# The system's python: one under /root (pyenv) is out of the namespace's reach.
+		self.python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+		self.fuse_bound = False
+		st = os.stat("/dev/fuse")
+		if st.st_mode & 0o006 != 0o006:
+			node = os.path.join(base, "fuse-dev")
+			os.mknod(node, stat.S_IFCHR | 0o666, st.st_rdev)
+			os.chmod(node, 0o666)
+			mounts.run(["mount", "--bind", node, "/dev/fuse"], t(10))
+			self.fuse_bound = True
+
+	def dir_on(self, fsroot):
+		d = os.path.join(fsroot, "rootless")
+		if not os.path.isdir(d):
+			os.mkdir(d, 0o755)
+			os.chown(d, ROOTLESS_ID, ROOTLESS_ID)
+		return d
+
+	def run(self, fs, fsroot, seeds, deadline, shrink_share):
+		"""Runs `seeds` in a user namespace (differential.py --inside-userns); its lines are
+		printed as they are. Returns (passed, failed)."""
+		o = self.opts
+		argv = [self.python, "-B", os.path.join(self.tools, "differential.py"), self.binary,
+			"--inside-userns", self.dir_on(fsroot), "--fs", fs, "--users", "rootless",
+			"--ops", str(o.ops), "--shrink-time", str(o.shrink_time),
+			"--shrink-total", "%.0f" % max(shrink_share, 0), "--relax", ",".join(o.relax),
+			"--binary-opts", o.binary_opts]
+		argv += (["--sanitizer"] if o.sanitizer else []) + (["-v"] if o.verbose else [])
+		argv += (["--no-lower-hardlinks"] if o.no_lower_hardlinks else [])
+		argv += (["--kernel-self-check"] if o.kernel_self_check else [])
+		for seed in seeds:
+			argv += ["--seed", str(seed)]
+		log = os.path.join(self.base, "rootless-%s.out" % fs)
+		os.environ["PLYFS_IT_TIMEOUT"] = str(max(int(deadline - time.monotonic()) + 90, 91))
+		sys.stdout.flush()
+		rc = rootless_ns.run(ROOTLESS_ID, ROOTLESS_COUNT, argv, stdout_path=log)
+		with open(log) as f:
+			lines = f.read().splitlines()
+		summary = re.match(r"(\d+) passed, (\d+) failed$", lines[-1]) if lines else None
+		for line in lines[:-1] if summary else lines:
+			print(line)
+		if not summary:
+			print("FAIL diff/%s/rootless: the run in the user namespace exited %d without "
+			      "a summary" % (fs, rc))
+			return 0, 1
+		return int(summary.group(1)), int(summary.group(2))
+
+	def close(self):
+		if self.fuse_bound:
+			mounts.umount("/dev/fuse")
+
+
 def main(argv):
 	opts = parse_args(argv)
 	if os.environ.get("PLYFS_IT_NS") != "1":
@@ -434,51 +652,74 @@ def main(argv):
 	signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(Interrupted()))
 	deadline = time.monotonic() + float(os.environ.get("PLYFS_IT_TIMEOUT", "1800")) - 90
 	os.umask(0o022)
+	if opts.inside_userns:
+		return inside_userns(opts, deadline)
 	base = tempfile.mkdtemp(prefix="plyfs-diff.", dir=os.environ.get("TMPDIR", "/tmp"))
+	os.chmod(base, 0o755)	# the rootless runs reach their directories through it
 	if not opts.disk:
 		mounts.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=0755", "plyfs-diff", base],
 			   30)
 	seeds = opts.seed or list(range(opts.start, opts.start + opts.seeds))
 	passed = failed = 0
 	t_all = time.monotonic()
+	fss, rootless = Filesystems(base), None
 	try:
 		if opts.replay:
-			out = replay(opts, base)
+			fs = opts.combos[0][0]
+			out = replay(opts, base if fs == "tmpfs" else fss.root(fs))
 			passed, failed = (0, 1) if out.errs else (1, 0)
 			seeds = []
-		for seed in seeds:
-			name = "diff/seed-%d" % seed
-			if time.monotonic() > deadline:
-				print("FAIL %s: not run: the whole run's time limit is near" % name)
-				failed += 1
-				continue
+		here = [x for x in seeds if combo_of(opts, x)[1] == "root"]
+		p, f = run_seeds(opts, lambda x: fss.root(combo_of(opts, x)[0]), here, deadline)
+		passed, failed = passed + p, failed + f
+		batches = [(fs, [x for x in seeds if combo_of(opts, x) == (fs, "rootless")])
+			   for fs in opts.fs]
+		batches = [b for b in batches if b[1]]
+		for i, (fs, there) in enumerate(batches):
+			if rootless is None:
+				rootless = Rootless(opts, base)
+			# The minimizing budget left, shared among the runs still to come.
 			t0 = time.monotonic()
-			try:
-				out, repro, path = run_seed(opts, base, seed)
-			except Failure as e:
-				out, repro, path = Outcome(), None, None
-				out.fail(("setup",), [str(e)])
-			except Interrupted:
-				raise
-			except Exception as e:	# a harness error fails this seed only
-				out, repro, path = Outcome(), None, None
-				out.fail(("error",), ["%s: %s" % (type(e).__name__, e)] +
-					 traceback.format_exc(limit=8).splitlines())
-			leftovers = mounts.cleanup_all()
-			if leftovers:
-				out.fail(("cleanup",), ["cleanup: " + x for x in leftovers])
-			report(name, out, opts.verbose, time.monotonic() - t0, repro, path)
-			passed, failed = passed + (not out.errs), failed + bool(out.errs)
+			p, f = rootless.run(fs, fss.root(fs), there, deadline,
+					    SHRINK_LEFT[0] / (len(batches) - i))
+			SHRINK_LEFT[0] -= min(time.monotonic() - t0, SHRINK_LEFT[0] / (len(batches) - i))
+			passed, failed = passed + p, failed + f
 	except (Interrupted, KeyboardInterrupt):
 		print("interrupted", file=sys.stderr)
 		failed += 1
 	finally:
 		mounts.cleanup_all()
+		if rootless:
+			rootless.close()
+		fss.close()
 		if not opts.disk:
 			mounts.umount(base)
 		shutil.rmtree(base, ignore_errors=True)
 	if opts.verbose:
 		print("# total %.1fs" % (time.monotonic() - t_all))
+	print("%d passed, %d failed" % (passed, failed))
+	return 0 if failed == 0 else 1
+
+
+def inside_userns(opts, deadline):
+	"""The rootless half, as root of the user namespace Rootless.run made: the layers with
+	user.overlay.* xattrs, kernel overlayfs with userxattr, the binary with redirect_dir=nofollow
+	(see ROOTLESS_KERNEL_OPTS)."""
+	global KERNEL_OPTS
+	KERNEL_OPTS = ROOTLESS_KERNEL_OPTS
+	diffops.OVERLAY_XATTR_NS = "user"
+	opts.binary_opts = ",".join(x for x in (ROOTLESS_BINARY_OPTS, opts.binary_opts) if x)
+	opts.relax = sorted(set(opts.relax) | set(ROOTLESS_RELAX))
+	base = tempfile.mkdtemp(prefix="run.", dir=opts.inside_userns)
+	passed = failed = 0
+	try:
+		passed, failed = run_seeds(opts, lambda x: base, opts.seed, deadline)
+	except (Interrupted, KeyboardInterrupt):
+		print("interrupted", file=sys.stderr)
+		failed += 1
+	finally:
+		mounts.cleanup_all()
+		shutil.rmtree(base, ignore_errors=True)
 	print("%d passed, %d failed" % (passed, failed))
 	return 0 if failed == 0 else 1
 

@@ -198,6 +198,12 @@ def gen_layers(rng):
 	return lowers, _rand_layer(rng, view, True)
 
 
+# The namespace of the overlay xattrs the layers are built with: "trusted" as root, "user" in the
+# rootless runs (kernel overlayfs' userxattr mode reads only user.overlay.*). The seeds generate
+# "trusted" opaque markers either way, so that a seed is the same test in both.
+OVERLAY_XATTR_NS = "trusted"
+
+
 def to_spec(layer):
 	"""A layer as a layerspec dict."""
 	spec = {}
@@ -213,8 +219,10 @@ def to_spec(layer):
 			e.mode, e.uid, e.xattrs = a.get("mode", 0o644), a.get("uid", 0), xattrs
 			e.gid = e.uid
 		elif kind == "dir":
+			opaque = a.get("opaque")
 			e = D(mode=a.get("mode", 0o755), uid=a.get("uid", 0), gid=a.get("uid", 0),
-			      xattrs=xattrs, opaque=a.get("opaque"))
+			      xattrs=xattrs,
+			      opaque=OVERLAY_XATTR_NS if opaque == "trusted" else opaque)
 		elif kind == "wh":
 			e = WH()
 		elif kind == "whf":
@@ -233,7 +241,7 @@ def to_spec(layer):
 
 def to_kernel_form_in_place(root):
 	"""Converts the OCI forms of a layer in place (".wh.NAME" -> 0/0 char device NAME,
-	".wh..wh..opq" -> trusted.overlay.opaque=y). Every other inode stays, so file handles that a
+	".wh..wh..opq" -> OVERLAY_XATTR_NS.overlay.opaque=y). Every other inode stays, so file handles that a
 	daemon may have recorded (origin xattrs) stay valid."""
 	stack = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
 	while stack:
@@ -243,7 +251,8 @@ def to_kernel_form_in_place(root):
 				name = os.fsencode(ent.name)
 				if name == OPQ_NAME:
 					os.unlink(name, dir_fd=fd)
-					os.setxattr(proc_path(fd), b"trusted.overlay.opaque", b"y")
+					os.setxattr(proc_path(fd),
+						    OVERLAY_XATTR_NS.encode() + b".overlay.opaque", b"y")
 				elif name.startswith(WH_PREFIX) and len(name) > len(WH_PREFIX):
 					os.unlink(name, dir_fd=fd)
 					os.mknod(name[len(WH_PREFIX):], stat.S_IFCHR,

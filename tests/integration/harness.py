@@ -20,6 +20,7 @@ import bad_options  # noqa: E402
 import handles  # noqa: E402
 import hostile  # noqa: E402
 import idmapping  # noqa: E402
+import kernel_opts  # noqa: E402
 import lifecycle  # noqa: E402
 import lifetime  # noqa: E402
 import memory  # noqa: E402
@@ -138,6 +139,7 @@ def main(argv):
 	tests += hostile.tests()
 	tests += userns.tests()
 	tests += idmapping.tests()
+	tests += kernel_opts.tests()
 	tests = [(n, fn) for n, fn in tests if selected(n, opts.patterns)]
 	if opts.list:
 		for n, _ in tests:

@@ -78,6 +78,15 @@ static char *dump(const struct plyfs_params *p)
 		g_string_append(s, " userxattr");
 	if (p->dev)
 		g_string_append(s, " dev");
+	if (p->redirect_dir != REDIRECT_ON)
+		g_string_append_printf(s, " redirect_dir=%s",
+				       p->redirect_dir == REDIRECT_FOLLOW ? "follow" : "nofollow");
+	if (p->nfs_export_off)
+		g_string_append(s, " nfs_export=off");
+	if (p->xino != XINO_AUTO)
+		g_string_append_printf(s, " xino=%s", p->xino == XINO_ON ? "on" : "off");
+	if (p->metacopy)
+		g_string_append(s, " metacopy=on");
 	if (p->read_only)
 		g_string_append(s, " ro");
 	if (p->foreground)
@@ -223,9 +232,30 @@ static const struct good_case good[] = {
 	{"fuse-overlayfs compat options and context (quoted, with commas) accepted, no effect",
 	 {"plyfs", "-o",
 	  "lowerdir=/l,context=\"system_u:object_r:container_file_t:s0:c1,c2\",threaded=1,"
-	  "fast_ino=1,writeback=0,plugins=/p.so,redirect_dir=on",
+	  "fast_ino=1,writeback=0,plugins=/p.so",
 	  "/mnt"},
 	 "lower=[/l] mnt=/mnt ro",
+	 "default_permissions," DEF ",ro"},
+	{"kernel overlayfs options at their defaults",
+	 {"plyfs", "-o", "lowerdir=/l,redirect_dir=on,nfs_export=on,xino=auto,metacopy=off", "/m"},
+	 "lower=[/l] mnt=/m ro",
+	 "default_permissions," DEF ",ro"},
+	{"redirect_dir=follow, nfs_export=off, xino=on",
+	 {"plyfs", "-o", "lowerdir=/l,redirect_dir=follow,nfs_export=off,xino=on", "/m"},
+	 "lower=[/l] mnt=/m redirect_dir=follow nfs_export=off xino=on ro",
+	 "default_permissions," DEF ",ro"},
+	{"redirect_dir=nofollow, xino=off",
+	 {"plyfs", "-o", "lowerdir=/l,redirect_dir=nofollow,xino=off", "/m"},
+	 "lower=[/l] mnt=/m redirect_dir=nofollow xino=off ro",
+	 "default_permissions," DEF ",ro"},
+	{"redirect_dir=off is follow (the kernel's redirect_always_follow)",
+	 {"plyfs", "-o", "lowerdir=/l,redirect_dir=off", "/m"},
+	 "lower=[/l] mnt=/m redirect_dir=follow ro",
+	 "default_permissions," DEF ",ro"},
+	{"the last of repeated kernel options wins",
+	 {"plyfs", "-o", "lowerdir=/l,redirect_dir=nofollow,xino=off,nfs_export=off", "-o",
+	  "redirect_dir=on,xino=auto,nfs_export=on", "/m"},
+	 "lower=[/l] mnt=/m ro",
 	 "default_permissions," DEF ",ro"},
 	{"every generic option libfuse accepts is forwarded",
 	 {"plyfs", "-o",
@@ -341,6 +371,25 @@ struct bad_case {
 
 static const struct bad_case bad[] = {
 	{"unknown option", {"plyfs", "-o", "lowerdir=/l,foo=bar", "/m"}, "'foo=bar'"},
+	{"redirect_dir= bad word",
+	 {"plyfs", "-o", "lowerdir=/l,redirect_dir=yes", "/m"},
+	 "'redirect_dir=yes': expected on, follow, nofollow or off"},
+	{"redirect_dir= empty",
+	 {"plyfs", "-o", "lowerdir=/l,redirect_dir=", "/m"},
+	 "'redirect_dir='"},
+	{"redirect_dir bare", {"plyfs", "-o", "lowerdir=/l,redirect_dir", "/m"}, "'redirect_dir'"},
+	{"nfs_export=1",
+	 {"plyfs", "-o", "lowerdir=/l,nfs_export=1", "/m"},
+	 "'nfs_export=1': expected on or off"},
+	{"xino=yes",
+	 {"plyfs", "-o", "lowerdir=/l,xino=yes", "/m"},
+	 "'xino=yes': expected on, auto or off"},
+	{"metacopy=on refused",
+	 {"plyfs", "-o", "lowerdir=/l,metacopy=on", "/m"},
+	 "metacopy=on is not supported"},
+	{"metacopy=maybe",
+	 {"plyfs", "-o", "lowerdir=/l,metacopy=maybe", "/m"},
+	 "'metacopy=maybe': expected on or off"},
 	{"unknown bare option", {"plyfs", "-o", "lowerdir=/l,bogus", "/m"}, "'bogus'"},
 	{"unknown short flag", {"plyfs", "-x", "-o", "lowerdir=/l", "/m"}, "'-x'"},
 	{"combined short flags", {"plyfs", "-fd", "-o", "lowerdir=/l", "/m"}, "'-fd'"},
