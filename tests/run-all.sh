@@ -18,6 +18,9 @@
 #                     20 on each of tmpfs / ext4 / ext4 with a zero uuid, as root and rootless
 #   differential-asan 24 of those seeds with the sanitizer build
 #   stress-asan       tests/integration/stress.sh: 8 workers for 120 s on the sanitizer build
+#   containers        tests/integration/containers.sh build/plyfs: podman, buildah (root and
+#                     rootless) with plyfs as the mount program, on a Debian image debootstrapped
+#                     once and cached in /var/cache/plyfs-ci (outside the clone)
 #   fuzz              tests/fuzz/run.sh build-fuzz 60: every fuzz target for 60 s, two at a time
 # Every stage is bounded by timeout(1). The test stages all run even when one fails, so the summary
 # is complete. The last line of output is "N passed, N failed" (tests summed over the test stages)
@@ -34,17 +37,20 @@ cd "$repo" || exit 2
 # clang and libclang-rt-14-dev (libFuzzer's runtime, libclang_rt.fuzzer) build the fuzz targets.
 build_packages=(libfuse3-dev fuse3 libglib2.0-dev check meson ninja-build pkg-config gcc attr clang
 	libclang-rt-14-dev)
-test_packages=(fuse-overlayfs acl python3 util-linux e2fsprogs passwd) # attr is in the list above
-# passwd: useradd/usermod for the rootless user of tests/integration/userns.py
+test_packages=(fuse-overlayfs acl python3 util-linux e2fsprogs passwd # attr is in the list above
+	podman buildah runc debootstrap uidmap)
+# passwd: useradd/usermod for the rootless users of tests/integration/userns.py and
+# containers_rootless.py; podman ... uidmap: the containers stage (crun cannot run here: runc).
 # What the stages run, to tell whether the packages are there when they cannot be installed.
 needed_cmds=(meson ninja pkg-config gcc clang fusermount3 getfattr setfacl fuse-overlayfs python3
-	unshare mkfs.ext4 tune2fs timeout setpriv useradd usermod)
+	unshare mkfs.ext4 tune2fs timeout setpriv useradd usermod podman buildah runc debootstrap
+	newuidmap)
 needed_pkgconfig=(fuse3 glib-2.0 check)
 
 # Per-stage timeouts in seconds.
 : "${PLYFS_TIMEOUT_INSTALL:=1800}" "${PLYFS_TIMEOUT_BUILD:=1800}"
 : "${PLYFS_TIMEOUT_UNIT:=1200}" "${PLYFS_TIMEOUT_INTEGRATION:=2400}"
-: "${PLYFS_TIMEOUT_FUZZ:=900}"
+: "${PLYFS_TIMEOUT_FUZZ:=900}" "${PLYFS_TIMEOUT_CONTAINERS:=2400}"
 
 logdir=$(mktemp -d -t plyfs-run-all.XXXXXX) || exit 2
 trap 'rm -rf -- "$logdir"' EXIT
@@ -57,10 +63,11 @@ say() {
 	printf '\n==> %s\n' "$*"
 }
 
-record() { # record STAGE PASSED FAILED NOTE
+record() { # record STAGE PASSED FAILED NOTE [SECONDS]
 	total_passed=$((total_passed + $2))
 	total_failed=$((total_failed + $3))
-	stage_lines+=("$(printf '%-17s %4d passed, %4d failed%s' "$1" "$2" "$3" "${4:+  ($4)}")")
+	stage_lines+=("$(printf '%-17s %4d passed, %4d failed%s%s' "$1" "$2" "$3" \
+		"${5:+  ${5}s}" "${4:+  ($4)}")")
 }
 
 summary() {
@@ -167,7 +174,7 @@ trap on_signal INT TERM
 # counts parse_PARSER (meson or integration) finds. No summary in the output, or a non-zero exit
 # with no failure counted, is counted as one failure of the stage.
 run_stage() {
-	local name=$1 limit=$2 parser=$3 log=$logdir/$1.log rc counts p f note=""
+	local name=$1 limit=$2 parser=$3 log=$logdir/$1.log rc counts p f note="" start=$SECONDS
 	shift 3
 	say "$name: $*"
 	# The command writes the log itself and tail shows it: the log is complete once it exits.
@@ -197,7 +204,7 @@ run_stage() {
 	fi
 	# A stage that broke without counting a failure still failed.
 	[[ -n $note && $f -eq 0 ]] && f=1
-	record "$name" "$p" "$f" "$note"
+	record "$name" "$p" "$f" "$note" $((SECONDS - start))
 }
 
 main() {
@@ -253,6 +260,11 @@ main() {
 	# compared with kernel overlayfs (the 10-minute run: see tests/integration/README.md).
 	run_stage stress-asan "$PLYFS_TIMEOUT_INTEGRATION" integration \
 		bash tests/integration/stress.sh build-asan/plyfs --sanitizer --seconds 120
+	# Real containers: podman and buildah on plyfs as root and rootless; the Debian image is
+	# debootstrapped from the machine's apt mirror once and cached in /var/cache/plyfs-ci.
+	run_stage containers "$PLYFS_TIMEOUT_CONTAINERS" integration \
+		env PLYFS_IT_TIMEOUT=$((PLYFS_TIMEOUT_CONTAINERS - 120)) \
+		bash tests/integration/containers.sh build/plyfs
 	# Each target 60 s on a copy of its seed corpus; two at a time on CI's two cores. The long
 	# run is in README.md ("Fuzzing").
 	run_stage fuzz "$PLYFS_TIMEOUT_FUZZ" integration \
