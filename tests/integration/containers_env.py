@@ -55,6 +55,8 @@ def _conf_storage(d, binary):
 		"[storage]",
 		'driver = "overlay"',
 		'graphroot = "%s/graph"' % d,
+		# A rootless user's storage is here, not graphroot (which only root's is).
+		'rootless_storage_path = "%s/graph"' % d,
 		'runroot = "%s/run/storage"' % d,
 		"[storage.options.overlay]",
 		'mount_program = "%s"' % binary,

@@ -44,6 +44,8 @@ def parse_args(argv):
 	ap.add_argument("-k", dest="patterns", action="append", default=[],
 			help="run only tests whose name contains PATTERN (or matches it as a glob)")
 	ap.add_argument("--list", action="store_true", help="list the test names and exit")
+	ap.add_argument("--disk", action="store_true",
+			help="keep the storages in $TMPDIR itself instead of a tmpfs mounted there")
 	o = ap.parse_args(argv)
 	o.binary = os.path.abspath(o.binary)
 	return o
@@ -171,8 +173,9 @@ def main(argv):
 	os.umask(0o022)
 	base = tempfile.mkdtemp(prefix="plyfs-ctr.", dir=os.environ.get("TMPDIR", "/tmp"))
 	os.chmod(base, 0o755)  # the rootless user works below it
-	# Only in our private namespace: it disappears with the run whatever happens.
-	mounts.run(["mount", "-t", "tmpfs", "-o", "size=12g,mode=0755", "plyfs-ctr", base], 30)
+	if not opts.disk:
+		# Only in our private namespace: it disappears with the run whatever happens.
+		mounts.run(["mount", "-t", "tmpfs", "-o", "size=12g,mode=0755", "plyfs-ctr", base], 30)
 	passed = failed = 0
 	t_start = time.monotonic()
 	try:
