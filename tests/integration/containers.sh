@@ -8,4 +8,4 @@
 # ends with "N passed, N failed"; exits 0 iff nothing failed. Needs root, podman, buildah, runc,
 # debootstrap, uidmap.
 exec "$(dirname "${BASH_SOURCE[0]}")/in-namespace.sh" containers_harness.py 1800 \
-	"$0 BINARY [-k PATTERN]... [--list] [--disk]" "$@"
+	"$0 BINARY [-k PATTERN]... [--list] [--tmpfs]" "$@"
