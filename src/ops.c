@@ -22,6 +22,7 @@
 #include "create.h"
 #include "remove.h"
 #include "errors.h"
+#include "killpriv.h"
 #include "request.h"
 #include "rename.h"
 #include "setattr.h"
@@ -158,7 +159,8 @@ static void ops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_da
 	SCOPE(BATCH_FORGET, 0);
 	/* struct fuse_forget_data is {uint64 ino; uint64 nlookup}: the same layout. */
 	G_STATIC_ASSERT(sizeof(struct fuse_forget_data) == sizeof(struct node_forget_item));
-	node_table_forget_batch(req_fs(req)->nodes, (const struct node_forget_item *)forgets, count);
+	node_table_forget_batch(req_fs(req)->nodes, (const struct node_forget_item *)forgets,
+				count);
 	fuse_reply_none(req);
 	trim_after_forgets(count);
 }
@@ -319,8 +321,7 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
  * kernel's largest request (FUSE's max_pages, 256 pages). */
 #define READDIR_BUF_MAX (1024 * 1024)
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
-		       bool plus)
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
 	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
 	/* A shorter reply is always allowed; the kernel asks for a page or a few. */
@@ -459,6 +460,38 @@ static void reply_err_or_entry(fuse_req_t req, struct plyfs *fs, int r, struct n
 	put(fs, n);
 }
 
+/* Takes away the setuid/setgid bits that `cause` by the caller of `req` costs n (killpriv.h):
+ * the kernel leaves that to us. `of`: the handle the change came through, or NULL. */
+static int kill_priv(fuse_req_t req, struct node *n, struct open_file *of,
+		     enum killpriv_cause cause)
+{
+	struct plyfs *fs = req_fs(req);
+	struct stat st;
+	int r = of ? file_getattr(fs, of, &st) : inode_getattr(fs, n, &st);
+	if (r < 0)
+		return r;
+	mode_t mode = killpriv_mode(req, cause, st.st_mode, st.st_gid);
+	if (mode == st.st_mode)
+		return 0;
+	struct stat attr = {.st_mode = mode};
+	r = setattr_apply(fs, n, of, &attr, FUSE_SET_ATTR_MODE, &st);
+	/* A WRITE's reply carries no attributes: the kernel's cached mode must go. */
+	if (r == 0 && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, -1, 0);
+	return r;
+}
+
+/* Before a write through handle `of` whose current fd is `fd`: one fstat, and kill_priv() only
+ * when the file has a setuid or setgid bit. */
+static int kill_priv_write(fuse_req_t req, struct open_file *of, int fd)
+{
+	struct stat st;
+	int r = layer_fstat(fd, &st);
+	if (r < 0 || !(st.st_mode & (S_ISUID | S_ISGID)))
+		return r;
+	return kill_priv(req, of->node, of, KILLPRIV_WRITE);
+}
+
 static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			struct fuse_file_info *fi)
 {
@@ -467,9 +500,17 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
-	struct open_file *of = fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
+	struct open_file *of =
+		fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
 	struct stat st;
 	int r = setattr_apply(fs, n, of, attr, to_set, &st);
+	/* A truncation costs the setuid/setgid bits as a write does. */
+	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && (st.st_mode & (S_ISUID | S_ISGID)) &&
+	    killpriv_mode(req, KILLPRIV_WRITE, st.st_mode, st.st_gid) != st.st_mode) {
+		struct stat m = {.st_mode =
+					 killpriv_mode(req, KILLPRIV_WRITE, st.st_mode, st.st_gid)};
+		r = setattr_apply(fs, n, of, &m, FUSE_SET_ATTR_MODE, &st);
+	}
 	put(fs, n);
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -515,8 +556,7 @@ static bool bad_mknod_type(fuse_req_t req, mode_t mode)
 	return !ok;
 }
 
-static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		      dev_t rdev)
+static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	SCOPE(MKNOD, parent);
 	struct plyfs *fs = req_fs(req);
@@ -661,6 +701,8 @@ static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	if (!n)
 		return;
 	int r = xattr_set(fs, n, name, value, size, flags);
+	if (r == 0 && strcmp(name, "system.posix_acl_access") == 0)
+		r = kill_priv(req, n, NULL, KILLPRIV_ACL);
 	put(fs, n);
 	fuse_reply_err(req, -r);
 }
@@ -687,8 +729,9 @@ static void ops_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
 {
 	SCOPE(WRITE, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
-	if (fd < 0) {
-		fuse_reply_err(req, -fd);
+	int r = fd < 0 ? fd : kill_priv_write(req, fh_file(fi), fd);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
 		return;
 	}
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
@@ -700,8 +743,7 @@ static void ops_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
 		/* libfuse wrote to the layer fd, not a layer.c wrapper: note a layer error here. */
 		errors_note_call((int)-n, "write", fd, NULL);
 		fuse_reply_err(req, (int)-n);
-	}
-	else
+	} else
 		fuse_reply_write(req, (size_t)n);
 }
 
@@ -737,7 +779,9 @@ static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, o
 {
 	SCOPE(FALLOCATE, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
-	int r = fd < 0 ? fd : layer_fallocate(fd, mode, off, len);
+	int r = fd < 0 ? fd : kill_priv_write(req, fh_file(fi), fd);
+	if (r == 0)
+		r = layer_fallocate(fd, mode, off, len);
 	fuse_reply_err(req, -r);
 }
 
@@ -761,8 +805,9 @@ static void ops_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	struct plyfs *fs = req_fs(req);
 	int in = file_fd(fs, fh_file(fi_in));
 	int out = file_fd(fs, fh_file(fi_out));
-	ssize_t r = in < 0 ? in : (out < 0 ? out : layer_copy_file_range(in, &off_in, out,
-									    &off_out, len));
+	ssize_t r = in < 0 ? in : (out < 0 ? out : kill_priv_write(req, fh_file(fi_out), out));
+	if (r == 0)
+		r = layer_copy_file_range(in, &off_in, out, &off_out, len);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else

@@ -3,7 +3,7 @@
  * fake_fuse.h - a stand-in for libfuse's reply side, so that unit tests call the request handlers
  * of ops.c directly, without a kernel.
  *
- * fake_fuse.c defines fuse_reply_*, fuse_req_userdata and fuse_req_ctx. Symbols defined in the
+ * fake_fuse.c defines fuse_reply_*, fuse_req_userdata, fuse_req_ctx and fuse_req_getgroups. Symbols defined in the
  * test executable take precedence over libfuse's shared library, so the handlers (linked from
  * the core library) reply into a struct fuse_req the test made: it records how many replies
  * were sent (a request must get exactly one) and what the first one said. Everything else of
