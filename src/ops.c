@@ -205,6 +205,38 @@ static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/* Takes away the setuid/setgid bits that `cause` by the caller of `req` costs n (killpriv.h):
+ * the kernel leaves that to us. `of`: the handle the change came through, or NULL. */
+static int kill_priv(fuse_req_t req, struct node *n, struct open_file *of,
+		     enum killpriv_cause cause)
+{
+	struct plyfs *fs = req_fs(req);
+	struct stat st;
+	int r = of ? file_getattr(fs, of, &st) : inode_getattr(fs, n, &st);
+	if (r < 0)
+		return r;
+	mode_t mode = killpriv_mode(req, cause, st.st_mode, st.st_gid);
+	if (mode == st.st_mode)
+		return 0;
+	struct stat attr = {.st_mode = mode};
+	r = setattr_apply(fs, n, of, &attr, FUSE_SET_ATTR_MODE, &st);
+	/* A WRITE's reply carries no attributes: the kernel's cached mode must go. */
+	if (r == 0 && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, -1, 0);
+	return r;
+}
+
+/* Before a write through handle `of` whose current fd is `fd`: one fstat, and kill_priv() only
+ * when the file has a setuid or setgid bit. */
+static int kill_priv_write(fuse_req_t req, struct open_file *of, int fd)
+{
+	struct stat st;
+	int r = layer_fstat(fd, &st);
+	if (r < 0 || !(st.st_mode & (S_ISUID | S_ISGID)))
+		return r;
+	return kill_priv(req, of->node, of, KILLPRIV_WRITE);
+}
+
 static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	SCOPE(OPEN, ino);
@@ -215,6 +247,13 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct open_file *of = NULL;
 	int r = file_open(fs, n, fi->flags, &of);
 	put(fs, n);
+	/* An O_TRUNC open truncates here (atomic_o_trunc): it costs the bits as a truncate does. */
+	if (r == 0 && (fi->flags & O_TRUNC)) {
+		r = file_fd(fs, of);
+		r = r < 0 ? r : kill_priv_write(req, of, r);
+		if (r < 0)
+			file_release(fs, of);
+	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -458,38 +497,6 @@ static void reply_err_or_entry(fuse_req_t req, struct plyfs *fs, int r, struct n
 	}
 	reply_entry(req, n, st);
 	put(fs, n);
-}
-
-/* Takes away the setuid/setgid bits that `cause` by the caller of `req` costs n (killpriv.h):
- * the kernel leaves that to us. `of`: the handle the change came through, or NULL. */
-static int kill_priv(fuse_req_t req, struct node *n, struct open_file *of,
-		     enum killpriv_cause cause)
-{
-	struct plyfs *fs = req_fs(req);
-	struct stat st;
-	int r = of ? file_getattr(fs, of, &st) : inode_getattr(fs, n, &st);
-	if (r < 0)
-		return r;
-	mode_t mode = killpriv_mode(req, cause, st.st_mode, st.st_gid);
-	if (mode == st.st_mode)
-		return 0;
-	struct stat attr = {.st_mode = mode};
-	r = setattr_apply(fs, n, of, &attr, FUSE_SET_ATTR_MODE, &st);
-	/* A WRITE's reply carries no attributes: the kernel's cached mode must go. */
-	if (r == 0 && fs->se)
-		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, -1, 0);
-	return r;
-}
-
-/* Before a write through handle `of` whose current fd is `fd`: one fstat, and kill_priv() only
- * when the file has a setuid or setgid bit. */
-static int kill_priv_write(fuse_req_t req, struct open_file *of, int fd)
-{
-	struct stat st;
-	int r = layer_fstat(fd, &st);
-	if (r < 0 || !(st.st_mode & (S_ISUID | S_ISGID)))
-		return r;
-	return kill_priv(req, of->node, of, KILLPRIV_WRITE);
 }
 
 static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,

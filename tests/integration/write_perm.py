@@ -16,7 +16,7 @@ import subprocess
 from layerspec import D, F
 from write_env import P, wtest
 
-SGID_LAYERS_FILES = ("w", "t", "fa", "acl", "s", "member", "root", "gx")
+SGID_LAYERS_FILES = ("w", "t", "fa", "acl", "s", "member", "root", "gx", "ot", "ots")
 
 
 def sgid_layers():
@@ -25,7 +25,7 @@ def sgid_layers():
 	def files(prefix):
 		out = {}
 		for n in SGID_LAYERS_FILES:
-			mode = {"s": 0o6666, "gx": 0o2674}.get(n, 0o2664)
+			mode = {"s": 0o6666, "ots": 0o6666, "gx": 0o2674}.get(n, 0o2664)
 			out[prefix + n] = F("data\n", mode=mode, uid=1000, gid=100)
 		return out
 	return [files("")], dict(files("u_"), d=D(mode=0o755))
@@ -45,6 +45,8 @@ def _as_user(fd, code, groups=None):
 WRITE = "import os,sys; os.write(int(sys.argv[1]), b'more\\n')"
 TRUNC = "import os,sys; os.ftruncate(int(sys.argv[1]), 2)"
 FALLOC = "import os,sys; os.posix_fallocate(int(sys.argv[1]), 0, 8192)"
+# A new open (an OPEN request of the caller) through the inherited fd's magic link.
+OTRUNC = "import os,sys; os.close(os.open('/proc/self/fd/' + sys.argv[1], os.O_WRONLY | os.O_TRUNC))"
 
 
 def _change(r, rel, code, flags=os.O_WRONLY | os.O_APPEND, groups=None, root=False):
@@ -81,6 +83,10 @@ def t_killpriv(env):
 		env.same("fallocate by a non-member: " + pre + "fa", _change, pre + "fa", FALLOC,
 			 os.O_WRONLY)
 		env.same("write to setuid+setgid: " + pre + "s", _change, pre + "s", WRITE)
+		env.same("open O_TRUNC by a non-member: " + pre + "ot", _change, pre + "ot", OTRUNC,
+			 os.O_RDONLY)
+		env.same("open O_TRUNC of setuid+setgid: " + pre + "ots", _change, pre + "ots",
+			 OTRUNC, os.O_RDONLY)
 		env.same("write by a group member: " + pre + "member", _change, pre + "member",
 			 WRITE, groups=(100,))
 		env.same("write by root: " + pre + "root", _change, pre + "root", WRITE, root=True)
