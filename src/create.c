@@ -9,6 +9,7 @@
 #include "autofd.h"
 #include "copy_up.h"
 #include "create.h"
+#include "fileattr.h"
 #include "inode.h"
 #include "namei.h"
 #include "override.h"
@@ -197,7 +198,9 @@ int create_entry(struct plyfs *fs, struct node *parent, const char *name,
 		return -ENAMETOOLONG;
 	if (!S_ISDIR(parent->type))
 		return -ENOTDIR; /* before a copy-up: a refused request changes nothing */
-	int r = copy_up(fs, parent, true);
+	int r = fileattr_check(fs, parent, FA_DIR_ADD);
+	if (r == 0)
+		r = copy_up(fs, parent, true);
 	if (r < 0)
 		return r;
 	autofd int fd = -1;
@@ -221,8 +224,13 @@ int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const 
 		return -ENOTDIR; /* the kernel resolves the new name first */
 	if (S_ISDIR(n->type))
 		return -EPERM;
+	int r = fileattr_check(fs, newparent, FA_DIR_ADD);
+	if (r == 0)
+		r = fileattr_check(fs, n, FA_LINK);
+	if (r < 0)
+		return r;
 	auto_lfd struct lfd src = LFD_INIT;
-	int r = inode_locate(fs, n, &src);
+	r = inode_locate(fs, n, &src);
 	if (r == 0)
 		r = copy_up_at(fs, n, &src, true);
 	if (r == 0)

@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <linux/fs.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "create.h"
 #include "remove.h"
 #include "errors.h"
+#include "fileattr.h"
 #include "killpriv.h"
 #include "request.h"
 #include "rename.h"
@@ -59,7 +61,8 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	const unsigned want = FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_READDIRPLUS |
 			      FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_CACHE_SYMLINKS |
 			      FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-			      FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC;
+			      FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC |
+			      FUSE_CAP_IOCTL_DIR; /* chattr/lsattr of directories (fileattr.h) */
 	conn->want |= want & conn->capable;
 	/* The kernel enforces ACLs from the system.posix_acl_* xattrs we pass through. */
 	if (!fs->params->noacl && (conn->capable & FUSE_CAP_POSIX_ACL)) {
@@ -245,7 +248,13 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!n)
 		return;
 	struct open_file *of = NULL;
-	int r = file_open(fs, n, fi->flags, &of);
+	int r = 0;
+	if (fi->flags & O_TRUNC)
+		r = fileattr_check(fs, n, FA_TRUNCATE);
+	else if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		r = fileattr_check(fs, n, (fi->flags & O_APPEND) ? FA_APPEND_OPEN : FA_WRITE_OPEN);
+	if (r == 0)
+		r = file_open(fs, n, fi->flags, &of);
 	put(fs, n);
 	/* An O_TRUNC open truncates here (atomic_o_trunc): it costs the bits as a truncate does. */
 	if (r == 0 && (fi->flags & O_TRUNC)) {
@@ -499,6 +508,20 @@ static void reply_err_or_entry(fuse_req_t req, struct plyfs *fs, int r, struct n
 	put(fs, n);
 }
 
+/* What a SETATTR does, for the +i/+a check (the kernel's notify_change()). */
+static enum fileattr_use setattr_use(int to_set)
+{
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		return FA_TRUNCATE;
+	bool explicit_time =
+		((to_set & FUSE_SET_ATTR_ATIME) && !(to_set & FUSE_SET_ATTR_ATIME_NOW)) ||
+		((to_set & FUSE_SET_ATTR_MTIME) && !(to_set & FUSE_SET_ATTR_MTIME_NOW));
+	if (explicit_time ||
+	    (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+		return FA_ATTR;
+	return FA_TOUCH;
+}
+
 static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			struct fuse_file_info *fi)
 {
@@ -510,7 +533,9 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	struct open_file *of =
 		fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
 	struct stat st;
-	int r = setattr_apply(fs, n, of, attr, to_set, &st);
+	int r = fileattr_check(fs, n, setattr_use(to_set));
+	if (r == 0)
+		r = setattr_apply(fs, n, of, attr, to_set, &st);
 	/* A truncation costs the setuid/setgid bits as a write does. */
 	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && (st.st_mode & (S_ISUID | S_ISGID)) &&
 	    killpriv_mode(req, KILLPRIV_WRITE, st.st_mode, st.st_gid) != st.st_mode) {
@@ -707,7 +732,9 @@ static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
-	int r = xattr_set(fs, n, name, value, size, flags);
+	int r = fileattr_check(fs, n, FA_ATTR);
+	if (r == 0)
+		r = xattr_set(fs, n, name, value, size, flags);
 	if (r == 0 && strcmp(name, "system.posix_acl_access") == 0)
 		r = kill_priv(req, n, NULL, KILLPRIV_ACL);
 	put(fs, n);
@@ -721,7 +748,9 @@ static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
-	int r = xattr_remove(fs, n, name);
+	int r = fileattr_check(fs, n, FA_ATTR);
+	if (r == 0)
+		r = xattr_remove(fs, n, name);
 	put(fs, n);
 	fuse_reply_err(req, -r);
 }
@@ -786,7 +815,11 @@ static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, o
 {
 	SCOPE(FALLOCATE, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
-	int r = fd < 0 ? fd : kill_priv_write(req, fh_file(fi), fd);
+	int r = fd < 0 ? fd : 0;
+	if (r == 0 && (mode & ~FALLOC_FL_KEEP_SIZE))
+		r = fileattr_check(req_fs(req), fh_file(fi)->node, FA_FALLOCATE);
+	if (r == 0)
+		r = kill_priv_write(req, fh_file(fi), fd);
 	if (r == 0)
 		r = layer_fallocate(fd, mode, off, len);
 	fuse_reply_err(req, -r);
@@ -819,6 +852,31 @@ static void ops_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		fuse_reply_err(req, (int)-r);
 	else
 		fuse_reply_write(req, (size_t)r);
+}
+
+/* FUSE_IOCTL: the file attribute requests (fileattr.h); 32-bit callers send the same layouts. */
+static void ops_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		      struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+		      size_t in_bufsz, size_t out_bufsz)
+{
+	(void)arg, (void)fi, (void)flags;
+	SCOPE(IOCTL, ino);
+	struct plyfs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	if (!n)
+		return;
+	union {
+		unsigned flags;
+		struct fsxattr fa;
+	} out = {0};
+	size_t len = 0;
+	int r = fileattr_ioctl(fs, n, cmd, in_buf, in_bufsz, &out,
+			       out_bufsz < sizeof(out) ? out_bufsz : sizeof(out), &len);
+	put(fs, n);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_ioctl(req, 0, len ? &out : NULL, len);
 }
 
 const struct fuse_lowlevel_ops plyfs_ops = {
@@ -857,4 +915,5 @@ const struct fuse_lowlevel_ops plyfs_ops = {
 	.fallocate = ops_fallocate,
 	.lseek = ops_lseek,
 	.copy_file_range = ops_copy_file_range,
+	.ioctl = ops_ioctl,
 };
