@@ -172,7 +172,6 @@ int fileattr_ioctl(struct plyfs *fs, struct node *n, unsigned cmd, const void *i
 	int r;
 	switch (cmd) {
 	case FS_IOC_GETFLAGS:
-	case FS_IOC32_GETFLAGS:
 		if (out_size < sizeof(unsigned))
 			return -EINVAL;
 		r = get_attrs(fs, n, FS_IOC_GETFLAGS, out);
@@ -185,7 +184,6 @@ int fileattr_ioctl(struct plyfs *fs, struct node *n, unsigned cmd, const void *i
 		*out_len = r == 0 ? sizeof(struct fsxattr) : 0;
 		return r;
 	case FS_IOC_SETFLAGS:
-	case FS_IOC32_SETFLAGS:
 		if (in_size < sizeof(unsigned))
 			return -EINVAL;
 		return set_attrs(fs, n, FS_IOC_SETFLAGS, in);

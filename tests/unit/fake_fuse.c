@@ -142,6 +142,15 @@ int fuse_reply_statfs(fuse_req_t req, const struct statvfs *stbuf)
 	return 0;
 }
 
+int fuse_reply_ioctl(fuse_req_t req, int result, const void *buf, size_t size)
+{
+	if (first(req, FAKE_IOCTL)) {
+		req->ioctl_result = result;
+		keep_data(req, buf, size);
+	}
+	return 0;
+}
+
 int fuse_reply_xattr(fuse_req_t req, size_t count)
 {
 	if (first(req, FAKE_XATTR))
