@@ -162,8 +162,7 @@ static void ops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_da
 	SCOPE(BATCH_FORGET, 0);
 	/* struct fuse_forget_data is {uint64 ino; uint64 nlookup}: the same layout. */
 	G_STATIC_ASSERT(sizeof(struct fuse_forget_data) == sizeof(struct node_forget_item));
-	node_table_forget_batch(req_fs(req)->nodes, (const struct node_forget_item *)forgets,
-				count);
+	node_table_forget_batch(req_fs(req)->nodes, (const struct node_forget_item *)forgets, count);
 	fuse_reply_none(req);
 	trim_after_forgets(count);
 }
@@ -369,7 +368,8 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
  * kernel's largest request (FUSE's max_pages, 256 pages). */
 #define READDIR_BUF_MAX (1024 * 1024)
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+		       bool plus)
 {
 	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
 	/* A shorter reply is always allowed; the kernel asks for a page or a few. */
@@ -530,19 +530,19 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
-	struct open_file *of =
-		fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
+	struct open_file *of = fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
 	struct stat st;
-	int r = fileattr_check(fs, n, setattr_use(to_set));
+	const int changes = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+			    FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME;
+	int r = (to_set & changes) ? fileattr_check(fs, n, setattr_use(to_set)) : 0;
 	if (r == 0)
 		r = setattr_apply(fs, n, of, attr, to_set, &st);
-	/* A truncation costs the setuid/setgid bits as a write does. */
-	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && (st.st_mode & (S_ISUID | S_ISGID)) &&
-	    killpriv_mode(req, KILLPRIV_WRITE, st.st_mode, st.st_gid) != st.st_mode) {
-		struct stat m = {.st_mode =
-					 killpriv_mode(req, KILLPRIV_WRITE, st.st_mode, st.st_gid)};
-		r = setattr_apply(fs, n, of, &m, FUSE_SET_ATTR_MODE, &st);
-	}
+	/* A truncation costs the setuid/setgid bits as a write does (the reply carries them). */
+	struct stat killed = {.st_mode = st.st_mode};
+	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && (st.st_mode & (S_ISUID | S_ISGID)))
+		killed.st_mode = killpriv_mode(req, KILLPRIV_WRITE, st.st_mode, st.st_gid);
+	if (r == 0 && killed.st_mode != st.st_mode)
+		r = setattr_apply(fs, n, of, &killed, FUSE_SET_ATTR_MODE, &st);
 	put(fs, n);
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -588,7 +588,8 @@ static bool bad_mknod_type(fuse_req_t req, mode_t mode)
 	return !ok;
 }
 
-static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      dev_t rdev)
 {
 	SCOPE(MKNOD, parent);
 	struct plyfs *fs = req_fs(req);
@@ -779,7 +780,8 @@ static void ops_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
 		/* libfuse wrote to the layer fd, not a layer.c wrapper: note a layer error here. */
 		errors_note_call((int)-n, "write", fd, NULL);
 		fuse_reply_err(req, (int)-n);
-	} else
+	}
+	else
 		fuse_reply_write(req, (size_t)n);
 }
 

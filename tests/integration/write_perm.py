@@ -12,6 +12,7 @@ to be searchable by uid 1000.
 import array
 import errno
 import fcntl
+import json
 import os
 import stat
 import subprocess
@@ -304,3 +305,29 @@ def t_fileattr(env):
 			lambda: os.getxattr(P(r, "idir"), "trusted.overlay.protattr")))
 	finally:
 		_clear_all_flags(env)
+
+
+def _ops(env):
+	out = subprocess.run([env.opts.binary, "status", "--json", env.pm], capture_output=True,
+			     timeout=30, check=True).stdout
+	return json.loads(out)["ops"]
+
+
+@wtest("perm/killpriv_v2", layers=lambda: ([{"lo": "lower\n"}], {}), kernel=False)
+def t_killpriv_v2(env):
+	"""FUSE_HANDLE_KILLPRIV_V2 negotiated (fuse_io.h): the kernel sends no
+	GETXATTR(security.capability) before each write (counted by the status query, which reads
+	one xattr itself)."""
+	fd = os.open(P(env.pm, "f"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+	try:
+		os.write(fd, b"first")
+		before = _ops(env)
+		for _ in range(200):
+			os.write(fd, b"abcd")
+		after = _ops(env)
+	finally:
+		os.close(fd)
+	env.check(after["write"] - before["write"] == 200,
+		  "writes counted: %d" % (after["write"] - before["write"]))
+	env.check(after["getxattr"] - before["getxattr"] <= 2,
+		  "getxattr requests during 200 writes: %d" % (after["getxattr"] - before["getxattr"]))
