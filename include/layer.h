@@ -117,6 +117,11 @@ off_t layer_lseek(int fd, off_t off, int whence);
 ssize_t layer_pwrite(int fd, const void *buf, size_t size, off_t off);
 ssize_t layer_copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t len);
 int layer_ficlone(int dst, int src);
+/* FS_IOC_GETFLAGS/SETFLAGS/FSGETXATTR/FSSETXATTR on an open fd (fileattr.h). */
+int layer_fileattr(int fd, unsigned long cmd, void *arg);
+/* statx's stx_attributes (STATX_ATTR_IMMUTABLE, _APPEND, ...) that the filesystem reports;
+ * name NULL: the fd itself. */
+int layer_statx_attributes(int dirfd, const char *name, uint64_t *attrs);
 /* An unnamed file in directory `dirfd` (O_TMPFILE), -EOPNOTSUPP where the fs has none. */
 int layer_open_tmpfile(int dirfd, mode_t mode);
 

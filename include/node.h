@@ -155,6 +155,7 @@ struct node {
 	GPtrArray *retired;	  /* earlier stacks; protected by lock; freed with the node */
 	unsigned copyup_gen;	  /* atomic; bumped when the top entry moves to the upper layer */
 	bool unlinked;		  /* atomic; the last name went away while the kernel knew it */
+	unsigned prot;		  /* atomic; fileattr.h: +i/+a flags once read (FILEATTR_KNOWN) */
 	unsigned open_count;	  /* atomic; open file and directory handles */
 	/* An O_PATH fd of the entry, taken when its last name was removed (a non-directory, or an
 	 * open directory; remove.h): the only way left to reach it (fstat, fchmod, an open already

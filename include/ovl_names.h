@@ -27,6 +27,7 @@
 #define OVL_XATTR_NLINK_SUFFIX	  "nlink"
 #define OVL_XATTR_IMPURE_SUFFIX	  "impure"
 #define OVL_XATTR_METACOPY_SUFFIX "metacopy"
+#define OVL_XATTR_PROTATTR_SUFFIX "protattr" /* fileattr.h */
 
 #define OVL_WH_PREFIX	  ".wh."
 #define OVL_WH_PREFIX_LEN 4

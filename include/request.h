@@ -56,7 +56,8 @@
 	X(REMOVEXATTR, "removexattr")                                                              \
 	X(FALLOCATE, "fallocate")                                                                  \
 	X(LSEEK, "lseek")                                                                          \
-	X(COPY_FILE_RANGE, "copy_file_range")
+	X(COPY_FILE_RANGE, "copy_file_range")                                                      \
+	X(IOCTL, "ioctl")
 
 #define REQ_OP_ENUM(id, name) REQ_OP_##id,
 enum req_op {

@@ -12,6 +12,7 @@
 #include "autofd.h"
 #include "copy_up.h"
 #include "errors.h"
+#include "fileattr.h"
 #include "index.h"
 #include "inode.h"
 #include "log.h"
@@ -296,6 +297,9 @@ static int copy_up_regular(struct cu *c)
 	if (r == 0)
 		r = copy_override(c, tmp, NULL);
 	if (r == 0)
+		r = fileattr_copy_up(c->fs, src, c->src_dir, c->src_name, tmp, -1, NULL,
+				     c->st.st_mode);
+	if (r == 0)
 		r = write_origin(c->fs, tmp, NULL, S_IFREG, c->n->key);
 	if (r == 0)
 		r = copy_attrs(tmp, NULL, &c->st);
@@ -334,6 +338,9 @@ static int copy_up_other(struct cu *c)
 	r = copy_xattrs(c->src_dir, c->src_name, c->work, tmpname);
 	if (r == 0)
 		r = copy_override(c, c->work, tmpname);
+	if (r == 0)
+		r = fileattr_copy_up(c->fs, -1, c->src_dir, c->src_name, -1, c->work, tmpname,
+				     c->st.st_mode);
 	if (r == 0)
 		r = write_origin(c->fs, c->work, tmpname, c->st.st_mode, c->n->key);
 	if (r == 0)

@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <linux/limits.h>
 #include <unistd.h>
 
 #include "autofd.h"
 #include "copy_up.h"
 #include "create.h"
+#include "fileattr.h"
 #include "inode.h"
 #include "namei.h"
 #include "override.h"
@@ -83,42 +85,66 @@ static struct create_req real_req(struct plyfs *fs, const struct create_req *req
 	return r;
 }
 
+/* Under a parent with a default ACL the entry is not built in the work dir itself but in a new
+ * directory there that carries a copy of that ACL, so the upper filesystem gives it the mode and
+ * ACLs it would get in the parent (the kernel's posix_acl_create()). *acldir: that directory's
+ * name (to remove afterwards). Its fd or -errno. */
+static int acl_build_dir(struct plyfs *fs, int updir, char **acldir)
+{
+	g_autofree char *acl = g_malloc(XATTR_SIZE_MAX);
+	ssize_t len = layer_getxattr(updir, NULL, "system.posix_acl_default", acl, XATTR_SIZE_MAX);
+	if (len < 0)
+		return (int)len;
+	g_autofree char *name = workdir_tmpname();
+	int r = layer_mkdirat(fs->work_dirfd, name, 0700);
+	if (r < 0)
+		return r;
+	int fd = layer_openat(fs->work_dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+	r = fd < 0 ? fd : layer_setxattr(fd, NULL, "system.posix_acl_default", acl, len, 0);
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		layer_unlinkat(fs->work_dirfd, name, AT_REMOVEDIR);
+		return r;
+	}
+	*acldir = g_steal_pointer(&name);
+	return fd;
+}
+
 /* Builds the entry in the work dir and moves it over the whiteout at `name`. */
 static int create_over_whiteout(struct plyfs *fs, int updir, const char *name,
 				const struct create_req *req, const struct stat *pst, uid_t uid,
-				gid_t gid, int *fd)
+				gid_t gid, bool default_acl, int *fd)
 {
+	g_autofree char *acldir = NULL;
+	autofd int aclfd = default_acl ? acl_build_dir(fs, updir, &acldir) : -1;
+	if (default_acl && aclfd < 0)
+		return aclfd;
+	int work = default_acl ? aclfd : fs->work_dirfd;
 	g_autofree char *tmp = workdir_tmpname();
-	int work = fs->work_dirfd;
 	struct create_req real = real_req(fs, req);
 	int r = make_entry(work, tmp, &real, fd);
-	if (r < 0)
-		return r;
-	r = set_owner(fs, work, tmp, req, pst, uid, gid);
+	if (r == 0)
+		r = set_owner(fs, work, tmp, req, pst, uid, gid);
 	bool dir = S_ISDIR(req->mode);
 	if (r == 0 && dir)
 		r = upper_set_opaque(fs, work, tmp);
 	if (r == 0)
 		r = layer_renameat2(work, tmp, updir, name, dir ? RENAME_EXCHANGE : 0);
-	if (r < 0) {
+	if (r < 0)
 		workdir_rmtree(work, tmp);
-		return r;
-	}
-	if (dir)
+	else if (dir)
 		layer_unlinkat(work, tmp, 0); /* the whiteout, now in the work dir */
-	return 0;
+	if (acldir)
+		layer_unlinkat(fs->work_dirfd, acldir, AT_REMOVEDIR);
+	return r;
 }
 
 /* With POSIX ACLs the kernel leaves the umask to us: a default ACL on the parent replaces it (the
  * upper filesystem applies that ACL when the entry is made there). */
-static mode_t effective_mode(int updir, const struct create_req *req)
+static bool has_default_acl(int updir)
 {
-	if (!(req->umask & 0777))
-		return req->mode;
-	ssize_t r = layer_getxattr(updir, NULL, "system.posix_acl_default", NULL, 0);
-	if (r > 0)
-		return req->mode;
-	return req->mode & ~(req->umask & 07777);
+	return layer_getxattr(updir, NULL, "system.posix_acl_default", NULL, 0) > 0;
 }
 
 /* `merged_parent`: the parent merges with lower layers, where kernel overlayfs makes a new
@@ -128,7 +154,9 @@ static int create_in_upper(struct plyfs *fs, int updir, const char *name,
 			   const struct create_req *given, bool merged_parent, int *fd)
 {
 	struct create_req masked = *given;
-	masked.mode = effective_mode(updir, given);
+	bool default_acl = (given->umask & 0777) && has_default_acl(updir);
+	if (!default_acl)
+		masked.mode &= ~(given->umask & 07777);
 	const struct create_req *req = &masked;
 	struct stat pst;
 	uid_t uid = 0;
@@ -143,8 +171,10 @@ static int create_in_upper(struct plyfs *fs, int updir, const char *name,
 		return slot;
 	if (slot == UPPER_ENTRY)
 		return -EEXIST;
+	if (slot == UPPER_WHITEOUT && !(given->umask & 0777))
+		default_acl = has_default_acl(updir);
 	if (slot == UPPER_WHITEOUT)
-		return create_over_whiteout(fs, updir, name, req, &pst, uid, gid, fd);
+		return create_over_whiteout(fs, updir, name, req, &pst, uid, gid, default_acl, fd);
 
 	struct create_req real = real_req(fs, req);
 	r = make_entry(updir, name, &real, fd);
@@ -173,7 +203,9 @@ int create_entry(struct plyfs *fs, struct node *parent, const char *name,
 		return -ENAMETOOLONG;
 	if (!S_ISDIR(parent->type))
 		return -ENOTDIR; /* before a copy-up: a refused request changes nothing */
-	int r = copy_up(fs, parent, true);
+	int r = fileattr_check(fs, parent, FA_DIR_ADD);
+	if (r == 0)
+		r = copy_up(fs, parent, true);
 	if (r < 0)
 		return r;
 	autofd int fd = -1;
@@ -197,8 +229,13 @@ int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const 
 		return -ENOTDIR; /* the kernel resolves the new name first */
 	if (S_ISDIR(n->type))
 		return -EPERM;
+	int r = fileattr_check(fs, newparent, FA_DIR_ADD);
+	if (r == 0)
+		r = fileattr_check(fs, n, FA_LINK);
+	if (r < 0)
+		return r;
 	auto_lfd struct lfd src = LFD_INIT;
-	int r = inode_locate(fs, n, &src);
+	r = inode_locate(fs, n, &src);
 	if (r == 0)
 		r = copy_up_at(fs, n, &src, true);
 	if (r == 0)

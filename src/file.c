@@ -60,6 +60,10 @@ static int open_at(const struct lfd *loc, int flags, bool write)
 	int fd = open_entry(loc->fd, loc->name, O_RDWR | keep);
 	if (fd == -EACCES && (flags & O_ACCMODE) == O_WRONLY)
 		fd = open_entry(loc->fd, loc->name, O_WRONLY | keep);
+	/* An append-only (chattr +a) file opens for writing only with O_APPEND, which the caller
+	 * gave: every write to it is an append, whatever offset the kernel sends. */
+	if (fd == -EPERM && (flags & O_APPEND) && !(keep & O_TRUNC))
+		fd = open_entry(loc->fd, loc->name, (flags & O_ACCMODE) | O_APPEND | keep);
 	fd = checked(loc, fd);
 	int r = trunc && fd >= 0 ? layer_ftruncate(fd, 0) : 0;
 	if (r < 0) {

@@ -328,6 +328,25 @@ int layer_ficlone(int dst, int src)
 	return (int)traced(ioctl(dst, FICLONE, src), "ficlone", dst, NULL);
 }
 
+int layer_fileattr(int fd, unsigned long cmd, void *arg)
+{
+	return (int)traced(ioctl(fd, cmd, arg), "ioctl_fileattr", fd, NULL);
+}
+
+int layer_statx_attributes(int dirfd, const char *name, uint64_t *attrs)
+{
+	CHECK_NAME(name, "statx", dirfd);
+	struct statx stx;
+	int r = (int)traced(
+		statx(dirfd, name ? name : "",
+		      AT_SYMLINK_NOFOLLOW | (name ? 0 : AT_EMPTY_PATH) | AT_STATX_DONT_SYNC, 0,
+		      &stx),
+		"statx", dirfd, name);
+	if (r == 0)
+		*attrs = stx.stx_attributes & stx.stx_attributes_mask;
+	return r;
+}
+
 int layer_open_tmpfile(int dirfd, mode_t mode)
 {
 	return (int)traced(openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode), "open_tmpfile",

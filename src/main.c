@@ -14,6 +14,7 @@
 #include "export_store.h"
 #include "file.h"
 #include "fs.h"
+#include "fuse_io.h"
 #include "index.h"
 #include "inode.h"
 #include "log.h"
@@ -311,6 +312,11 @@ int main(int argc, char **argv)
 		goto out_session;
 	if (fuse_session_mount(se, p.mountpoint) != 0) {
 		fprintf(stderr, "plyfs: cannot mount on '%s'\n", p.mountpoint);
+		goto out_signals;
+	}
+	/* FUSE_HANDLE_KILLPRIV_V2, which libfuse 3.14 cannot ask for (fuse_io.h). */
+	if (fuse_io_install(se) != 0) {
+		fuse_session_unmount(se);
 		goto out_signals;
 	}
 	/* The mount is live: only now may the parent exit 0. fuse_daemonize() also points stdio at

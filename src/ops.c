@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <linux/fs.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -22,6 +23,8 @@
 #include "create.h"
 #include "remove.h"
 #include "errors.h"
+#include "fileattr.h"
+#include "killpriv.h"
 #include "request.h"
 #include "rename.h"
 #include "setattr.h"
@@ -58,7 +61,8 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	const unsigned want = FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_READDIRPLUS |
 			      FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_CACHE_SYMLINKS |
 			      FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-			      FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC;
+			      FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC |
+			      FUSE_CAP_IOCTL_DIR; /* chattr/lsattr of directories (fileattr.h) */
 	conn->want |= want & conn->capable;
 	/* nfs_export=off: the kernel answers a handle of a file it forgot with ESTALE itself. */
 	if (fs->params->nfs_export_off)
@@ -206,6 +210,38 @@ static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/* Takes away the setuid/setgid bits that `cause` by the caller of `req` costs n (killpriv.h):
+ * the kernel leaves that to us. `of`: the handle the change came through, or NULL. */
+static int kill_priv(fuse_req_t req, struct node *n, struct open_file *of,
+		     enum killpriv_cause cause)
+{
+	struct plyfs *fs = req_fs(req);
+	struct stat st;
+	int r = of ? file_getattr(fs, of, &st) : inode_getattr(fs, n, &st);
+	if (r < 0)
+		return r;
+	mode_t mode = killpriv_mode(req, cause, st.st_mode, st.st_gid);
+	if (mode == st.st_mode)
+		return 0;
+	struct stat attr = {.st_mode = mode};
+	r = setattr_apply(fs, n, of, &attr, FUSE_SET_ATTR_MODE, &st);
+	/* A WRITE's reply carries no attributes: the kernel's cached mode must go. */
+	if (r == 0 && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, -1, 0);
+	return r;
+}
+
+/* Before a write through handle `of` whose current fd is `fd`: one fstat, and kill_priv() only
+ * when the file has a setuid or setgid bit. */
+static int kill_priv_write(fuse_req_t req, struct open_file *of, int fd)
+{
+	struct stat st;
+	int r = layer_fstat(fd, &st);
+	if (r < 0 || !(st.st_mode & (S_ISUID | S_ISGID)))
+		return r;
+	return kill_priv(req, of->node, of, KILLPRIV_WRITE);
+}
+
 static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	SCOPE(OPEN, ino);
@@ -214,8 +250,21 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!n)
 		return;
 	struct open_file *of = NULL;
-	int r = file_open(fs, n, fi->flags, &of);
+	int r = 0;
+	if (fi->flags & O_TRUNC)
+		r = fileattr_check(fs, n, FA_TRUNCATE);
+	else if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		r = fileattr_check(fs, n, (fi->flags & O_APPEND) ? FA_APPEND_OPEN : FA_WRITE_OPEN);
+	if (r == 0)
+		r = file_open(fs, n, fi->flags, &of);
 	put(fs, n);
+	/* An O_TRUNC open truncates here (atomic_o_trunc): it costs the bits as a truncate does. */
+	if (r == 0 && (fi->flags & O_TRUNC)) {
+		r = file_fd(fs, of);
+		r = r < 0 ? r : kill_priv_write(req, of, r);
+		if (r < 0)
+			file_release(fs, of);
+	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -462,6 +511,20 @@ static void reply_err_or_entry(fuse_req_t req, struct plyfs *fs, int r, struct n
 	put(fs, n);
 }
 
+/* What a SETATTR does, for the +i/+a check (the kernel's notify_change()). */
+static enum fileattr_use setattr_use(int to_set)
+{
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		return FA_TRUNCATE;
+	bool explicit_time =
+		((to_set & FUSE_SET_ATTR_ATIME) && !(to_set & FUSE_SET_ATTR_ATIME_NOW)) ||
+		((to_set & FUSE_SET_ATTR_MTIME) && !(to_set & FUSE_SET_ATTR_MTIME_NOW));
+	if (explicit_time ||
+	    (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+		return FA_ATTR;
+	return FA_TOUCH;
+}
+
 static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			struct fuse_file_info *fi)
 {
@@ -472,7 +535,17 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 		return;
 	struct open_file *of = fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
 	struct stat st;
-	int r = setattr_apply(fs, n, of, attr, to_set, &st);
+	const int changes = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+			    FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME;
+	int r = (to_set & changes) ? fileattr_check(fs, n, setattr_use(to_set)) : 0;
+	if (r == 0)
+		r = setattr_apply(fs, n, of, attr, to_set, &st);
+	/* A truncation costs the setuid/setgid bits as a write does (the reply carries them). */
+	struct stat killed = {.st_mode = st.st_mode};
+	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && (st.st_mode & (S_ISUID | S_ISGID)))
+		killed.st_mode = killpriv_mode(req, KILLPRIV_WRITE, st.st_mode, st.st_gid);
+	if (r == 0 && killed.st_mode != st.st_mode)
+		r = setattr_apply(fs, n, of, &killed, FUSE_SET_ATTR_MODE, &st);
 	put(fs, n);
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -663,7 +736,11 @@ static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
-	int r = xattr_set(fs, n, name, value, size, flags);
+	int r = fileattr_check(fs, n, FA_ATTR);
+	if (r == 0)
+		r = xattr_set(fs, n, name, value, size, flags);
+	if (r == 0 && strcmp(name, "system.posix_acl_access") == 0)
+		r = kill_priv(req, n, NULL, KILLPRIV_ACL);
 	put(fs, n);
 	fuse_reply_err(req, -r);
 }
@@ -675,7 +752,9 @@ static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
-	int r = xattr_remove(fs, n, name);
+	int r = fileattr_check(fs, n, FA_ATTR);
+	if (r == 0)
+		r = xattr_remove(fs, n, name);
 	put(fs, n);
 	fuse_reply_err(req, -r);
 }
@@ -690,8 +769,9 @@ static void ops_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
 {
 	SCOPE(WRITE, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
-	if (fd < 0) {
-		fuse_reply_err(req, -fd);
+	int r = fd < 0 ? fd : kill_priv_write(req, fh_file(fi), fd);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
 		return;
 	}
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
@@ -740,7 +820,13 @@ static void ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, o
 {
 	SCOPE(FALLOCATE, ino);
 	int fd = file_fd(req_fs(req), fh_file(fi));
-	int r = fd < 0 ? fd : layer_fallocate(fd, mode, off, len);
+	int r = fd < 0 ? fd : 0;
+	if (r == 0 && (mode & ~FALLOC_FL_KEEP_SIZE))
+		r = fileattr_check(req_fs(req), fh_file(fi)->node, FA_FALLOCATE);
+	if (r == 0)
+		r = kill_priv_write(req, fh_file(fi), fd);
+	if (r == 0)
+		r = layer_fallocate(fd, mode, off, len);
 	fuse_reply_err(req, -r);
 }
 
@@ -764,12 +850,38 @@ static void ops_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	struct plyfs *fs = req_fs(req);
 	int in = file_fd(fs, fh_file(fi_in));
 	int out = file_fd(fs, fh_file(fi_out));
-	ssize_t r = in < 0 ? in : (out < 0 ? out : layer_copy_file_range(in, &off_in, out,
-									    &off_out, len));
+	ssize_t r = in < 0 ? in : (out < 0 ? out : kill_priv_write(req, fh_file(fi_out), out));
+	if (r == 0)
+		r = layer_copy_file_range(in, &off_in, out, &off_out, len);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
 		fuse_reply_write(req, (size_t)r);
+}
+
+/* FUSE_IOCTL: the file attribute requests (fileattr.h); 32-bit callers send the same layouts. */
+static void ops_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		      struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+		      size_t in_bufsz, size_t out_bufsz)
+{
+	(void)arg, (void)fi, (void)flags;
+	SCOPE(IOCTL, ino);
+	struct plyfs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	if (!n)
+		return;
+	union {
+		unsigned flags;
+		struct fsxattr fa;
+	} out = {0};
+	size_t len = 0;
+	int r = fileattr_ioctl(fs, n, cmd, in_buf, in_bufsz, &out,
+			       out_bufsz < sizeof(out) ? out_bufsz : sizeof(out), &len);
+	put(fs, n);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_ioctl(req, 0, len ? &out : NULL, len);
 }
 
 const struct fuse_lowlevel_ops plyfs_ops = {
@@ -808,4 +920,5 @@ const struct fuse_lowlevel_ops plyfs_ops = {
 	.fallocate = ops_fallocate,
 	.lseek = ops_lseek,
 	.copy_file_range = ops_copy_file_range,
+	.ioctl = ops_ioctl,
 };

@@ -6,6 +6,7 @@
 
 #include "copy_up.h"
 #include "dir.h"
+#include "fileattr.h"
 #include "index.h"
 #include "inode.h"
 #include "namei.h"
@@ -155,11 +156,15 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 	int r = namei_lookup(fs, parent, name, &c, &st);
 	if (r < 0)
 		return r;
-	if (dir && !S_ISDIR(c->type))
+	/* +i/+a come first, as in the kernel's may_delete(). */
+	r = fileattr_check(fs, parent, FA_DIR_REMOVE);
+	if (r == 0)
+		r = fileattr_check(fs, c, FA_DELETE);
+	if (r == 0 && dir && !S_ISDIR(c->type))
 		r = -ENOTDIR;
-	else if (!dir && S_ISDIR(c->type))
+	else if (r == 0 && !dir && S_ISDIR(c->type))
 		r = -EISDIR;
-	else if (dir)
+	else if (r == 0 && dir)
 		r = remove_check_empty(fs, c);
 	if (r == 0)
 		r = copy_up(fs, parent, true);

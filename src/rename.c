@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "copy_up.h"
+#include "fileattr.h"
 #include "index.h"
 #include "inode.h"
 #include "namei.h"
@@ -114,6 +115,19 @@ static void side_clear(struct plyfs *fs, struct side *sd)
 		node_table_forget(fs->nodes, sd->node->nodeid, 1);
 		node_put(fs->nodes, sd->node);
 	}
+}
+
+/* +i/+a of the entries and directories involved (the kernel's may_delete()/may_create()). */
+static int check_fileattr(struct plyfs *fs, struct side *src, struct side *dst)
+{
+	int r = fileattr_check(fs, src->parent, FA_DIR_REMOVE);
+	if (r == 0)
+		r = fileattr_check(fs, src->node, FA_DELETE);
+	if (r == 0)
+		r = fileattr_check(fs, dst->parent, dst->node ? FA_DIR_REMOVE : FA_DIR_ADD);
+	if (r == 0 && dst->node)
+		r = fileattr_check(fs, dst->node, FA_DELETE);
+	return r;
 }
 
 /* Type rules of rename(2) that only the merged view can decide. */
@@ -335,6 +349,8 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 		r = side_init(fs, &dst, false);
 	if (r == 0 && src.node == dst.node)
 		goto out; /* the same file (one name, or two hard links): nothing to do */
+	if (r == 0)
+		r = check_fileattr(fs, &src, &dst);
 	if (r == 0)
 		r = check_loop(fs, &src, &dst, flags);
 	if (r == 0)

@@ -46,6 +46,13 @@ const struct fuse_ctx *fuse_req_ctx(fuse_req_t req)
 	return &req->ctx;
 }
 
+/* No supplementary groups: the caller is only in ctx.gid. */
+int fuse_req_getgroups(fuse_req_t req, int size, gid_t list[])
+{
+	(void)req, (void)size, (void)list;
+	return 0;
+}
+
 int fuse_reply_err(fuse_req_t req, int err)
 {
 	/* libfuse turns these into ERANGE with a complaint in the log. */
@@ -132,6 +139,15 @@ int fuse_reply_data(fuse_req_t req, struct fuse_bufvec *bufv, enum fuse_buf_copy
 int fuse_reply_statfs(fuse_req_t req, const struct statvfs *stbuf)
 {
 	first(req, FAKE_STATFS);
+	return 0;
+}
+
+int fuse_reply_ioctl(fuse_req_t req, int result, const void *buf, size_t size)
+{
+	if (first(req, FAKE_IOCTL)) {
+		req->ioctl_result = result;
+		keep_data(req, buf, size);
+	}
 	return 0;
 }
 

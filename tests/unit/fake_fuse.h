@@ -3,11 +3,11 @@
  * fake_fuse.h - a stand-in for libfuse's reply side, so that unit tests call the request handlers
  * of ops.c directly, without a kernel.
  *
- * fake_fuse.c defines fuse_reply_*, fuse_req_userdata and fuse_req_ctx. Symbols defined in the
- * test executable take precedence over libfuse's shared library, so the handlers (linked from
- * the core library) reply into a struct fuse_req the test made: it records how many replies
- * were sent (a request must get exactly one) and what the first one said. Everything else of
- * libfuse (fuse_add_direntry*, fuse_buf_copy, ...) is the real library.
+ * fake_fuse.c defines fuse_reply_*, fuse_req_userdata, fuse_req_ctx and fuse_req_getgroups. Symbols
+ * defined in the test executable take precedence over libfuse's shared library, so the handlers
+ * (linked from the core library) reply into a struct fuse_req the test made: it records how many
+ * replies were sent (a request must get exactly one) and what the first one said. Everything else
+ * of libfuse (fuse_add_direntry*, fuse_buf_copy, ...) is the real library.
  *
  * Lifetime: fake_req_new() allocates a request; unlike libfuse, a reply does not free it, so the
  * test can read it afterwards; fake_req_free() releases it.
@@ -34,6 +34,7 @@ enum fake_reply {
 	FAKE_STATFS,
 	FAKE_XATTR,
 	FAKE_LSEEK,
+	FAKE_IOCTL, /* fuse_reply_ioctl: the result in ioctl_result, the data in data */
 };
 
 struct fuse_req {
@@ -52,6 +53,7 @@ struct fuse_req {
 	struct stat attr;	       /* FAKE_ATTR */
 	size_t count;		       /* FAKE_WRITE, FAKE_XATTR */
 	off_t off;		       /* FAKE_LSEEK */
+	int ioctl_result;	       /* FAKE_IOCTL */
 	GByteArray *data;	       /* FAKE_BUF, FAKE_READLINK (with its NUL) */
 };
 

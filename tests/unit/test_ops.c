@@ -20,9 +20,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <linux/fuse.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -312,6 +315,7 @@ enum op {
 	OP_RENAME_D_TO,	  /* (root, "d") -> (parent ino, name) */
 	OP_RENAME_OVER_D, /* (parent ino, name) -> (root, "d") */
 	OP_EXCHANGE_D,	  /* the same with RENAME_EXCHANGE */
+	OP_IOCTL,	  /* ino, FS_IOC_GETFLAGS */
 	N_OPS
 };
 
@@ -344,6 +348,7 @@ static const char *const op_names[N_OPS] = {
 	"rename(d, to)",
 	"rename(over d)",
 	"rename(exchange d)",
+	"ioctl",
 };
 
 /* Undoes what a successful request left the kernel holding (lookups, open handles). */
@@ -451,6 +456,9 @@ static int call(enum op op, fuse_ino_t ino, const char *name)
 		break;
 	case OP_EXCHANGE_D:
 		plyfs_ops.rename(req, ino, name, ROOT, "d", RENAME_EXCHANGE);
+		break;
+	case OP_IOCTL:
+		plyfs_ops.ioctl(req, ino, FS_IOC_GETFLAGS, NULL, &fi, 0, NULL, 0, sizeof(unsigned));
 		break;
 	case N_OPS:
 		ck_abort();
@@ -1107,6 +1115,74 @@ START_TEST(test_xattr_sizes)
 }
 END_TEST
 
+/* --- ioctl --- */
+
+/* FUSE_IOCTL with hostile arguments: the file attribute commands with buffers too small for their
+ * argument (EINVAL, before any copy-up), other commands and other file types (ENOTTY, the
+ * kernel's answer for an ioctl a filesystem does not know), and the well-formed requests, whose
+ * answer must be the kernel's for the same ioctl on the scratch copy of the entry. */
+static const struct ioctl_case {
+	const char *name;
+	unsigned cmd;
+	size_t in_size, out_size;
+	int err; /* -1: the kernel's answer on the scratch entry */
+} ioctl_cases[] = {
+	{"f", FS_IOC_GETFLAGS, 0, 4, -1},
+	{"f", FS_IOC_GETFLAGS, 0, 0, EINVAL},
+	{"f", FS_IOC_GETFLAGS, 0, 3, EINVAL},
+	{"f", FS_IOC32_GETFLAGS, 0, 4, -1},
+	{"d", FS_IOC_GETFLAGS, 0, 4, -1},
+	{"f", FS_IOC_FSGETXATTR, 0, sizeof(struct fsxattr), -1},
+	{"f", FS_IOC_FSGETXATTR, 0, sizeof(struct fsxattr) - 1, EINVAL},
+	{"f", FS_IOC_SETFLAGS, 0, 0, EINVAL},
+	{"f", FS_IOC_SETFLAGS, 3, 0, EINVAL},
+	{"f", FS_IOC_FSSETXATTR, 10, 0, EINVAL},
+	{"f", FS_IOC_SETFLAGS, 4, 0, -1},
+	{"d", FS_IOC_FSSETXATTR, sizeof(struct fsxattr), 0, -1},
+	{"l", FS_IOC_GETFLAGS, 0, 4, ENOTTY},
+	{"f", 0, 0, 0, ENOTTY},
+	{"f", 0x1234, 0, 0, ENOTTY},
+	{"f", FS_IOC_GETVERSION, 0, 8, ENOTTY},
+	{"f", FS_IOC_FIEMAP, 32, 32, ENOTTY},
+	{"f", FICLONE, 4, 0, ENOTTY},
+};
+
+/* The kernel's answer to ioctl `cmd` (argument all zeros) on scratch/name. */
+static int kernel_ioctl(const char *name, unsigned cmd)
+{
+	int fd = openat(scratch, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	char arg[64] = {0};
+	int r = ioctl(fd, cmd, arg) < 0 ? errno : 0;
+	close(fd);
+	return r;
+}
+
+START_TEST(test_ioctl)
+{
+	const struct ioctl_case *c = &ioctl_cases[_i];
+	fuse_ino_t ino = must_lookup(ROOT, c->name);
+	char in[64] = {0};
+	struct fuse_file_info fi = {0};
+	struct fuse_req *req = begin();
+	plyfs_ops.ioctl(req, ino, c->cmd, NULL, &fi, 0, c->in_size ? in : NULL, c->in_size,
+			c->out_size);
+	int r = result(req, NULL);
+	int want = c->err >= 0 ? c->err : kernel_ioctl(c->name, c->cmd);
+	ck_assert_msg(r == want, "%s cmd %#x in %zu out %zu: %s, want %s", c->name, c->cmd,
+		      c->in_size, c->out_size, g_strerror(r), g_strerror(want));
+	if (r == 0) {
+		ck_assert_int_eq(req->kind, FAKE_IOCTL);
+		ck_assert_int_eq(req->ioctl_result, 0);
+		ck_assert_uint_le(req->data->len, c->out_size); /* never more than was asked */
+	}
+	if (c->err > 0 && strcmp(c->name, "f") == 0)
+		ck_assert(!exists("upper", "f")); /* refused before the copy-up */
+	fake_req_free(req);
+	forget(ino, 1);
+}
+END_TEST
+
 /* --- forgets --- */
 
 /* FORGET and BATCH_FORGET of nodeids the table does not know, with any count: ignored. */
@@ -1232,6 +1308,7 @@ static Suite *ops_suite(void)
 	tcase_add_loop_test(tc, test_offsets, 0, G_N_ELEMENTS(off_cases));
 	tcase_add_loop_test(tc, test_readdir_offsets, 0, G_N_ELEMENTS(dir_cases));
 	tcase_add_loop_test(tc, test_xattr_sizes, 0, G_N_ELEMENTS(xsize_cases));
+	tcase_add_loop_test(tc, test_ioctl, 0, G_N_ELEMENTS(ioctl_cases));
 	tcase_add_test(tc, test_forget_unknown);
 	tcase_add_test(tc, test_forget_root_too_much);
 	tcase_add_test(tc, test_forget_open_file_too_much);
