@@ -444,15 +444,13 @@ static gid_t shown_gid(const struct plyfs *fs, gid_t gid)
 
 void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 {
-	st->st_ino = inode_map_ino(fs, n->key);
+	/* One name of a split hard link (index.h): the inode number of the entry itself. */
+	struct node_key self = {.dev = st->st_dev, .ino = st->st_ino};
+	st->st_ino = inode_map_ino(fs, index_is_split(n) ? self : n->key);
 	if (S_ISDIR(st->st_mode) && (node_stack(n)->merged || fs->params->static_nlink))
 		st->st_nlink = 1;
 	st->st_uid = shown_uid(fs, st->st_uid);
 	st->st_gid = shown_gid(fs, st->st_gid);
-	int lower = __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE);
-	if (lower > 0 && fs->index_dirfd < 0 && !S_ISDIR(st->st_mode) && inode_has_upper(fs, n))
-		st->st_nlink +=
-			(nlink_t)(lower - __atomic_load_n(&n->lower_gone, __ATOMIC_ACQUIRE));
 	/* Removed from the merged view while open: a lower file still has its lower names. */
 	if (__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
 		st->st_nlink = 0;
@@ -545,7 +543,5 @@ int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *n
 		r = layer_linkat(loc.fd, loc.name, updir, name);
 	if (r == 0 && __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE))
 		r = inode_nlink_after_link(fs, n, &loc);
-	else if (r == 0)
-		__atomic_add_fetch(&n->lower_gone, 1, __ATOMIC_ACQ_REL);
 	return r;
 }
