@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * index.h - the hard-link index, in kernel overlayfs' index=on format.
+ * index.h - hard links: the one interface for their bookkeeping (namei.c, copy_up.c, inode.c,
+ * remove.c, rename.c, create.c call it): the index in kernel overlayfs' index=on format and the
+ * merged link count it keeps, the split of names where there is no index, the index entry of a
+ * removed last name, and the nodes kept for file handles.
  *
  * A lower file with several names (st_nlink > 1) is copied up once, into workdir/index/NAME, where
  * NAME is the hex of its origin file handle (struct ovl_fb: version 0, magic 0xfb, length, flags,
@@ -46,6 +49,7 @@
 #include <sys/stat.h>
 
 #include "fs.h"
+#include "inode.h"
 
 /* Creates and opens workdir/index (fs->index_dirfd) and reads the layers' uuids. Without it
  * (rootless, no upper), hard links are copied up one name at a time. */
@@ -109,6 +113,32 @@ void index_cleanup(struct plyfs *fs, const char *hex);
 void index_keep_reachable(struct plyfs *fs, struct node *n);
 /* Its last name went: drops that pin. */
 void index_release(struct plyfs *fs, struct node *n);
+
+/* A copy-up of a lower hard link into the index: the finished copy (tmpfd, or work/tmpname when
+ * not NULL) gets the kernel's origin (fb) and link count, becomes workdir/index/hex and is linked
+ * to (dst_dir, name). 0 or -errno. */
+int index_place_copy(struct plyfs *fs, int work, int tmpfd, const char *tmpname, const char *hex,
+		     const unsigned char *fb, size_t fb_len, nlink_t lower_nlink, int dst_dir,
+		     const char *name);
+/* Does upper file (dirfd, name) (stat `st`) keep the merged link count of an indexed file? */
+bool index_upper_keeps_nlink(struct plyfs *fs, int dirfd, const char *name, const struct stat *st);
+
+/* --- the merged link count of an indexed file (its upper inode's nlink xattr) --- */
+/* A copied-up hard-linked file reached through another of its lower names (`name` in the upper
+ * directory `updir` holds nothing): links the upper copy there, so the name can be renamed or
+ * removed like any upper entry. 0 when there is nothing to do. */
+int index_link_up(struct plyfs *fs, struct node *n, int updir, const char *name);
+
+/* The merged st_nlink of a hard-linked file with an index entry (index.h), from the upper
+ * inode's trusted.overlay.nlink; `st` is the raw stat of (dirfd, name). */
+void index_merged_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
+			struct stat *st);
+/* Before a link/unlink/rename changes the merged and upper link counts of n alike: records the
+ * merged count relative to the upper inode's ("U+d"). `loc` is n's location (NULL: located here).
+ */
+int index_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc);
+/* After n's upper inode got one more link to a name the merged count already included. */
+int index_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc);
 
 #define OVL_FB_MAX (21 + 128)
 

@@ -223,30 +223,6 @@ static int adopt_orphan(struct cu *c, int fd, const char *tmpname)
 	return 0;
 }
 
-/* An indexed copy: the kernel's origin and link count on it, into the index, then linked to
- * its name in upper. */
-static int place_indexed(struct cu *c, int tmpfd, const char *tmpname)
-{
-	int r = layer_setxattr(tmpfd, NULL, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_ORIGIN_SUFFIX, c->fb,
-			       c->fb_len, 0);
-	if (r == 0)
-		r = index_set_nlink_lower(c->fs, tmpfd, 0);
-	if (r == 0)
-		r = tmpname ? layer_renameat2(c->work, tmpname, c->fs->index_dirfd, c->index_hex,
-					      RENAME_NOREPLACE)
-			    : layer_linkat(tmpfd, NULL, c->fs->index_dirfd, c->index_hex);
-	if (r == 0)
-		r = layer_linkat(c->fs->index_dirfd, c->index_hex, c->dst_dir, c->name);
-	/* The merged count is the lower file's: record it against the upper inode, so that a
-	 * lookup needs no lower file to know it (kernel overlayfs reads both forms). */
-	struct stat up;
-	if (r == 0)
-		r = layer_fstatat(c->dst_dir, c->name, &up);
-	if (r == 0)
-		r = index_set_nlink_upper(c->fs, c->dst_dir, c->name, c->st.st_nlink, up.st_nlink);
-	return r;
-}
-
 /* Moves the finished temporary entry into its place in upper (or adopts it, for an orphan). */
 static int place(struct cu *c, int *tmpfd, const char *tmpname)
 {
@@ -255,7 +231,8 @@ static int place(struct cu *c, int *tmpfd, const char *tmpname)
 	if (r < 0)
 		return r;
 	if (c->index_hex)
-		return place_indexed(c, *tmpfd, tmpname);
+		return index_place_copy(c->fs, c->work, *tmpfd, tmpname, c->index_hex, c->fb,
+					c->fb_len, c->st.st_nlink, c->dst_dir, c->name);
 	if (c->orphan)
 		return tmpname ? adopt_orphan(c, -1, tmpname)
 			       : adopt_orphan(c, steal_fd(tmpfd), NULL);
@@ -429,7 +406,7 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 			publish_upper(n, &c.up);
 			/* Borrowed from `parent`, held by the caller: nothing to release. */
 			const struct lfd up = {.fd = dst.fd, .name = (char *)name};
-			r = inode_nlink_after_link(fs, n, &up);
+			r = index_nlink_after_link(fs, n, &up);
 		}
 	} else
 		r = S_ISREG(c.st.st_mode) ? copy_up_regular(&c) : copy_up_other(&c);

@@ -9,6 +9,7 @@
 #include "autofd.h"
 #include "node.h"
 #include "index.h"
+#include "inode.h"
 #include "log.h"
 #include "ovl_names.h"
 #include "ovl_xattr.h"
@@ -234,4 +235,98 @@ void index_release(struct plyfs *fs, struct node *n)
 		return;
 	__atomic_sub_fetch(&pinned_count, 1, __ATOMIC_RELAXED);
 	node_put(fs->nodes, n);
+}
+
+/* --- the merged link count of an indexed file, kept on its upper inode --- */
+
+void index_merged_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
+			struct stat *st)
+{
+	if (__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) && !S_ISDIR(st->st_mode))
+		st->st_nlink = index_nlink(fs, dirfd, name, st,
+					   __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE));
+}
+
+/* Sets the upper inode's recorded merged count to its merged count now plus `delta`, at `loc`
+ * (NULL: n's location, computed here). */
+static int record_nlink(struct plyfs *fs, struct node *n, const struct lfd *loc, int delta)
+{
+	auto_lfd struct lfd own = LFD_INIT;
+	if (!loc) {
+		int r = inode_locate(fs, n, &own);
+		if (r < 0)
+			return r;
+		loc = &own;
+	}
+	struct stat raw;
+	int r = loc->name ? layer_fstatat(loc->fd, loc->name, &raw) : layer_fstat(loc->fd, &raw);
+	if (r < 0)
+		return r;
+	struct stat merged = raw;
+	index_merged_nlink(fs, n, loc->fd, loc->name, &merged);
+	return index_set_nlink_upper(fs, loc->fd, loc->name, merged.st_nlink + delta, raw.st_nlink);
+}
+
+int index_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc)
+{
+	if (!__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) || !inode_has_upper(fs, n))
+		return 0;
+	return record_nlink(fs, n, loc, 0);
+}
+
+/* After one more upper link that the merged count already included: "U+d" becomes "U+(d-1)". */
+int index_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc)
+{
+	return record_nlink(fs, n, loc, -1);
+}
+
+int index_link_up(struct plyfs *fs, struct node *n, int updir, const char *name)
+{
+	if (!inode_has_upper(fs, n) || S_ISDIR(n->type))
+		return 0;
+	struct stat st;
+	if (layer_fstatat(updir, name, &st) == 0)
+		return 0;
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
+	/* The merged link count stays: the new upper link takes its share from "U+d". */
+	if (r == 0)
+		r = index_nlink_prepare(fs, n, &loc);
+	if (r == 0)
+		r = layer_linkat(loc.fd, loc.name, updir, name);
+	if (r == 0 && __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE))
+		r = index_nlink_after_link(fs, n, &loc);
+	return r;
+}
+
+/* --- copying up into the index --- */
+
+int index_place_copy(struct plyfs *fs, int work, int tmpfd, const char *tmpname, const char *hex,
+		     const unsigned char *fb, size_t fb_len, nlink_t lower_nlink, int dst_dir,
+		     const char *name)
+{
+	int r = layer_setxattr(tmpfd, NULL, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_ORIGIN_SUFFIX, fb,
+			       fb_len, 0);
+	if (r == 0)
+		r = index_set_nlink_lower(fs, tmpfd, 0);
+	if (r == 0)
+		r = tmpname ? layer_renameat2(work, tmpname, fs->index_dirfd, hex, RENAME_NOREPLACE)
+			    : layer_linkat(tmpfd, NULL, fs->index_dirfd, hex);
+	if (r == 0)
+		r = layer_linkat(fs->index_dirfd, hex, dst_dir, name);
+	/* The merged count is the lower file's: record it against the upper inode, so that a
+	 * lookup needs no lower file to know it (kernel overlayfs reads both forms). */
+	struct stat up;
+	if (r == 0)
+		r = layer_fstatat(dst_dir, name, &up);
+	if (r == 0)
+		r = index_set_nlink_upper(fs, dst_dir, name, lower_nlink, up.st_nlink);
+	return r;
+}
+
+bool index_upper_keeps_nlink(struct plyfs *fs, int dirfd, const char *name, const struct stat *st)
+{
+	return S_ISREG(st->st_mode) && fs->index_dirfd >= 0 &&
+	       layer_getxattr(dirfd, name, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_NLINK_SUFFIX, NULL,
+			      0) >= 0;
 }

@@ -464,7 +464,7 @@ int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct s
 	if (r < 0)
 		return r;
 	override_stat(fs, loc->fd, loc->name, st);
-	inode_index_nlink(fs, n, loc->fd, loc->name, st);
+	index_merged_nlink(fs, n, loc->fd, loc->name, st);
 	inode_fill_attr(fs, n, st);
 	return 0;
 }
@@ -483,65 +483,5 @@ int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
 		if (r == 0)
 			r = inode_stat(fs, n, &loc, st);
 	}
-	return r;
-}
-
-void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
-		       struct stat *st)
-{
-	if (__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) && !S_ISDIR(st->st_mode))
-		st->st_nlink = index_nlink(fs, dirfd, name, st,
-					   __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE));
-}
-
-/* Sets the upper inode's recorded merged count to its merged count now plus `delta`, at `loc`
- * (NULL: n's location, computed here). */
-static int record_nlink(struct plyfs *fs, struct node *n, const struct lfd *loc, int delta)
-{
-	auto_lfd struct lfd own = LFD_INIT;
-	if (!loc) {
-		int r = inode_locate(fs, n, &own);
-		if (r < 0)
-			return r;
-		loc = &own;
-	}
-	struct stat raw;
-	int r = loc->name ? layer_fstatat(loc->fd, loc->name, &raw) : layer_fstat(loc->fd, &raw);
-	if (r < 0)
-		return r;
-	struct stat merged = raw;
-	inode_index_nlink(fs, n, loc->fd, loc->name, &merged);
-	return index_set_nlink_upper(fs, loc->fd, loc->name, merged.st_nlink + delta, raw.st_nlink);
-}
-
-int inode_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc)
-{
-	if (!__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) || !inode_has_upper(fs, n))
-		return 0;
-	return record_nlink(fs, n, loc, 0);
-}
-
-/* After one more upper link that the merged count already included: "U+d" becomes "U+(d-1)". */
-int inode_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc)
-{
-	return record_nlink(fs, n, loc, -1);
-}
-
-int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *name)
-{
-	if (!inode_has_upper(fs, n) || S_ISDIR(n->type))
-		return 0;
-	struct stat st;
-	if (layer_fstatat(updir, name, &st) == 0)
-		return 0;
-	auto_lfd struct lfd loc = LFD_INIT;
-	int r = inode_locate(fs, n, &loc);
-	/* The merged link count stays: the new upper link takes its share from "U+d". */
-	if (r == 0)
-		r = inode_nlink_prepare(fs, n, &loc);
-	if (r == 0)
-		r = layer_linkat(loc.fd, loc.name, updir, name);
-	if (r == 0 && __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE))
-		r = inode_nlink_after_link(fs, n, &loc);
 	return r;
 }

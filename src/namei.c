@@ -242,11 +242,7 @@ static int scan_layer(struct scan *sc, unsigned slot)
 			report(sc, "plyfs.origin", layer, name, path, orig);
 		if (orig == 0) {
 			sc->key = origin;
-			sc->indexed =
-				S_ISREG(st.st_mode) && sc->fs->index_dirfd >= 0 &&
-				layer_getxattr(dir.fd, name,
-					       OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_NLINK_SUFFIX,
-					       NULL, 0) >= 0;
+			sc->indexed = index_upper_keeps_nlink(sc->fs, dir.fd, name, &st);
 		} else if (!sc->fs->layers[layer].upper && name) {
 			find_in_index(sc, layer, dir.fd, name, &st);
 		} else if (name) {

@@ -132,11 +132,11 @@ static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const
 	if (index_covers(fs, c)) {
 		/* Kernel overlayfs covers a lower name of an indexed file up first, so that the
 		 * merged link count is kept on the upper inode while the name goes. */
-		int r = inode_materialize(fs, c, updir, name);
+		int r = index_link_up(fs, c, updir, name);
 		if (r == 0)
 			r = inode_relocate(fs, c, cloc);
 		if (r == 0)
-			r = inode_nlink_prepare(fs, c, cloc);
+			r = index_nlink_prepare(fs, c, cloc);
 		if (r < 0)
 			return r;
 	}

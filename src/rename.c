@@ -221,9 +221,9 @@ static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst, u
 
 static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
 {
-	int r = inode_materialize(fs, src->node, src->updir.fd, src->name);
+	int r = index_link_up(fs, src->node, src->updir.fd, src->name);
 	if (r == 0)
-		r = inode_materialize(fs, dst->node, dst->updir.fd, dst->name);
+		r = index_link_up(fs, dst->node, dst->updir.fd, dst->name);
 	if (r == 0)
 		r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst,
 				       src->parent == dst->parent);
@@ -239,7 +239,7 @@ static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
 /* Moves src over dst (which may hold an entry, a whiteout or nothing in upper). */
 static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 {
-	int r = inode_materialize(fs, src->node, src->updir.fd, src->name);
+	int r = index_link_up(fs, src->node, src->updir.fd, src->name);
 	if (r < 0)
 		return r;
 	int slot = upper_slot(dst->updir.fd, dst->name);
@@ -348,12 +348,12 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 			auto_lfd struct lfd qdir = LFD_INIT;
 			r = inode_dirfd(fs, newparent, 0, &qdir);
 			if (r == 0)
-				r = inode_materialize(fs, dst.node, qdir.fd, newname);
+				r = index_link_up(fs, dst.node, qdir.fd, newname);
 		}
 		if (r == 0)
 			r = inode_relocate(fs, dst.node, &dloc); /* it was copied up */
 		if (r == 0)
-			r = inode_nlink_prepare(fs, dst.node, &dloc);
+			r = index_nlink_prepare(fs, dst.node, &dloc);
 		replaced = r == 0;
 	}
 	if (replaced)
