@@ -140,7 +140,7 @@ struct node {
 	uint64_t nodeid;     /* immutable */
 	uint64_t generation; /* immutable */
 	mode_t type;	     /* S_IFMT bits; immutable */
-	struct node_key key; /* dev, ino immutable while hashed, but see rekey; check: table->lock */
+	struct node_key key; /* dev, ino: immutable while hashed (but rekey); check: lock */
 
 	/* protected by table->lock */
 	struct node *parent; /* holds a reference; NULL only for the root */

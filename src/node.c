@@ -632,7 +632,7 @@ void node_table_rekey(struct node_table *t, struct node *n, struct node_key key)
 	unhash_locked(t, n);
 	n->key = key;
 	if (hashed) {
-		/* Another node or record of that identity stands for a file that no longer has it. */
+		/* Another node or record of that identity stands for a file that has it no more. */
 		struct node *other = g_hash_table_lookup(t->by_key, &n->key);
 		if (other)
 			unhash_locked(t, other);
