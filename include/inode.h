@@ -152,22 +152,6 @@ int inode_top_layer(const struct node *n);
  * redirects. g_malloc'd. */
 char *inode_layer_path(struct plyfs *fs, struct node *n, int layer);
 
-/* A copied-up hard-linked file reached through another of its lower names (`name` in the upper
- * directory `updir` holds nothing): links the upper copy there, so the name can be renamed or
- * removed like any upper entry. 0 when there is nothing to do. */
-int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *name);
-
-/* The merged st_nlink of a hard-linked file with an index entry (index.h), from the upper
- * inode's trusted.overlay.nlink; `st` is the raw stat of (dirfd, name). */
-void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
-		       struct stat *st);
-/* Before a link/unlink/rename changes the merged and upper link counts of n alike: records the
- * merged count relative to the upper inode's ("U+d"). `loc` is n's location (NULL: located here).
- */
-int inode_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc);
-/* After n's upper inode got one more link to a name the merged count already included. */
-int inode_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc);
-
 /* stat of n's top entry turned into the merged view; -ESTALE when its name holds another entry. */
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st);
 /* The same at n's location `loc`, computed by the caller. */

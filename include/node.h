@@ -51,7 +51,8 @@
  *
  * IDENTITY
  * Every node has an identity key (dev, ino) of the file it stands for (the origin file: the lowest
- * layer it came from, kept across copy-up), so a second lookup of the same file through another
+ * layer it came from, kept across copy-up; a split hard link's name has its own, index.h, changed
+ * once, at its copy-up, by node_table_rekey()), so a second lookup of the same file through another
  * name (a hard link) returns the same node. node_table_unhash() drops a node's identity (on
  * unlink/rmdir, because ext4 reuses inode numbers at once); it stays reachable by nodeid.
  *
@@ -139,7 +140,7 @@ struct node {
 	uint64_t nodeid;     /* immutable */
 	uint64_t generation; /* immutable */
 	mode_t type;	     /* S_IFMT bits; immutable */
-	struct node_key key; /* dev, ino immutable while hashed; check under table->lock */
+	struct node_key key; /* dev, ino: immutable while hashed (but rekey); check: lock */
 
 	/* protected by table->lock */
 	struct node *parent; /* holds a reference; NULL only for the root */
@@ -168,16 +169,15 @@ struct node {
 	 * A replaced fd is closed when its last location is released, never under a reader.
 	 * The pointer is written under inode.c's holder lock and read atomically. */
 	struct held_fd *unlinked_fd;
-	/* A lower file with several names, copied up through one of them: the other names still
-	 * resolve to this node (same identity), which is therefore pinned for the mount's life.
-	 * lower_nlink is the lower file's link count, lower_gone how many of those names are now
-	 * in upper or whited out; st_nlink shows upper links + lower_nlink - lower_gone. */
+	/* The link count of the lower file of an indexed hard-linked file (index.h), else 0. */
 	int lower_nlink; /* atomic */
-	int lower_gone;	 /* atomic; only without the index (index.h keeps the count on disk) */
+	/* One name of a lower hard-linked file that no index keeps together (index.h): its own
+	 * node, split from the other names' at its copy-up. Cleared (atomic) once copied up. */
+	bool split;
 	/* The file's entry in workdir/index (index.h), when it has one: g_malloc'd, set once under
 	 * `lock` before the node is published or during copy-up. */
 	char *index_name;
-	bool pinned_hardlink; /* under `lock`: the extra reference of a copied-up hard link */
+	bool pinned_hardlink; /* under `lock`: the extra reference of index_keep_reachable() */
 	bool indexed;	      /* atomic: its upper inode keeps the merged st_nlink (index.h) */
 	/* Other names the kernel reached this file by (hard links), as (parent nodeid, name): when
 	 * the name above is removed, the node moves to one of these. Protected by table->lock. */
@@ -252,6 +252,9 @@ void node_table_drop_alias(struct node_table *t, struct node *n, uint64_t parent
 
 /* Drops n's identity so a new file with the same (dev, ino) gets a new node. */
 void node_table_unhash(struct node_table *t, struct node *n);
+/* Gives n another identity (a split hard link copied up: its own upper inode now, index.h) in
+ * place of its old one; a node or record that had the new identity loses it. */
+void node_table_rekey(struct node_table *t, struct node *n, struct node_key key);
 /* Moves n under new_parent as new_name (rename): the pin moves from the old parent to the new one. */
 void node_table_move(struct node_table *t, struct node *n, struct node *new_parent,
 		     const char *new_name);

@@ -15,7 +15,8 @@
  *  - plyfs' own (fuse-overlayfs compatible): lowerdir, upperdir, workdir, uidmapping,
  *    gidmapping, squash_to_root, squash_to_uid, squash_to_gid, static_nlink, noacl, fsync,
  *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, forgotten_records,
- *    handles_interval, userxattr (kernel overlayfs' meaning, fs.h), context
+ *    handles_interval, userxattr (kernel overlayfs' meaning, fs.h), index=on|off (its
+ *    meaning, index.h), context
  *    (ignored), and the
  *    fuse-overlayfs compatibility options threaded, fast_ino, writeback, plugins
  *    (accepted, documented as without effect);
@@ -92,6 +93,7 @@ struct plyfs_params {
 	long squash_to_gid; /* -1: unset */
 	bool static_nlink;
 	bool noacl;
+	bool index_off; /* index=off (default on): lower hard links split at copy-up, index.h */
 	bool fsync;	/* fsync=0 clears it; default true */
 	bool volatile_; /* volatile: no fsync at all, like kernel overlayfs */
 	double timeout; /* entry/attr cache timeout in seconds (timeout=); default PARAMS_DEFAULT_TIMEOUT */

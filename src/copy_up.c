@@ -190,6 +190,9 @@ struct cu {
 	struct stat up; /* the upper entry made, stat'ed before it took its name (place()) */
 	bool data;
 	bool orphan; /* removed while open: built in the work dir and never linked anywhere */
+	/* One name of a split hard link (index.h): its own file from now on, with no origin (the
+	 * kernel's index=off writes none for a lower file with several names). */
+	bool split;
 	/* A lower file with several names goes through the index (index.h): its name there and
 	 * its origin handle; NULL otherwise. */
 	const char *index_hex;
@@ -221,30 +224,6 @@ static int adopt_orphan(struct cu *c, int fd, const char *tmpname)
 	return 0;
 }
 
-/* An indexed copy: the kernel's origin and link count on it, into the index, then linked to
- * its name in upper. */
-static int place_indexed(struct cu *c, int tmpfd, const char *tmpname)
-{
-	int r = layer_setxattr(tmpfd, NULL, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_ORIGIN_SUFFIX, c->fb,
-			       c->fb_len, 0);
-	if (r == 0)
-		r = index_set_nlink_lower(c->fs, tmpfd, 0);
-	if (r == 0)
-		r = tmpname ? layer_renameat2(c->work, tmpname, c->fs->index_dirfd, c->index_hex,
-					      RENAME_NOREPLACE)
-			    : layer_linkat(tmpfd, NULL, c->fs->index_dirfd, c->index_hex);
-	if (r == 0)
-		r = layer_linkat(c->fs->index_dirfd, c->index_hex, c->dst_dir, c->name);
-	/* The merged count is the lower file's: record it against the upper inode, so that a
-	 * lookup needs no lower file to know it (kernel overlayfs reads both forms). */
-	struct stat up;
-	if (r == 0)
-		r = layer_fstatat(c->dst_dir, c->name, &up);
-	if (r == 0)
-		r = index_set_nlink_upper(c->fs, c->dst_dir, c->name, c->st.st_nlink, up.st_nlink);
-	return r;
-}
-
 /* Moves the finished temporary entry into its place in upper (or adopts it, for an orphan). */
 static int place(struct cu *c, int *tmpfd, const char *tmpname)
 {
@@ -253,7 +232,8 @@ static int place(struct cu *c, int *tmpfd, const char *tmpname)
 	if (r < 0)
 		return r;
 	if (c->index_hex)
-		return place_indexed(c, *tmpfd, tmpname);
+		return index_place_copy(c->fs, c->work, *tmpfd, tmpname, c->index_hex, c->fb,
+					c->fb_len, c->st.st_nlink, c->dst_dir, c->name);
 	if (c->orphan)
 		return tmpname ? adopt_orphan(c, -1, tmpname)
 			       : adopt_orphan(c, steal_fd(tmpfd), NULL);
@@ -299,7 +279,7 @@ static int copy_up_regular(struct cu *c)
 	if (r == 0)
 		r = fileattr_copy_up(c->fs, src, c->src_dir, c->src_name, tmp, -1, NULL,
 				     c->st.st_mode);
-	if (r == 0)
+	if (r == 0 && !c->split)
 		r = write_origin(c->fs, tmp, NULL, S_IFREG, c->n->key);
 	if (r == 0)
 		r = copy_attrs(tmp, NULL, &c->st);
@@ -374,18 +354,6 @@ static void publish_upper(struct node *n, const struct stat *up)
 	__atomic_add_fetch(&n->copyup_gen, 1, __ATOMIC_RELEASE);
 }
 
-/* The other lower names of a hard-linked file must keep finding this node (and so the upper
- * copy) however long the kernel forgets them: the node is pinned until unmount. */
-static void keep_hardlink_node(struct plyfs *fs, struct node *n, int lower_nlink)
-{
-	if (!n->pinned_hardlink) {
-		n->pinned_hardlink = true; /* under n->lock */
-		node_ref(fs->nodes, n);
-		__atomic_store_n(&n->lower_gone, 1, __ATOMIC_RELEASE);
-	}
-	__atomic_store_n(&n->lower_nlink, lower_nlink, __ATOMIC_RELEASE);
-}
-
 /* Copies n up as `name` in `parent` (n's parent, read under n->lock). `loc`, when not NULL, is n's
  * location computed by the request (its source, while it is current); on success it becomes the
  * upper entry's. */
@@ -412,6 +380,7 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		.work = fs->work_dirfd,
 		.data = data,
 		.orphan = orphan,
+		.split = index_is_split(n),
 	};
 	r = src->name ? layer_fstatat(src->fd, src->name, &c.st) : layer_fstat(src->fd, &c.st);
 	/* Never copy another file into n's place: the source must still be n's entry. */
@@ -425,7 +394,8 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 
 	g_autofree char *hex = NULL;
 	const char *linked = __atomic_load_n(&n->index_name, __ATOMIC_ACQUIRE);
-	bool hardlinked = S_ISREG(c.st.st_mode) && !orphan && (linked || c.st.st_nlink > 1);
+	bool hardlinked =
+		S_ISREG(c.st.st_mode) && !orphan && !c.split && (linked || c.st.st_nlink > 1);
 	if (hardlinked && !linked &&
 	    index_name(fs, inode_top_layer(n), src->fd, src->name, &hex, c.fb, &c.fb_len) == 0) {
 		if (index_exists(fs, hex))
@@ -443,7 +413,7 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 			publish_upper(n, &c.up);
 			/* Borrowed from `parent`, held by the caller: nothing to release. */
 			const struct lfd up = {.fd = dst.fd, .name = (char *)name};
-			r = inode_nlink_after_link(fs, n, &up);
+			r = index_nlink_after_link(fs, n, &up);
 		}
 	} else
 		r = S_ISREG(c.st.st_mode) ? copy_up_regular(&c) : copy_up_other(&c);
@@ -453,15 +423,18 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		struct timespec ts[2] = {pst.st_atim, pst.st_mtim};
 		layer_utimensat(dst.fd, NULL, ts);
 	}
-	if (c.index_hex)
+	if (c.index_hex) {
 		__atomic_store_n(&n->indexed, true, __ATOMIC_RELEASE);
+		if (!n->lower_nlink)
+			__atomic_store_n(&n->lower_nlink, (int)c.st.st_nlink, __ATOMIC_RELEASE);
+	}
 	if (hex && !n->index_name)
 		__atomic_store_n(&n->index_name, g_steal_pointer(&hex), __ATOMIC_RELEASE);
-	if (!S_ISDIR(c.st.st_mode) && !__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE) &&
-	    (c.st.st_nlink > 1 || n->lower_nlink > 1))
-		keep_hardlink_node(fs, n, n->lower_nlink ? n->lower_nlink : (int)c.st.st_nlink);
 	if (!linked)
 		publish_upper(n, &c.up);
+	/* After the stack: until then its st_ino comes from the entry on top (inode.c). */
+	if (c.split && !orphan)
+		index_split_done(fs, n, dst.fd, name, &c.up);
 	if (!loc)
 		return 0;
 	/* The request goes on with the entry it just made. */

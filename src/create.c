@@ -10,6 +10,7 @@
 #include "copy_up.h"
 #include "create.h"
 #include "fileattr.h"
+#include "index.h"
 #include "inode.h"
 #include "namei.h"
 #include "override.h"
@@ -242,7 +243,7 @@ int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const 
 		r = copy_up(fs, newparent, true);
 	/* The merged and upper link counts grow together: record one against the other first. */
 	if (r == 0)
-		r = inode_nlink_prepare(fs, n, &src);
+		r = index_nlink_prepare(fs, n, &src);
 	if (r < 0)
 		return r;
 

@@ -6,6 +6,7 @@
 
 #include "copy_up.h"
 #include "file.h"
+#include "index.h"
 #include "inode.h"
 #include "override.h"
 
@@ -175,7 +176,7 @@ int file_getattr(struct plyfs *fs, struct open_file *of, struct stat *st)
 	if (r < 0)
 		return r;
 	override_stat(fs, fd, NULL, st);
-	inode_index_nlink(fs, of->node, fd, NULL, st);
+	index_merged_nlink(fs, of->node, fd, NULL, st);
 	inode_fill_attr(fs, of->node, st);
 	return 0;
 }

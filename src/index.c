@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "autofd.h"
+#include "node.h"
 #include "index.h"
+#include "inode.h"
 #include "log.h"
 #include "ovl_names.h"
 #include "ovl_xattr.h"
@@ -18,7 +20,7 @@
 void index_init(struct plyfs *fs)
 {
 	fs->index_dirfd = -1;
-	if (!fs->has_upper || !fs->is_root)
+	if (!fs->has_upper || !fs->is_root || fs->params->index_off)
 		return;
 	int r = layer_mkdirat(fs->work_fd, PLYFS_INDEX_SUBDIR, 0700);
 	if (r < 0 && r != -EEXIST)
@@ -114,7 +116,217 @@ int index_set_nlink_lower(struct plyfs *fs, int fd, int diff)
 
 bool index_covers(struct plyfs *fs, struct node *n)
 {
-	return fs->index_dirfd >= 0 && S_ISREG(n->type) &&
+	return fs->index_dirfd >= 0 && S_ISREG(n->type) && !index_is_split(n) &&
 	       (__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) ||
 		__atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE) > 1);
+}
+
+enum index_state index_lookup_lower(struct plyfs *fs, int layer, int dirfd, const char *name,
+				    char **hex)
+{
+	unsigned char fb[OVL_FB_MAX];
+	size_t len;
+	*hex = NULL;
+	int r = index_name(fs, layer, dirfd, name, hex, fb, &len);
+	/* No index, or this layer cannot name the file in one (no uuid, no file handles). */
+	if (r == -EOPNOTSUPP || r == -EOVERFLOW || r == -ENOSYS)
+		return INDEX_SPLIT;
+	if (r == 0 && index_exists(fs, *hex))
+		return INDEX_FOUND;
+	g_free(*hex);
+	*hex = NULL;
+	return INDEX_PENDING;
+}
+
+/* FNV-1a over the bytes, then MurmurHash3's final mix. */
+static uint64_t mix(uint64_t h, const void *p, size_t len)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+struct node_key index_split_key(const struct stat *lower, struct node_key parent, const char *name)
+{
+	uint64_t v[4] = {lower->st_dev, lower->st_ino, parent.dev, parent.ino};
+	uint64_t h = mix(mix(0xcbf29ce484222325ULL, v, sizeof(v)), name, strlen(name) + 1);
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (struct node_key){.dev = lower->st_dev, .ino = (ino_t)(h | (UINT64_C(1) << 63))};
+}
+
+bool index_is_split(const struct node *n)
+{
+	return __atomic_load_n(&n->split, __ATOMIC_ACQUIRE);
+}
+
+void index_split_done(struct plyfs *fs, struct node *n, int dirfd, const char *name,
+		      const struct stat *up)
+{
+	struct node_key k = {.dev = up->st_dev, .ino = up->st_ino};
+	/* An upper-only file's identity, as the next mount's lookup will find it (namei.c). */
+	k.check = layer_handle_check(dirfd, name);
+	node_table_rekey(fs->nodes, n, k);
+	__atomic_store_n(&n->split, false, __ATOMIC_RELEASE);
+}
+
+char *index_entry_of(struct plyfs *fs, struct node *n, int dirfd, const char *name)
+{
+	const char *known = __atomic_load_n(&n->index_name, __ATOMIC_ACQUIRE);
+	if (known)
+		return g_strdup(known);
+	unsigned char fb[OVL_FB_MAX];
+	ssize_t len = layer_getxattr(dirfd, name, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_ORIGIN_SUFFIX,
+				     fb, sizeof(fb));
+	if (len <= 0)
+		return NULL;
+	GString *s = g_string_sized_new((gsize)len * 2);
+	for (ssize_t i = 0; i < len; i++)
+		g_string_append_printf(s, "%02x", fb[i]);
+	return g_string_free(s, FALSE);
+}
+
+void index_cleanup(struct plyfs *fs, const char *hex)
+{
+	struct stat st;
+	if (fs->index_dirfd < 0 || !hex || layer_fstatat(fs->index_dirfd, hex, &st) < 0)
+		return;
+	/* Still linked elsewhere: a lower hard link added behind the overlay's back, or a count
+	 * gone wrong; the kernel keeps the entry then too. */
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		log_ratelimited(LOG_WARNING, "index entry %s still has %lu links, kept", hex,
+				(unsigned long)st.st_nlink);
+		return;
+	}
+	layer_unlinkat(fs->index_dirfd, hex, 0);
+}
+
+/* Pinned nodes keep an O_PATH fd each (the entry of the removed name): bounded. */
+static unsigned pinned_count;
+
+void index_keep_reachable(struct plyfs *fs, struct node *n)
+{
+	g_mutex_lock(&n->lock);
+	if (!n->pinned_hardlink) {
+		if (__atomic_add_fetch(&pinned_count, 1, __ATOMIC_RELAXED) > INDEX_PINNED_MAX) {
+			__atomic_sub_fetch(&pinned_count, 1, __ATOMIC_RELAXED);
+			log_ratelimited(LOG_WARNING,
+					"more than %u hard-linked files lost the name "
+					"they were reached by: the handles of the next "
+					"ones give ESTALE once forgotten",
+					INDEX_PINNED_MAX);
+		} else {
+			n->pinned_hardlink = true;
+			node_ref(fs->nodes, n);
+		}
+	}
+	g_mutex_unlock(&n->lock);
+}
+
+void index_release(struct plyfs *fs, struct node *n)
+{
+	g_mutex_lock(&n->lock);
+	bool pinned = n->pinned_hardlink;
+	n->pinned_hardlink = false;
+	g_mutex_unlock(&n->lock);
+	if (!pinned)
+		return;
+	__atomic_sub_fetch(&pinned_count, 1, __ATOMIC_RELAXED);
+	node_put(fs->nodes, n);
+}
+
+/* --- the merged link count of an indexed file, kept on its upper inode --- */
+
+void index_merged_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
+			struct stat *st)
+{
+	if (__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) && !S_ISDIR(st->st_mode))
+		st->st_nlink = index_nlink(fs, dirfd, name, st,
+					   __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE));
+}
+
+/* Sets the upper inode's recorded merged count to its merged count now plus `delta`, at `loc`
+ * (NULL: n's location, computed here). */
+static int record_nlink(struct plyfs *fs, struct node *n, const struct lfd *loc, int delta)
+{
+	auto_lfd struct lfd own = LFD_INIT;
+	if (!loc) {
+		int r = inode_locate(fs, n, &own);
+		if (r < 0)
+			return r;
+		loc = &own;
+	}
+	struct stat raw;
+	int r = loc->name ? layer_fstatat(loc->fd, loc->name, &raw) : layer_fstat(loc->fd, &raw);
+	if (r < 0)
+		return r;
+	struct stat merged = raw;
+	index_merged_nlink(fs, n, loc->fd, loc->name, &merged);
+	return index_set_nlink_upper(fs, loc->fd, loc->name, merged.st_nlink + delta, raw.st_nlink);
+}
+
+int index_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc)
+{
+	if (!__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) || !inode_has_upper(fs, n))
+		return 0;
+	return record_nlink(fs, n, loc, 0);
+}
+
+/* After one more upper link that the merged count already included: "U+d" becomes "U+(d-1)". */
+int index_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc)
+{
+	return record_nlink(fs, n, loc, -1);
+}
+
+int index_link_up(struct plyfs *fs, struct node *n, int updir, const char *name)
+{
+	if (!inode_has_upper(fs, n) || S_ISDIR(n->type))
+		return 0;
+	struct stat st;
+	if (layer_fstatat(updir, name, &st) == 0)
+		return 0;
+	auto_lfd struct lfd loc = LFD_INIT;
+	int r = inode_locate(fs, n, &loc);
+	/* The merged link count stays: the new upper link takes its share from "U+d". */
+	if (r == 0)
+		r = index_nlink_prepare(fs, n, &loc);
+	if (r == 0)
+		r = layer_linkat(loc.fd, loc.name, updir, name);
+	if (r == 0 && __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE))
+		r = index_nlink_after_link(fs, n, &loc);
+	return r;
+}
+
+/* --- copying up into the index --- */
+
+int index_place_copy(struct plyfs *fs, int work, int tmpfd, const char *tmpname, const char *hex,
+		     const unsigned char *fb, size_t fb_len, nlink_t lower_nlink, int dst_dir,
+		     const char *name)
+{
+	int r = layer_setxattr(tmpfd, NULL, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_ORIGIN_SUFFIX, fb,
+			       fb_len, 0);
+	if (r == 0)
+		r = index_set_nlink_lower(fs, tmpfd, 0);
+	if (r == 0)
+		r = tmpname ? layer_renameat2(work, tmpname, fs->index_dirfd, hex, RENAME_NOREPLACE)
+			    : layer_linkat(tmpfd, NULL, fs->index_dirfd, hex);
+	if (r == 0)
+		r = layer_linkat(fs->index_dirfd, hex, dst_dir, name);
+	/* The merged count is the lower file's: record it against the upper inode, so that a
+	 * lookup needs no lower file to know it (kernel overlayfs reads both forms). */
+	struct stat up;
+	if (r == 0)
+		r = layer_fstatat(dst_dir, name, &up);
+	if (r == 0)
+		r = index_set_nlink_upper(fs, dst_dir, name, lower_nlink, up.st_nlink);
+	return r;
+}
+
+bool index_upper_keeps_nlink(struct plyfs *fs, int dirfd, const char *name, const struct stat *st)
+{
+	return S_ISREG(st->st_mode) && fs->index_dirfd >= 0 &&
+	       layer_getxattr(dirfd, name, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_NLINK_SUFFIX, NULL,
+			      0) >= 0;
 }

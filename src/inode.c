@@ -444,15 +444,13 @@ static gid_t shown_gid(const struct plyfs *fs, gid_t gid)
 
 void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
 {
-	st->st_ino = inode_map_ino(fs, n->key);
+	/* One name of a split hard link (index.h): the inode number of the entry itself. */
+	struct node_key self = {.dev = st->st_dev, .ino = st->st_ino};
+	st->st_ino = inode_map_ino(fs, index_is_split(n) ? self : n->key);
 	if (S_ISDIR(st->st_mode) && (node_stack(n)->merged || fs->params->static_nlink))
 		st->st_nlink = 1;
 	st->st_uid = shown_uid(fs, st->st_uid);
 	st->st_gid = shown_gid(fs, st->st_gid);
-	int lower = __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE);
-	if (lower > 0 && fs->index_dirfd < 0 && !S_ISDIR(st->st_mode) && inode_has_upper(fs, n))
-		st->st_nlink +=
-			(nlink_t)(lower - __atomic_load_n(&n->lower_gone, __ATOMIC_ACQUIRE));
 	/* Removed from the merged view while open: a lower file still has its lower names. */
 	if (__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
 		st->st_nlink = 0;
@@ -466,7 +464,7 @@ int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct s
 	if (r < 0)
 		return r;
 	override_stat(fs, loc->fd, loc->name, st);
-	inode_index_nlink(fs, n, loc->fd, loc->name, st);
+	index_merged_nlink(fs, n, loc->fd, loc->name, st);
 	inode_fill_attr(fs, n, st);
 	return 0;
 }
@@ -485,67 +483,5 @@ int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st)
 		if (r == 0)
 			r = inode_stat(fs, n, &loc, st);
 	}
-	return r;
-}
-
-void inode_index_nlink(struct plyfs *fs, struct node *n, int dirfd, const char *name,
-		       struct stat *st)
-{
-	if (__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) && !S_ISDIR(st->st_mode))
-		st->st_nlink = index_nlink(fs, dirfd, name, st,
-					   __atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE));
-}
-
-/* Sets the upper inode's recorded merged count to its merged count now plus `delta`, at `loc`
- * (NULL: n's location, computed here). */
-static int record_nlink(struct plyfs *fs, struct node *n, const struct lfd *loc, int delta)
-{
-	auto_lfd struct lfd own = LFD_INIT;
-	if (!loc) {
-		int r = inode_locate(fs, n, &own);
-		if (r < 0)
-			return r;
-		loc = &own;
-	}
-	struct stat raw;
-	int r = loc->name ? layer_fstatat(loc->fd, loc->name, &raw) : layer_fstat(loc->fd, &raw);
-	if (r < 0)
-		return r;
-	struct stat merged = raw;
-	inode_index_nlink(fs, n, loc->fd, loc->name, &merged);
-	return index_set_nlink_upper(fs, loc->fd, loc->name, merged.st_nlink + delta, raw.st_nlink);
-}
-
-int inode_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc)
-{
-	if (!__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) || !inode_has_upper(fs, n))
-		return 0;
-	return record_nlink(fs, n, loc, 0);
-}
-
-/* After one more upper link that the merged count already included: "U+d" becomes "U+(d-1)". */
-int inode_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc)
-{
-	return record_nlink(fs, n, loc, -1);
-}
-
-int inode_materialize(struct plyfs *fs, struct node *n, int updir, const char *name)
-{
-	if (!inode_has_upper(fs, n) || S_ISDIR(n->type))
-		return 0;
-	struct stat st;
-	if (layer_fstatat(updir, name, &st) == 0)
-		return 0;
-	auto_lfd struct lfd loc = LFD_INIT;
-	int r = inode_locate(fs, n, &loc);
-	/* The merged link count stays: the new upper link takes its share from "U+d". */
-	if (r == 0)
-		r = inode_nlink_prepare(fs, n, &loc);
-	if (r == 0)
-		r = layer_linkat(loc.fd, loc.name, updir, name);
-	if (r == 0 && __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE))
-		r = inode_nlink_after_link(fs, n, &loc);
-	else if (r == 0)
-		__atomic_add_fetch(&n->lower_gone, 1, __ATOMIC_ACQ_REL);
 	return r;
 }

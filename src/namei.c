@@ -42,6 +42,7 @@ struct scan {
 	bool indexed;
 	char *index_hex; /* its index entry, for a lower name */
 	int lower_nlink;
+	bool split; /* one name of a hard link no index keeps together (index.h) */
 };
 
 static void scan_add(struct scan *sc, int layer, const struct stat *st, int fd, char *path)
@@ -166,22 +167,28 @@ static int place_in_layer(struct scan *sc, int layer, struct lfd *dir, const cha
 	return inode_dirfd(sc->fs, sc->parent, layer, dir);
 }
 
-/* A lower file with several names: was it copied up through another one (index.h)? */
+/* A lower file with several names: was it copied up through another one (index.h), or does it
+ * split into one node per name (no index for it)? */
 static void find_in_index(struct scan *sc, int layer, int dirfd, const char *name,
 			  const struct stat *st)
 {
-	if (!S_ISREG(st->st_mode) || st->st_nlink < 2 || sc->fs->index_dirfd < 0)
+	/* Without an upper layer nothing is copied up: one file, one node, as the kernel's. */
+	if (!S_ISREG(st->st_mode) || st->st_nlink < 2 || !sc->fs->has_upper)
 		return;
-	sc->lower_nlink = (int)st->st_nlink;
-	unsigned char fb[OVL_FB_MAX];
-	size_t len;
 	char *hex = NULL;
-	if (index_name(sc->fs, layer, dirfd, name, &hex, fb, &len) == 0 &&
-	    index_exists(sc->fs, hex)) {
+	sc->lower_nlink = (int)st->st_nlink;
+	switch (index_lookup_lower(sc->fs, layer, dirfd, name, &hex)) {
+	case INDEX_FOUND:
 		sc->index_hex = hex;
 		sc->indexed = true;
-	} else {
-		g_free(hex);
+		break;
+	case INDEX_SPLIT:
+		sc->lower_nlink = 0; /* nothing keeps a merged count: the lower's is shown */
+		sc->split = true;
+		sc->key = index_split_key(st, sc->parent->key, name);
+		break;
+	case INDEX_PENDING:
+		break;
 	}
 }
 
@@ -235,11 +242,7 @@ static int scan_layer(struct scan *sc, unsigned slot)
 			report(sc, "plyfs.origin", layer, name, path, orig);
 		if (orig == 0) {
 			sc->key = origin;
-			sc->indexed =
-				S_ISREG(st.st_mode) && sc->fs->index_dirfd >= 0 &&
-				layer_getxattr(dir.fd, name,
-					       OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_NLINK_SUFFIX,
-					       NULL, 0) >= 0;
+			sc->indexed = index_upper_keeps_nlink(sc->fs, dir.fd, name, &st);
 		} else if (!sc->fs->layers[layer].upper && name) {
 			find_in_index(sc, layer, dir.fd, name, &st);
 		} else if (name) {
@@ -315,6 +318,7 @@ static struct node *node_from_scan(struct scan *sc)
 	inode_stack_publish(n, s);
 	n->indexed = sc->indexed;
 	n->lower_nlink = sc->lower_nlink;
+	n->split = sc->split;
 	n->index_name = g_steal_pointer(&sc->index_hex);
 	return n;
 }

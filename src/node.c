@@ -625,6 +625,27 @@ void node_table_unhash(struct node_table *t, struct node *n)
 	g_mutex_unlock(&t->lock);
 }
 
+void node_table_rekey(struct node_table *t, struct node *n, struct node_key key)
+{
+	g_mutex_lock(&t->lock);
+	bool hashed = n->hashed;
+	unhash_locked(t, n);
+	n->key = key;
+	if (hashed) {
+		/* Another node or record of that identity stands for a file that has it no more. */
+		struct node *other = g_hash_table_lookup(t->by_key, &n->key);
+		if (other)
+			unhash_locked(t, other);
+		struct node_record *rec = g_hash_table_lookup(t->records_by_key, &n->key);
+		if (rec)
+			record_drop_locked(t, rec);
+		g_hash_table_insert(t->by_key, &n->key, n);
+		n->hashed = true;
+		t->changes++;
+	}
+	g_mutex_unlock(&t->lock);
+}
+
 bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_record_info *out)
 {
 	g_mutex_lock(&t->lock);

@@ -100,6 +100,7 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT("nfs_export=", K_OFFON, nfs_export_off),
 	OPT("xino=", K_XINO, xino),
 	OPT("metacopy=", K_ONOFF, metacopy),
+	OPT("index=", K_OFFON, index_off),
 	/* accepted and ignored: SELinux label (fuse-overlayfs ignores it too) and the
 	 * fuse-overlayfs tuning options that have no meaning in plyfs */
 	OPT_NF("context=", K_DROP),
@@ -728,6 +729,8 @@ void params_usage(FILE *out, const char *progname)
 		"  -o squash_to_gid=N     show every file as owned by gid N\n"
 		"  -o static_nlink        report st_nlink 1 for directories\n"
 		"  -o noacl               no POSIX ACL support\n"
+		"  -o index=on|off        hard-link index (default on, as root); off: the names\n"
+		"                         of a lower hard link split at copy-up\n"
 		"  -o fsync=0|1           0: skip fsync of copied-up files (default 1)\n"
 		"  -o volatile            never fsync, like overlayfs' volatile\n"
 		"  -o timeout=SECONDS     entry/attribute cache timeout (default %2$g)\n"

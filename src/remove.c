@@ -75,6 +75,12 @@ void remove_name_gone(struct plyfs *fs, struct node *n, struct lfd *loc, struct 
 	/* The name n is reached by goes, another name of a hard-linked file stays: move n there. */
 	if (!last && move_to_alias(fs, n, parent, name))
 		return;
+	/* A file with other names keeps its nodeid for its file handles until its last name goes
+	 * (no alias known: the kernel never looked the others up through this mount). */
+	if (!last && nondir && recorded)
+		index_keep_reachable(fs, n);
+	if (last)
+		index_release(fs, n);
 	bool keep = last ? (open || nondir) : recorded;
 	if (keep && !inode_is_orphan(n)) {
 		/* Keep a way to the entry before the name goes: open handles, requests on their
@@ -127,20 +133,17 @@ static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const
 	if (index_covers(fs, c)) {
 		/* Kernel overlayfs covers a lower name of an indexed file up first, so that the
 		 * merged link count is kept on the upper inode while the name goes. */
-		int r = inode_materialize(fs, c, updir, name);
+		int r = index_link_up(fs, c, updir, name);
 		if (r == 0)
 			r = inode_relocate(fs, c, cloc);
 		if (r == 0)
-			r = inode_nlink_prepare(fs, c, cloc);
+			r = index_nlink_prepare(fs, c, cloc);
 		if (r < 0)
 			return r;
 	}
 	if (upper_slot(updir, name) == UPPER_EMPTY) {
 		/* Another lower name of a copied-up hard-linked file. */
-		int r = upper_make_whiteout(fs, updir, name);
-		if (r == 0)
-			__atomic_add_fetch(&c->lower_gone, 1, __ATOMIC_ACQ_REL);
-		return r;
+		return upper_make_whiteout(fs, updir, name);
 	}
 	if (below || S_ISDIR(c->type))
 		/* A directory goes through the work dir even without a whiteout: it may hold
@@ -172,11 +175,17 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 	 * so the index keeps the merged link count. */
 	if (r == 0 && index_covers(fs, c))
 		r = copy_up_as(fs, c, parent, name);
-	/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. */
-	bool last = dir || st.st_nlink <= 1;
+	/* Other names of a hard-linked file keep it alive; the last one makes it unlinked. One
+	 * name of a split hard link is a file of its own (index.h). */
+	bool last = dir || st.st_nlink <= 1 || index_is_split(c);
 	auto_lfd struct lfd cloc = LFD_INIT;
+	g_autofree char *index_entry = NULL;
 	if (r == 0)
 		remove_name_gone(fs, c, &cloc, parent, name, last);
+	/* The last name of an indexed file: its index entry goes with it (index.h). */
+	if (r == 0 && last && __atomic_load_n(&c->indexed, __ATOMIC_ACQUIRE) &&
+	    inode_relocate(fs, c, &cloc) == 0)
+		index_entry = index_entry_of(fs, c, cloc.fd, cloc.name);
 	if (r == 0) {
 		g_mutex_lock(&parent->lock);
 		auto_lfd struct lfd updir = LFD_INIT;
@@ -190,6 +199,8 @@ int remove_entry(struct plyfs *fs, struct node *parent, const char *name, bool d
 	/* Only the last name frees the inode number for reuse by another file. */
 	if (r == 0 && last)
 		node_table_unhash(fs->nodes, c);
+	if (r == 0 && index_entry)
+		index_cleanup(fs, index_entry);
 	node_table_forget(fs->nodes, c->nodeid,
 			  1); /* the lookup above was ours, not the kernel's */
 	node_put(fs->nodes, c);

@@ -235,9 +235,9 @@ static int copy_up_sides(struct plyfs *fs, struct side *src, struct side *dst, u
 
 static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
 {
-	int r = inode_materialize(fs, src->node, src->updir.fd, src->name);
+	int r = index_link_up(fs, src->node, src->updir.fd, src->name);
 	if (r == 0)
-		r = inode_materialize(fs, dst->node, dst->updir.fd, dst->name);
+		r = index_link_up(fs, dst->node, dst->updir.fd, dst->name);
 	if (r == 0)
 		r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst,
 				       src->parent == dst->parent);
@@ -253,18 +253,12 @@ static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
 /* Moves src over dst (which may hold an entry, a whiteout or nothing in upper). */
 static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 {
-	int r = inode_materialize(fs, src->node, src->updir.fd, src->name);
+	int r = index_link_up(fs, src->node, src->updir.fd, src->name);
 	if (r < 0)
 		return r;
 	int slot = upper_slot(dst->updir.fd, dst->name);
 	if (slot < 0)
 		return slot;
-	if (slot == UPPER_EMPTY && dst->node && inode_has_upper(fs, dst->node) &&
-	    !S_ISDIR(dst->node->type) && dst->below) {
-		/* The target is another lower name of a copied-up hard-linked file: it goes away
-		 * under the moved entry. */
-		__atomic_add_fetch(&dst->node->lower_gone, 1, __ATOMIC_ACQ_REL);
-	}
 	r = prepare_moving_dir(fs, src->node, src->updir.fd, src->name, dst,
 			       src->parent == dst->parent);
 	if (r == 0 && dst->node && S_ISDIR(dst->node->type) && pure_upper(fs, dst->node))
@@ -300,8 +294,8 @@ static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 /* Whether the name going is n's last; locates n into `loc` for the rest of the request. */
 static bool is_last_name(struct plyfs *fs, struct node *n, struct lfd *loc)
 {
-	if (S_ISDIR(n->type))
-		return true;
+	if (S_ISDIR(n->type) || index_is_split(n))
+		return true; /* one name of a split hard link is a file of its own (index.h) */
 	struct stat st;
 	return inode_locate(fs, n, loc) < 0 || inode_stat(fs, n, loc, &st) < 0 || st.st_nlink <= 1;
 }
@@ -343,6 +337,7 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 	struct side src = {.parent = parent, .name = name, .updir = LFD_INIT};
 	struct side dst = {.parent = newparent, .name = newname, .updir = LFD_INIT};
 	auto_lfd struct lfd dloc = LFD_INIT; /* the replaced target's, once it is located */
+	g_autofree char *index_entry = NULL; /* its index entry, when its last name goes */
 	g_mutex_lock(&fs->rename_lock);
 	int r = side_init(fs, &src, true);
 	if (r == 0)
@@ -369,16 +364,20 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 			auto_lfd struct lfd qdir = LFD_INIT;
 			r = inode_dirfd(fs, newparent, 0, &qdir);
 			if (r == 0)
-				r = inode_materialize(fs, dst.node, qdir.fd, newname);
+				r = index_link_up(fs, dst.node, qdir.fd, newname);
 		}
 		if (r == 0)
 			r = inode_relocate(fs, dst.node, &dloc); /* it was copied up */
 		if (r == 0)
-			r = inode_nlink_prepare(fs, dst.node, &dloc);
+			r = index_nlink_prepare(fs, dst.node, &dloc);
 		replaced = r == 0;
 	}
 	if (replaced)
 		remove_name_gone(fs, dst.node, &dloc, newparent, newname, last);
+	/* The last name of an indexed file: its index entry goes with it (index.h). */
+	if (replaced && last && __atomic_load_n(&dst.node->indexed, __ATOMIC_ACQUIRE) &&
+	    inode_relocate(fs, dst.node, &dloc) == 0)
+		index_entry = index_entry_of(fs, dst.node, dloc.fd, dloc.name);
 	if (r == 0) {
 		lock_parents(parent, newparent);
 		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst)
@@ -389,6 +388,8 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 	}
 	if (r < 0 && replaced)
 		remove_name_restore(dst.node);
+	if (r == 0 && index_entry)
+		index_cleanup(fs, index_entry);
 out:
 	side_clear(fs, &src);
 	side_clear(fs, &dst);

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bad_options  # noqa: E402
 import handles  # noqa: E402
+import hardlinks  # noqa: E402
 import hostile  # noqa: E402
 import idmapping  # noqa: E402
 import kernel_opts  # noqa: E402
@@ -132,6 +133,7 @@ def main(argv):
 	tests += lifecycle.tests()
 	tests += mountcmd.tests()
 	tests += handles.tests()
+	tests += hardlinks.tests()
 	tests += lifetime.tests()
 	tests += memory.tests()
 	tests += workdir_lock.tests()

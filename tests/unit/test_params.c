@@ -64,6 +64,8 @@ static char *dump(const struct plyfs_params *p)
 		g_string_append(s, " noacl");
 	if (!p->fsync)
 		g_string_append(s, " nofsync");
+	if (p->index_off)
+		g_string_append(s, " noindex");
 	if (p->volatile_)
 		g_string_append(s, " volatile");
 	if (p->timeout != PARAMS_DEFAULT_TIMEOUT)
@@ -220,6 +222,14 @@ static const struct good_case good[] = {
 	 "squash_gid=4294967294 static_nlink noacl nofsync volatile timeout=1.5 "
 	 "xattr_permissions=2 noxattrs=1 ino32",
 	 "default_permissions," DEF},
+	{"index=off",
+	 {"plyfs", "-o", "lowerdir=/l,index=off", "/m"},
+	 "lower=[/l] mnt=/m noindex ro",
+	 "default_permissions," DEF ",ro"},
+	{"index=off then index=on: the last wins",
+	 {"plyfs", "-o", "lowerdir=/l,index=off", "-o", "index=on", "/m"},
+	 "lower=[/l] mnt=/m ro",
+	 "default_permissions," DEF ",ro"},
 	{"fsync=1, timeout=0, noxattrs=2, xattr_permissions=0",
 	 {"plyfs", "-o", "lowerdir=/l,fsync=1,timeout=0,noxattrs=2,xattr_permissions=0", "/m"},
 	 "lower=[/l] mnt=/m timeout=0 noxattrs=2 ro",
@@ -496,6 +506,7 @@ static const struct bad_case bad[] = {
 	 "gidmapping="},
 	{"flag option given a value", {"plyfs", "-o", "lowerdir=/l,noacl=1", "/m"}, "noacl=1"},
 	{"noxattrs without value", {"plyfs", "-o", "lowerdir=/l,noxattrs", "/m"}, "noxattrs"},
+	{"index neither on nor off", {"plyfs", "-o", "lowerdir=/l,index=1", "/m"}, "index=1"},
 	{"unbalanced quote does not swallow options",
 	 {"plyfs", "-o", "lowerdir=/l,context=\"a,b,bad=1", "/m"},
 	 "'b'"},
