@@ -12,7 +12,8 @@
  * kernel overlayfs (index=on) reads plyfs' upper back the same.
  *
  * Only in the trusted.overlay.* format (fs.h; the user.overlay.* one has none here), and only for
- * layers whose filesystem has a non-null uuid.
+ * lower filesystems whose uuid the kernel accepts (origin.h: a null one is fine, one shared by two
+ * lower filesystems is not; the index is off for the mount then).
  */
 #ifndef PLYFS_INDEX_H
 #define PLYFS_INDEX_H
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "fs.h"
+#include "ovl_names.h"
 
 /* Creates and opens workdir/index (fs->index_dirfd) and reads the layers' uuids. Without it
  * (rootless, no upper), hard links are copied up one name at a time. */
@@ -48,7 +50,5 @@ int index_set_nlink_lower(struct plyfs *fs, int fd, int diff);
 /* Is n a file the index takes care of (a lower file with several names, or one in the index)?
  * Removing or replacing one of its names copies it up first, as kernel overlayfs does. */
 bool index_covers(struct plyfs *fs, struct node *n);
-
-#define OVL_FB_MAX (21 + 128)
 
 #endif

@@ -51,6 +51,15 @@ enum xattr_mode {
 	XATTR_MODE_IGNORED = 2,	 /* noxattrs=2: reads find nothing, writes succeed and do nothing */
 };
 
+/* uuid=: kernel overlayfs' meaning (its Documentation/filesystems/overlayfs.rst, "UUID and
+ * fsid"; origin.h applies it). The order is the kernel's. */
+enum uuid_mode {
+	UUID_OFF = 0,  /* origins carry a null uuid, layers' uuids ignored (one filesystem only) */
+	UUID_NULL = 1, /* the overlay has no uuid of its own */
+	UUID_AUTO = 2, /* default: "on" for a new upper, "null" for one used before without it */
+	UUID_ON = 3,   /* the overlay's uuid is kept in <prefix>overlay.uuid on the upper root */
+};
+
 struct plyfs_params {
 	/* Layers, exactly as given (unescaped, not yet resolved); see layer.h for resolution. */
 	char **lowerdirs; /* g_strfreev; NULL-terminated; top layer first */
@@ -85,6 +94,7 @@ struct plyfs_params {
 	/* "dev" was given (and no later "nodev"): device nodes of the layers may be opened through
 	 * the mount. Only as root; the default is nodev (main.c). */
 	bool dev;
+	enum uuid_mode uuid; /* uuid=null|off|on|auto, default auto */
 	bool read_only; /* "ro" was given (also forced when there is no upperdir) */
 
 	bool foreground; /* -f */

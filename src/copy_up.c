@@ -2,7 +2,6 @@
 /* copy_up.c - bringing entries up into the upper layer (see copy_up.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,13 +14,12 @@
 #include "index.h"
 #include "inode.h"
 #include "log.h"
+#include "origin.h"
 #include "ovl_names.h"
 #include "override.h"
 #include "ovl_xattr.h"
 #include "workdir.h"
 #include "xattr.h"
-
-#define ORIGIN_XATTR_SUFFIX "origin"
 
 /* --- data --- */
 
@@ -111,53 +109,6 @@ static int copy_xattrs(int sdir, const char *sname, int ddir, const char *dname)
 	return 0;
 }
 
-static char *origin_xattr_name(const struct plyfs *fs)
-{
-	return g_strconcat(fs->is_root ? "trusted.plyfs." : PLYFS_XATTR_PREFIX, ORIGIN_XATTR_SUFFIX,
-			   NULL);
-}
-
-/*
- * Records the origin of a copy of type `type`. A failure fails the copy-up, as in kernel overlayfs
- * (ovl_set_origin), except where the kernel goes on without the origin (only st_ino then changes
- * after a remount): an upper filesystem without xattrs (EOPNOTSUPP), noted as a metadata error;
- * and a symlink or special file in the user.* format, which the kernel refuses user.* xattrs
- * (EPERM): that one is not even tried.
- */
-static int write_origin(struct plyfs *fs, int dirfd, const char *name, mode_t type,
-			struct node_key key)
-{
-	if (!fs->is_root && !S_ISREG(type) && !S_ISDIR(type))
-		return 0;
-	g_autofree char *xname = origin_xattr_name(fs);
-	char val[64];
-	int len = snprintf(val, sizeof(val), "%" PRIx64 ":%" PRIx64, (uint64_t)key.dev,
-			   (uint64_t)key.ino);
-	int r = layer_setxattr(dirfd, name, xname, val, (size_t)len, 0);
-	if (r == -ENOTSUP || r == -EOPNOTSUPP) {
-		errors_note_metadata_write(-r, xname, dirfd);
-		return 0;
-	}
-	return r;
-}
-
-int copy_up_read_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key *key)
-{
-	g_autofree char *xname = origin_xattr_name(fs);
-	char val[64];
-	ssize_t len = layer_getxattr(dirfd, name, xname, val, sizeof(val));
-	if (len == -ERANGE)
-		return -EINVAL; /* far longer than "<16 hex>:<16 hex>": not one of ours */
-	if (len < 0)
-		return (int)len;
-	uint64_t dev, ino;
-	int r = ovl_plyfs_origin_decode(val, len, &dev, &ino);
-	if (r < 0)
-		return r;
-	*key = (struct node_key){.dev = (dev_t)dev, .ino = (ino_t)ino};
-	return 0;
-}
-
 /* Owner, mode and times of `st` on the temporary entry (name NULL: the fd itself). Owner first:
  * chown clears setuid/setgid bits, which the mode then restores. */
 static int copy_attrs(int dirfd, const char *name, const struct stat *st)
@@ -189,11 +140,13 @@ struct cu {
 	struct stat up; /* the upper entry made, stat'ed before it took its name (place()) */
 	bool data;
 	bool orphan; /* removed while open: built in the work dir and never linked anywhere */
-	/* A lower file with several names goes through the index (index.h): its name there and
-	 * its origin handle; NULL otherwise. */
+	/* A lower file with several names goes through the index (index.h): its name there;
+	 * NULL otherwise. */
 	const char *index_hex;
-	unsigned char fb[OVL_FB_MAX];
-	size_t fb_len;
+	/* The origin written on the copy (origin.h), when `has_origin`: the index's handle for an
+	 * indexed file. */
+	bool has_origin;
+	struct origin_fh origin;
 };
 
 static bool want_fsync(const struct plyfs *fs)
@@ -220,14 +173,11 @@ static int adopt_orphan(struct cu *c, int fd, const char *tmpname)
 	return 0;
 }
 
-/* An indexed copy: the kernel's origin and link count on it, into the index, then linked to
- * its name in upper. */
+/* An indexed copy (its origin written already): the kernel's link count on it, into the index,
+ * then linked to its name in upper. */
 static int place_indexed(struct cu *c, int tmpfd, const char *tmpname)
 {
-	int r = layer_setxattr(tmpfd, NULL, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_ORIGIN_SUFFIX, c->fb,
-			       c->fb_len, 0);
-	if (r == 0)
-		r = index_set_nlink_lower(c->fs, tmpfd, 0);
+	int r = index_set_nlink_lower(c->fs, tmpfd, 0);
 	if (r == 0)
 		r = tmpname ? layer_renameat2(c->work, tmpname, c->fs->index_dirfd, c->index_hex,
 					      RENAME_NOREPLACE)
@@ -295,8 +245,8 @@ static int copy_up_regular(struct cu *c)
 		r = copy_xattrs(c->src_dir, c->src_name, tmp, NULL);
 	if (r == 0)
 		r = copy_override(c, tmp, NULL);
-	if (r == 0)
-		r = write_origin(c->fs, tmp, NULL, S_IFREG, c->n->key);
+	if (r == 0 && c->has_origin)
+		r = origin_set(c->fs, tmp, NULL, S_IFREG, &c->origin);
 	if (r == 0)
 		r = copy_attrs(tmp, NULL, &c->st);
 	if (r == 0 && want_fsync(c->fs))
@@ -334,8 +284,8 @@ static int copy_up_other(struct cu *c)
 	r = copy_xattrs(c->src_dir, c->src_name, c->work, tmpname);
 	if (r == 0)
 		r = copy_override(c, c->work, tmpname);
-	if (r == 0)
-		r = write_origin(c->fs, c->work, tmpname, c->st.st_mode, c->n->key);
+	if (r == 0 && c->has_origin)
+		r = origin_set(c->fs, c->work, tmpname, c->st.st_mode, &c->origin);
 	if (r == 0)
 		r = copy_attrs(c->work, tmpname, &c->st);
 	if (r == 0)
@@ -343,6 +293,20 @@ static int copy_up_other(struct cu *c)
 	if (r < 0)
 		workdir_rmtree(c->work, tmpname);
 	return r;
+}
+
+/* Which origin the copy gets: the kernel's rule (origin.h): a directory, a file with one link, or
+ * one copied up through the index; a lower hard link copied up on its own gets none. */
+static int choose_origin(struct cu *c, int layer)
+{
+	if (c->index_hex) {
+		c->has_origin = true; /* index_name() filled it */
+		return 0;
+	}
+	if (!S_ISDIR(c->st.st_mode) && c->st.st_nlink != 1)
+		return 0;
+	c->has_origin = true;
+	return origin_encode(c->fs, layer, c->src_dir, c->src_name, &c->origin);
 }
 
 /* The new stack: the upper entry (stat `up`) on top; a directory keeps merging with what it had
@@ -420,12 +384,20 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 	const char *linked = __atomic_load_n(&n->index_name, __ATOMIC_ACQUIRE);
 	bool hardlinked = S_ISREG(c.st.st_mode) && !orphan && (linked || c.st.st_nlink > 1);
 	if (hardlinked && !linked &&
-	    index_name(fs, inode_top_layer(n), src->fd, src->name, &hex, c.fb, &c.fb_len) == 0) {
+	    index_name(fs, inode_top_layer(n), src->fd, src->name, &hex, c.origin.fb,
+		       &c.origin.len) == 0) {
 		if (index_exists(fs, hex))
 			linked = hex; /* another name of it was copied up before */
 		else
 			c.index_hex = hex;
 	}
+	/* The parent may now hold an entry with an origin (the kernel marks it before). */
+	if (r == 0 && !orphan)
+		r = origin_set_impure(fs, dst.fd);
+	if (r == 0 && !linked)
+		r = choose_origin(&c, inode_top_layer(n));
+	if (r < 0)
+		return r;
 	if (linked) {
 		/* "Link up": the file is in the index already; this name becomes one more link. */
 		__atomic_store_n(&n->indexed, true, __ATOMIC_RELEASE);

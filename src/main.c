@@ -15,6 +15,7 @@
 #include "file.h"
 #include "fs.h"
 #include "index.h"
+#include "origin.h"
 #include "inode.h"
 #include "log.h"
 #include "ops.h"
@@ -148,6 +149,7 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 		return r;
 	}
 	index_init(fs);
+	origin_mount_init(fs);
 	fs->nodes = node_table_new(inode_destroy);
 	node_table_set_record_max(fs->nodes, (size_t)p->forgotten_records);
 	export_store_load(fs);

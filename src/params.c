@@ -21,6 +21,7 @@ enum opt_kind {
 	K_DEBUG,    /* -d, debug: debug output, implies -f as in libfuse */
 	K_BOOL01,   /* NAME=0|1 into a bool member */
 	K_INT012,   /* NAME=0|1|2 into an int-sized member */
+	K_UUID,	    /* uuid=off|null|auto|on into an enum uuid_mode member */
 	K_ID,	    /* NAME=N, a uid/gid (0..2^32-2) into a long member */
 	K_COUNT,    /* NAME=N, a count (0..2^32-1) into a long member */
 	K_TIMEOUT,  /* NAME=SECONDS (float) into a double member */
@@ -43,6 +44,7 @@ enum opt_kind {
 
 /* K_INT012 writes an int through the member's address. */
 _Static_assert(sizeof(enum xattr_mode) == sizeof(int), "noxattrs must be int-sized");
+_Static_assert(sizeof(enum uuid_mode) == sizeof(int), "uuid must be int-sized");
 
 /*
  * Every spelling plyfs accepts. A template ending in '=' matches any value. The generic group
@@ -70,6 +72,8 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT("forgotten_records=", K_COUNT, forgotten_records),
 	OPT("handles_interval=", K_COUNT, handles_interval),
 	OPT("userxattr", K_TRUE, userxattr),
+	/* kernel overlayfs' own */
+	OPT("uuid=", K_UUID, uuid),
 	OPT_NF("debug", K_DEBUG),
 	/* accepted and ignored: SELinux label (fuse-overlayfs ignores it too) and the
 	 * fuse-overlayfs tuning options that have no meaning in plyfs */
@@ -287,6 +291,19 @@ static int parse_timeout(struct parse_ctx *c, const char *arg, const char *val, 
 	return 0;
 }
 
+/* uuid=: the kernel's four words (params.h, enum uuid_mode), in its order. */
+static int parse_uuid(struct parse_ctx *c, const char *arg, const char *val, enum uuid_mode *out)
+{
+	static const char *const words[] = {"off", "null", "auto", "on"};
+	for (size_t i = 0; i < G_N_ELEMENTS(words); i++) {
+		if (strcmp(val, words[i]) == 0) {
+			*out = (enum uuid_mode)i;
+			return 0;
+		}
+	}
+	return bad_value(c, arg, "null, off, on or auto");
+}
+
 /* A layer option given again would silently drop a layer (mount(8) merges the options of fstab
  * and of the command line): refused, unlike the other options, where the last one wins. */
 static int layer_given_twice(struct parse_ctx *c, const char *arg)
@@ -397,6 +414,8 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 		if (ret == 0)
 			*(int *)member = (int)u;
 		return ret;
+	case K_UUID:
+		return parse_uuid(c, arg, val, member);
 	case K_ID:
 		ret = parse_uint(c, arg, val, UINT32_MAX - 1, "an id from 0 to 4294967294", &u);
 		if (ret == 0)
@@ -510,6 +529,7 @@ static void params_init(struct plyfs_params *p)
 	p->timeout = PARAMS_DEFAULT_TIMEOUT;
 	p->forgotten_records = NODE_RECORD_MAX_DEFAULT;
 	p->handles_interval = PARAMS_DEFAULT_HANDLES_INTERVAL;
+	p->uuid = UUID_AUTO; /* the kernel's default */
 	p->fuse_args = g_ptr_array_new_with_free_func(g_free);
 }
 
@@ -678,6 +698,7 @@ void params_usage(FILE *out, const char *progname)
 		"  -o userxattr           user.overlay.* xattrs even as root (kernel overlayfs'\n"
 		"                         userxattr: no redirects, a lower directory's rename is "
 		"EXDEV)\n"
+		"  -o uuid=null|off|on|auto  kernel overlayfs' meaning (default auto)\n"
 		"  -o context=..., threaded=, fast_ino=, writeback=, plugins=, redirect_dir=\n"
 		"                         accepted for fuse-overlayfs compatibility, no effect\n"
 		"  -o ro,rw,[no]dev,[no]suid,[no]exec,[no]atime,sync,async,dirsync,allow_other,\n"

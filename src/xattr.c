@@ -12,8 +12,8 @@
 #include "xattr.h"
 
 static const char *const private_prefixes[] = {
-	OVL_XATTR_TRUSTED_PREFIX, OVL_XATTR_USER_PREFIX, OVL_XATTR_FOVL_PREFIX,
-	PLYFS_XATTR_PREFIX,	  "trusted.plyfs.",
+	OVL_XATTR_TRUSTED_PREFIX, OVL_XATTR_USER_PREFIX,      OVL_XATTR_FOVL_PREFIX,
+	PLYFS_XATTR_PREFIX,	  PLYFS_XATTR_TRUSTED_PREFIX,
 };
 
 ssize_t xattr_copy_value(const void *value, size_t len, char *buf, size_t size)
