@@ -19,7 +19,7 @@
 #include "override.h"
 #include "ovl_xattr.h"
 #include "workdir.h"
-#include "xattr.h"
+#include "xattr_name.h"
 
 /* --- data --- */
 
