@@ -71,7 +71,8 @@ int layer_reopen(int fd, int flags);
  * fh->handle_bytes holds the room on entry. */
 struct file_handle;
 int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh);
-/* open_by_handle_at (needs CAP_DAC_READ_SEARCH): the file may lie anywhere on mount_fd's
+/* open_by_handle_at (needs CAP_DAC_READ_SEARCH; mount_fd not O_PATH): the file may lie anywhere on
+ * mount_fd's
  * filesystem, not only beneath a layer; callers use it only to identify a file (origin.h). */
 int layer_open_by_handle(int mount_fd, struct file_handle *fh, int flags);
 /* A non-zero hash of the file handle of (dirfd, name) (name NULL: dirfd itself): the same for the

@@ -161,7 +161,9 @@ int origin_decode(struct plyfs *fs, const struct origin_fh *fh, mode_t type, str
 			tried = uuid_fits(fs, (int)j, fh) && fs->layers[j].dev == fs->layers[i].dev;
 		if (tried)
 			continue;
-		autofd int fd = layer_open_by_handle(fs->layers[i].root_fd, &h.fh, O_PATH);
+		/* open_by_handle_at takes no O_PATH fd for the filesystem: the root reopened. */
+		autofd int mnt = layer_reopen(fs->layers[i].root_fd, O_RDONLY | O_DIRECTORY);
+		autofd int fd = mnt < 0 ? mnt : layer_open_by_handle(mnt, &h.fh, O_PATH);
 		if (fd == -EPERM)
 			return -ESTALE; /* no CAP_DAC_READ_SEARCH: nothing can be decoded */
 		struct stat st;
