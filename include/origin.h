@@ -60,6 +60,11 @@ struct origin_fh {
 
 /* Applies the uuid rules above; call once the layers, the workdir and the index are set up. */
 void origin_mount_init(struct plyfs *fs);
+/* The uuid rule alone (pure): marks bad_uuid on the lower layers whose origins cannot be told
+ * apart, meeting the filesystems as the kernel's ovl_get_fsid() does: the upper's first (never
+ * checked itself, nor lowers on it), then each new lower one. Returns the number of distinct
+ * filesystems, counting one for the upper even without one (the kernel's numfs). */
+unsigned origin_mark_bad_uuids(struct layer *layers, size_t n_layers, bool has_upper);
 
 /* The origin handle of lower entry (dirfd, name) (name NULL: dirfd itself) of `layer`: 0 with
  * fh->len > 0, 0 with fh->len == 0 where its filesystem has no file handles, or -errno. */

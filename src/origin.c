@@ -206,25 +206,22 @@ struct layer_fs {
 	bool bad;
 };
 
-/* The lower filesystems whose origins cannot be told apart (origin.h), marked bad_uuid, as the
- * kernel's ovl_get_fsid() meets them: the upper's filesystem first (never checked itself), then
- * each new lower one. Returns the number of distinct filesystems (the kernel's numfs). */
-static unsigned mark_bad_uuids(struct plyfs *fs)
+unsigned origin_mark_bad_uuids(struct layer *layers, size_t n_layers, bool has_upper)
 {
 	/* plyfs follows and writes redirects (the kernel's redirect_dir=on), so offline changes to
 	 * the lowers are never allowed and a null uuid alone is never bad. */
 	const bool offline_changes = false;
 	g_autoptr(GArray) all = g_array_new(FALSE, TRUE, sizeof(struct layer_fs));
-	guint *which = g_new0(guint, fs->n_layers);
-	for (size_t i = 0; i < fs->n_layers; i++) {
-		struct layer *l = &fs->layers[i];
+	guint *which = g_new0(guint, n_layers);
+	for (size_t i = 0; i < n_layers; i++) {
+		struct layer *l = &layers[i];
 		guint k = 0;
 		while (k < all->len && g_array_index(all, struct layer_fs, k).dev != l->dev)
 			k++;
 		if (k == all->len) {
 			struct layer_fs e = {.dev = l->dev, .uuid = l->uuid};
 			/* Without an upper (and no NFS export) nothing is decoded: no check. */
-			if (!l->upper && fs->has_upper) {
+			if (!l->upper && has_upper) {
 				e.bad = offline_changes && uuid_is_null(l->uuid);
 				for (guint j = 0; j < all->len; j++) {
 					struct layer_fs *o =
@@ -240,12 +237,12 @@ static unsigned mark_bad_uuids(struct plyfs *fs)
 		which[i] = k;
 	}
 	/* Origins on the upper's own filesystem are always decoded (the kernel's fsid 0). */
-	guint upper_fs = fs->has_upper ? 0 : G_MAXUINT;
-	for (size_t i = 0; i < fs->n_layers; i++)
-		fs->layers[i].bad_uuid = !fs->layers[i].upper && which[i] != upper_fs &&
-					 g_array_index(all, struct layer_fs, which[i]).bad;
+	guint upper_fs = has_upper ? 0 : G_MAXUINT;
+	for (size_t i = 0; i < n_layers; i++)
+		layers[i].bad_uuid = !layers[i].upper && which[i] != upper_fs &&
+				     g_array_index(all, struct layer_fs, which[i]).bad;
 	g_free(which);
-	return all->len + (fs->has_upper ? 0 : 1); /* the kernel reserves fs 0 for an upper */
+	return all->len + (has_upper ? 0 : 1); /* the kernel reserves fs 0 for an upper */
 }
 
 static void index_off(struct plyfs *fs, const char *why, const char *path)
@@ -335,7 +332,7 @@ static void check_root_origin(struct plyfs *fs)
 void origin_mount_init(struct plyfs *fs)
 {
 	fs->uuid = fs->params->uuid;
-	unsigned numfs = mark_bad_uuids(fs);
+	unsigned numfs = origin_mark_bad_uuids(fs->layers, fs->n_layers, fs->has_upper);
 	for (size_t i = 0; i < fs->n_layers; i++) {
 		if (fs->layers[i].bad_uuid)
 			index_off(fs,
