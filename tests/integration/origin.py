@@ -61,19 +61,21 @@ def walk(root):
 
 
 class Side:
-	"""One copy of the layers: root/{l0,u,w}, mounted on root/m."""
+	"""One copy of the layers: root/{l0,u,w} (or the lowers given), mounted on root/m."""
 
-	def __init__(self, root):
+	def __init__(self, root, lowers=None):
 		self.root = root
 		self.l0, self.u, self.w, self.m = (os.path.join(root, x) for x in ("l0", "u", "w", "m"))
-		for d in (self.l0, self.u, self.w, self.m):
+		self.lowers = lowers or [self.l0]
+		for d in self.lowers + [self.u, self.w, self.m]:
 			os.makedirs(d)
 
 	def handles(self):
-		"""{(type, bytes): name} of every lower entry ("lower:PATH") and the upper root."""
+		"""{(type, bytes): name} of every lower entry ("lowerN:PATH") and the upper root."""
 		out = {}
-		for rel in walk(self.l0):
-			out.setdefault(handle(os.path.join(self.l0, rel)), "lower:/" + rel)
+		for i, low in enumerate(self.lowers):
+			for rel in walk(low):
+				out.setdefault(handle(os.path.join(low, rel)), "lower%d:/%s" % (i, rel))
 		out[handle(self.u)] = "upper:/"
 		return out
 
@@ -93,7 +95,9 @@ class Side:
 		out = {}
 		places = [("u", self.u, r) for r in walk(self.u)]
 		idx = os.path.join(self.w, "index")
-		if os.path.isdir(idx):
+		# An empty index dir without xattrs is no index (the binary makes it before it knows
+		# whether the index stays on; the kernel makes none with index=off).
+		if os.path.isdir(idx) and (os.listdir(idx) or os.listxattr(idx)):
 			places.append(("index", idx, ""))
 			for n in sorted(os.listdir(idx)):
 				try:
@@ -161,7 +165,7 @@ def operations(m):
 
 
 def with_kernel(side, opts):
-	km = mounts.KernelMount(side.m, [side.l0], side.u, side.w)
+	km = mounts.KernelMount(side.m, side.lowers, side.u, side.w)
 	km.opts += "," + opts
 	km.mount()
 	return km
@@ -178,7 +182,7 @@ def binary_opts(opts):
 
 
 def run_binary(ctx, side, opts, label, body):
-	d = mounts.Daemon(ctx.opts.binary, side.m, [side.l0], side.u, side.w,
+	d = mounts.Daemon(ctx.opts.binary, side.m, side.lowers, side.u, side.w,
 			  logdir=ctx.path("log/" + label), sanitizer=ctx.opts.sanitizer,
 			  extra_opts=binary_opts(opts))
 	errs = []
@@ -297,6 +301,45 @@ def test_kernel_written(ctx):
 	return errs
 
 
+def test_conflicting_uuid(ctx):
+	"""Two lower filesystems with the same uuid (two ext4 images made with one -U): the kernel
+	cannot tell their origins apart and turns the index off; so must the binary: a hard-linked
+	lower file copied up gets no index entry and no origin, its names part ways, and the
+	uppers' xattrs are the kernel's. (The upper on a tmpfs of its own.)"""
+	same = "6a2d0c55-5e8e-4a43-9d1c-3f1f0a6b7c11"
+	roots = []
+	for i in range(2):
+		img, root = ctx.path("img%d" % i), ctx.path("lfs%d" % i)
+		os.makedirs(root)
+		with open(img, "wb") as f:
+			f.truncate(32 << 20)
+		mounts.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-U", same, img], t(60))
+		mounts.run(["mount", "-o", "loop", img, root], t(30))
+		ctx.track(mounts.BindMount(root))
+		roots.append(root)
+	up = make_fs(ctx, "tmpfs")
+	sides = {}
+	for name in ("p", "k"):
+		lowers = [os.path.join(r, name) for r in roots]
+		sides[name] = Side(os.path.join(up, name), lowers)
+		build_lower(lowers[1])
+		os.makedirs(os.path.join(lowers[0], "top"))
+	p, k = sides["p"], sides["k"]
+
+	def ops(m):
+		with open(os.path.join(m, "h1"), "a") as f:
+			f.write("more\n")
+		os.chmod(os.path.join(m, "d/f"), 0o600)
+	errs = run_binary(ctx, p, "", "ops", ops) + run_kernel(k, "", ops)
+	if errs:
+		return errs
+	pd, kd = p.dump(), k.dump()
+	for where in sorted(set(pd) | set(kd)):
+		if pd.get(where) != kd.get(where):
+			errs.append("%s: binary %r, kernel %r" % (where, pd.get(where), kd.get(where)))
+	return errs
+
+
 TESTS = [
 	("kernel_xattrs_tmpfs", test_on("tmpfs")),
 	("kernel_xattrs_ext4", test_on("ext4")),
@@ -306,6 +349,7 @@ TESTS = [
 	("uuid_on_old_upper", test_on("tmpfs", "uuid=on", old_upper=True)),
 	("uuid_auto_old_upper", test_on("ext4_nulluuid", "uuid=auto", old_upper=True)),
 	("kernel_written_origin", test_kernel_written),
+	("conflicting_uuid", test_conflicting_uuid),
 ]
 
 
