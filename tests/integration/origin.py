@@ -15,7 +15,9 @@ checked too (the identity it reads back from the kernel's origin)."""
 
 import ctypes
 import os
+import subprocess
 
+import handles
 import lifecycle
 import mounts
 from mounts import Failure, t
@@ -340,6 +342,81 @@ def test_conflicting_uuid(ctx):
 	return errs
 
 
+ROOTLESS_OPS = "touch m/d/new && chmod 600 m/d/f && mv m/d/g m/e/g"
+
+
+def user_dump(u):
+	"""{path: sorted xattr names} of an upper, and {path: value} of its origins."""
+	names, origins = {}, {}
+	for rel in walk(u):
+		path = os.path.join(u, rel)
+		xs = sorted(x for x in os.listxattr(path, follow_symlinks=False)
+			    if x.startswith("user."))
+		names["/" + rel] = xs
+		if "user.overlay.origin" in xs:
+			origins["/" + rel] = os.getxattr(path, "user.overlay.origin",
+							 follow_symlinks=False)
+	return names, origins
+
+
+def test_rootless(ctx):
+	"""The binary as an unprivileged user (user.overlay.*) against kernel overlayfs in a user
+	namespace (userxattr) on a copy of the layers, after `touch d/new; chmod 600 d/f; mv d/g e/g`:
+	the same xattr names on the same entries (origin on the copied-up ones, impure on their
+	parents, the overlay's uuid on the root; nothing of plyfs' own). The kernel, unable to decode
+	handles in a user namespace, leaves its origins empty; the binary's must be the lower
+	entries' handles (origin.h). After a remount, d/f (copied up in place) keeps its lower inode
+	number."""
+	root = make_fs(ctx, "tmpfs")
+	for side in ("p", "k"):
+		for d in ("l0/d", "l0/e", "u", "w", "m"):
+			os.makedirs(os.path.join(root, side, d))
+		for rel, data in (("l0/d/f", "x\n"), ("l0/d/g", "g\n")):
+			with open(os.path.join(root, side, rel), "w") as f:
+				f.write(data)
+	k = os.path.join(root, "k")
+	r = subprocess.run(["unshare", "-Urm", "sh", "-c",
+			    "mount -t overlay o -o lowerdir=l0,upperdir=u,workdir=w,userxattr m && "
+			    + ROOTLESS_OPS + " && umount m"], cwd=k, capture_output=True,
+			   timeout=t(60))
+	if r.returncode != 0:
+		raise Failure("kernel overlayfs in a user namespace: %s" % r.stderr.decode()[-500:])
+	p = os.path.join(root, "p")
+	for d, dirs, files in os.walk(p):
+		for n in [d] + [os.path.join(d, x) for x in dirs + files]:
+			os.lchown(n, handles.NOBODY, handles.NOBODY)
+	handles.user_fuse_device(ctx)
+	opts = "lowerdir=l0,upperdir=u,workdir=w"
+	errs = []
+
+	def mount_and(cmd):
+		h = lifecycle.start_foreground(ctx, ["-o", opts, os.path.join(p, "m")],
+					       os.path.join(p, "m"), cwd=p, prefix=handles.SETPRIV)
+		with mounts.Watchdog(t(60), [h]):
+			out = subprocess.run(handles.SETPRIV + ["sh", "-c", cmd], cwd=p,
+					     capture_output=True, timeout=t(60))
+			handles.unmount_clean(h)
+		if out.returncode != 0:
+			raise Failure("%s: %s" % (cmd, out.stderr.decode()[-500:]))
+		return out.stdout.decode()
+	mount_and(ROOTLESS_OPS)
+	(pn, po), (kn, ko) = user_dump(os.path.join(p, "u")), user_dump(os.path.join(k, "u"))
+	if pn != kn:
+		errs.append("xattr names: binary %r, kernel %r" % (pn, kn))
+	if any(v for v in ko.values()):
+		errs.append("setup: the kernel wrote non-empty origins in a user namespace: %r" % ko)
+	for rel, low in (("/d/f", "l0/d/f"), ("/e/g", "l0/d/g"), ("/d", "l0/d")):
+		want = handle(os.path.join(p, low))
+		v = po.get(rel, b"")
+		if len(v) < 21 or (v[4], bytes(v[21:])) != want:
+			errs.append("%s: origin %s is not the handle of %s" % (rel, v.hex(), low))
+	ino = mount_and("stat -c %i m/d/f").strip()
+	if ino != str(os.lstat(os.path.join(p, "l0/d/f")).st_ino):
+		errs.append("d/f after a remount: st_ino %s, its lower file's %d"
+			    % (ino, os.lstat(os.path.join(p, "l0/d/f")).st_ino))
+	return errs
+
+
 TESTS = [
 	("kernel_xattrs_tmpfs", test_on("tmpfs")),
 	("kernel_xattrs_ext4", test_on("ext4")),
@@ -350,6 +427,7 @@ TESTS = [
 	("uuid_auto_old_upper", test_on("ext4_nulluuid", "uuid=auto", old_upper=True)),
 	("kernel_written_origin", test_kernel_written),
 	("conflicting_uuid", test_conflicting_uuid),
+	("rootless", test_rootless),
 ]
 
 
