@@ -78,6 +78,8 @@ static char *dump(const struct plyfs_params *p)
 		g_string_append(s, " userxattr");
 	if (p->dev)
 		g_string_append(s, " dev");
+	if (p->uuid != UUID_AUTO)
+		g_string_append_printf(s, " uuid=%d", (int)p->uuid);
 	if (p->read_only)
 		g_string_append(s, " ro");
 	if (p->foreground)
@@ -211,6 +213,14 @@ static const struct good_case good[] = {
 	 "squash_gid=4294967294 static_nlink noacl nofsync volatile timeout=1.5 "
 	 "xattr_permissions=2 noxattrs=1 ino32",
 	 "default_permissions," DEF},
+	{"uuid= in the kernel's words, the last one wins",
+	 {"plyfs", "-o", "lowerdir=/l,uuid=on,uuid=null", "-o", "uuid=off", "/m"},
+	 "lower=[/l] mnt=/m uuid=0 ro",
+	 "default_permissions," DEF ",ro"},
+	{"uuid=auto is the default",
+	 {"plyfs", "-o", "lowerdir=/l,uuid=on,uuid=auto", "/m"},
+	 "lower=[/l] mnt=/m ro",
+	 "default_permissions," DEF ",ro"},
 	{"fsync=1, timeout=0, noxattrs=2, xattr_permissions=0",
 	 {"plyfs", "-o", "lowerdir=/l,fsync=1,timeout=0,noxattrs=2,xattr_permissions=0", "/m"},
 	 "lower=[/l] mnt=/m timeout=0 noxattrs=2 ro",
@@ -345,6 +355,8 @@ static const struct bad_case bad[] = {
 	{"unknown short flag", {"plyfs", "-x", "-o", "lowerdir=/l", "/m"}, "'-x'"},
 	{"combined short flags", {"plyfs", "-fd", "-o", "lowerdir=/l", "/m"}, "'-fd'"},
 	{"fsync=2", {"plyfs", "-o", "lowerdir=/l,fsync=2", "/m"}, "fsync=2"},
+	{"uuid=yes", {"plyfs", "-o", "lowerdir=/l,uuid=yes", "/m"}, "null, off, on or auto"},
+	{"uuid empty", {"plyfs", "-o", "lowerdir=/l,uuid=", "/m"}, "uuid="},
 	{"fsync empty", {"plyfs", "-o", "lowerdir=/l,fsync=", "/m"}, "fsync="},
 	{"timeout=-1", {"plyfs", "-o", "lowerdir=/l,timeout=-1", "/m"}, "timeout=-1"},
 	{"timeout=abc", {"plyfs", "-o", "lowerdir=/l,timeout=abc", "/m"}, "timeout=abc"},
