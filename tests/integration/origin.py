@@ -342,6 +342,43 @@ def test_conflicting_uuid(ctx):
 	return errs
 
 
+def test_old_plyfs_layers(ctx):
+	"""An upper written by an older plyfs (its own trusted.plyfs.origin, "DEV:INO" in hex, on a
+	copied-up d/f): the binary still shows d/f with its lower file's inode number (so handles
+	and identities stay); a file copied up now (d/g) gets the kernel's origin and nothing
+	private."""
+	root = make_fs(ctx, "ext4")
+	s = Side(os.path.join(root, "s"))
+	build_lower(s.l0)
+	os.makedirs(os.path.join(s.u, "d"))
+	with open(os.path.join(s.u, "d/f"), "w") as f:
+		f.write("x, copied up by an old plyfs\n")
+	st = os.lstat(os.path.join(s.l0, "d/f"))
+	os.setxattr(os.path.join(s.u, "d/f"), "trusted.plyfs.origin",
+		    ("%x:%x" % (st.st_dev, st.st_ino)).encode())
+	os.setxattr(os.path.join(s.u, "d"), "trusted.plyfs.origin",
+		    ("%x:%x" % (st.st_dev, os.lstat(os.path.join(s.l0, "d")).st_ino)).encode())
+	seen = {}
+
+	def body(m):
+		seen["d/f"] = os.lstat(os.path.join(m, "d/f")).st_ino
+		os.chmod(os.path.join(m, "d/g"), 0o600)
+	errs = run_binary(ctx, s, "", "old", body)
+	if seen.get("d/f") != st.st_ino:
+		errs.append("d/f (old plyfs origin): st_ino %r, its lower file's %d"
+			    % (seen.get("d/f"), st.st_ino))
+	g = os.path.join(s.u, "d/g")
+	xs = os.listxattr(g, follow_symlinks=False)
+	if any(".plyfs." in x for x in xs):
+		errs.append("d/g copied up now has a private xattr: %r" % xs)
+	if "trusted.overlay.origin" not in xs:
+		errs.append("d/g copied up now has no trusted.overlay.origin: %r" % xs)
+	elif s.fb(os.getxattr(g, "trusted.overlay.origin"), s.handles()).split("-> ")[-1] != \
+			"lower0:/d/g":
+		errs.append("d/g's origin does not name l0/d/g")
+	return errs
+
+
 ROOTLESS_OPS = "touch m/d/new && chmod 600 m/d/f && mv m/d/g m/e/g"
 
 
@@ -428,6 +465,7 @@ TESTS = [
 	("kernel_written_origin", test_kernel_written),
 	("conflicting_uuid", test_conflicting_uuid),
 	("rootless", test_rootless),
+	("old_plyfs_layers", test_old_plyfs_layers),
 ]
 
 
