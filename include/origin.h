@@ -34,6 +34,7 @@
  *    lowers are allowed (no index and no redirects: plyfs always follows redirects, so never), or
  *    whose uuid another lower filesystem has too, is "bad": its origins are not decoded and the
  *    index is turned off. So a single lower on an ext4 with a null uuid keeps the index on.
+ *    A lower filesystem without file handles turns the index off too (ovl_lower_dir()).
  *  - uuid=off: origins carry a null uuid and only null-uuid origins are decoded; it needs every
  *    layer on one filesystem, else it is uuid=null. uuid=null: the upper root gets no uuid.
  *    uuid=on: "<prefix>overlay.uuid" (16 random bytes) on the upper root unless present.

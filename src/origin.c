@@ -342,6 +342,15 @@ void origin_mount_init(struct plyfs *fs)
 					    "filesystem",
 				  fs->layers[i].path);
 	}
+	/* A lower filesystem without file handles: no index at all (the kernel's ovl_lower_dir()).
+	 */
+	for (size_t i = 0; i < fs->n_layers && fs->index_dirfd >= 0; i++) {
+		struct origin_fh fh;
+		if (!fs->layers[i].upper &&
+		    origin_encode(fs, (int)i, fs->layers[i].root_fd, NULL, &fh) == 0 && fh.len == 0)
+			index_off(fs, "a lower filesystem without file handles",
+				  fs->layers[i].path);
+	}
 	if (fs->uuid == UUID_OFF && numfs > 1) {
 		log_msg(LOG_WARNING,
 			"uuid=off needs a single filesystem for all layers: uuid=null");
