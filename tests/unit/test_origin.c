@@ -189,7 +189,7 @@ START_TEST(test_get)
 	struct origin_fh fh, got;
 	ck_assert_int_eq(origin_get(&fs, dir, "g", &got), -ENODATA);
 	ck_assert_int_eq(origin_encode(&fs, 1, dir, "f", &fh), 0);
-	ck_assert_int_eq(origin_set(&fs, dir, "g", &fh), 0);
+	ck_assert_int_eq(origin_set(&fs, dir, "g", S_IFREG, &fh), 0);
 	ck_assert_int_eq(origin_get(&fs, dir, "g", &got), 0);
 	ck_assert_uint_eq(got.len, fh.len);
 	ck_assert_mem_eq(got.fb, fh.fb, fh.len);
