@@ -16,10 +16,11 @@
  * Serialisation: per node (node->lock); the state is re-checked under the lock, so concurrent
  * opens of one file copy it once. Afterwards the node's stack starts with the upper layer and
  * node->copyup_gen is bumped, so handles opened before notice (file.h).
- * The origin (the identity key) is recorded in a private xattr so st_ino stays the same. A
- * failed write fails the copy-up, as in kernel overlayfs, except where the kernel goes on without
- * it: an upper without xattrs (EOPNOTSUPP: counted under `metadata`, errors.h), and a symlink or
- * special file in the user.* format, which the kernel refuses user.* xattrs (not tried).
+ * The origin is recorded in the kernel's format, and the parent marked impure (origin.h), so that
+ * st_ino stays the same, also under kernel overlayfs. A failed write fails the copy-up, as in
+ * kernel overlayfs, except where the kernel goes on without it: an upper without xattrs
+ * (EOPNOTSUPP: counted under `metadata`, errors.h), and a symlink or special file in the user.*
+ * format, which the kernel refuses user.* xattrs (not tried).
  */
 #ifndef PLYFS_COPY_UP_H
 #define PLYFS_COPY_UP_H
@@ -42,8 +43,5 @@ int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data);
 /* Copies n up as (parent, name), one of its names (a hard-linked file is reached by several):
  * the name being changed is the one that appears in upper, as with kernel overlayfs. */
 int copy_up_as(struct plyfs *fs, struct node *n, struct node *parent, const char *name);
-
-/* The private xattr recording an upper entry's origin ("<dev hex>:<ino hex>"). */
-int copy_up_read_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key *key);
 
 #endif

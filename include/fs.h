@@ -46,6 +46,7 @@ struct plyfs {
 	const char *override_write;
 	const char *override_read[3];
 	unsigned n_override_read;
+	enum uuid_mode uuid; /* params->uuid as origin_mount_init() settled it (origin.h) */
 
 	struct node_table *nodes;
 	GMutex rename_lock; /* taken first by every RENAME (lock order: rename_lock, node->lock) */

@@ -14,9 +14,10 @@
  * link count relative to the lower ("L+N") or upper ("U+N") inode's, as the kernel keeps them, so
  * kernel overlayfs (index=on) reads plyfs' upper back the same.
  *
- * Only in the trusted.overlay.* format (fs.h; the user.overlay.* one has none here, as the
- * kernel's userxattr mode), with index=on (the default), and only for layers whose filesystem
- * has a non-null uuid and file handles.
+ * Only in the trusted.overlay.* format (fs.h; the user.overlay.* one has none here), with
+ * index=on (the default), and only for
+ * lower filesystems whose uuid the kernel accepts (origin.h: a null one is fine, one shared by two
+ * lower filesystems is not; the index is off for the mount then).
  *
  * WITHOUT AN INDEX (index=off, rootless, a lower without file handles or uuid) the names of a
  * lower hard-link group split at copy-up, exactly as kernel overlayfs with index=off: before its
@@ -50,6 +51,7 @@
 
 #include "fs.h"
 #include "inode.h"
+#include "ovl_names.h"
 
 /* Creates and opens workdir/index (fs->index_dirfd) and reads the layers' uuids. Without it
  * (rootless, no upper), hard links are copied up one name at a time. */
@@ -115,11 +117,10 @@ void index_keep_reachable(struct plyfs *fs, struct node *n);
 void index_release(struct plyfs *fs, struct node *n);
 
 /* A copy-up of a lower hard link into the index: the finished copy (tmpfd, or work/tmpname when
- * not NULL) gets the kernel's origin (fb) and link count, becomes workdir/index/hex and is linked
- * to (dst_dir, name). 0 or -errno. */
+ * not NULL), which already carries the kernel's origin (origin_set()), gets the link count,
+ * becomes workdir/index/hex and is linked to (dst_dir, name). 0 or -errno. */
 int index_place_copy(struct plyfs *fs, int work, int tmpfd, const char *tmpname, const char *hex,
-		     const unsigned char *fb, size_t fb_len, nlink_t lower_nlink, int dst_dir,
-		     const char *name);
+		     nlink_t lower_nlink, int dst_dir, const char *name);
 /* Does upper file (dirfd, name) (stat `st`) keep the merged link count of an indexed file? */
 bool index_upper_keeps_nlink(struct plyfs *fs, int dirfd, const char *name, const struct stat *st);
 
@@ -139,7 +140,5 @@ void index_merged_nlink(struct plyfs *fs, struct node *n, int dirfd, const char 
 int index_nlink_prepare(struct plyfs *fs, struct node *n, const struct lfd *loc);
 /* After n's upper inode got one more link to a name the merged count already included. */
 int index_nlink_after_link(struct plyfs *fs, struct node *n, const struct lfd *loc);
-
-#define OVL_FB_MAX (21 + 128)
 
 #endif

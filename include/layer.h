@@ -35,6 +35,9 @@ struct layer {
 	bool upper;
 	unsigned char uuid[16]; /* the filesystem's uuid (FS_IOC_GETFSUUID): index, handle store */
 	bool uuid_ok;		/* known and not null */
+	/* Origins on this lower's filesystem cannot be told from another's: its uuid is null where
+	 * the kernel refuses that, or another lower filesystem has the same one (origin.h). */
+	bool bad_uuid;
 };
 
 struct plyfs_params;
@@ -70,6 +73,10 @@ int layer_reopen(int fd, int flags);
  * fh->handle_bytes holds the room on entry. */
 struct file_handle;
 int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh);
+/* open_by_handle_at (needs CAP_DAC_READ_SEARCH; mount_fd not O_PATH): the file may lie anywhere on
+ * mount_fd's
+ * filesystem, not only beneath a layer; callers use it only to identify a file (origin.h). */
+int layer_open_by_handle(int mount_fd, struct file_handle *fh, int flags);
 /* A non-zero hash of the file handle of (dirfd, name) (name NULL: dirfd itself): the same for the
  * same inode for as long as it lives (also across mounts), another for a file that reuses its inode
  * number (the handle holds the inode's generation on ext4, xfs, btrfs, tmpfs). 0 where the

@@ -28,6 +28,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ovl_names.h"
+
 /* --- *.overlay.redirect (directories) --------------------------------------------------------
  * Absolute: "/" then components separated by single '/', none empty ("/a/b"). Relative: one name
  * that replaces the entry's own name in the layers below ("b"). Never "." or ".." (also not as a
@@ -58,13 +60,6 @@ int ovl_redirect_decode(const char *value, ssize_t len, struct ovl_redirect *out
  *             newer version, unknown flags, or the other byte order without ANY_ENDIAN
  *   -EINVAL   too short (< 21 bytes, or shorter than its own len field, or a len field < 21),
  *             bad magic: the kernel warns "invalid origin" and ignores it. */
-#define OVL_FB_HEADER_LEN      21
-#define OVL_FB_MAGIC	       0xfb
-#define OVL_FB_VERSION	       0
-#define OVL_FB_FLAG_BIG_ENDIAN (1 << 0)
-#define OVL_FB_FLAG_ANY_ENDIAN (1 << 1)
-#define OVL_FB_FLAG_PATH_UPPER (1 << 2)
-#define OVL_FB_FLAG_ALL	       0x07
 struct ovl_fb_info {
 	uint8_t version, flags, type;
 	const unsigned char *uuid; /* 16 bytes */

@@ -78,6 +78,15 @@ enum xino_mode {
 	XINO_OFF,      /* only on one filesystem */
 };
 
+/* uuid=: kernel overlayfs' meaning (its Documentation/filesystems/overlayfs.rst, "UUID and
+ * fsid"; origin.h applies it). The order is the kernel's. */
+enum uuid_mode {
+	UUID_OFF = 0,  /* origins carry a null uuid, layers' uuids ignored (one filesystem only) */
+	UUID_NULL = 1, /* the overlay has no uuid of its own */
+	UUID_AUTO = 2, /* default: "on" for a new upper, "null" for one used before without it */
+	UUID_ON = 3,   /* the overlay's uuid is kept in <prefix>overlay.uuid on the upper root */
+};
+
 struct plyfs_params {
 	/* Layers, exactly as given (unescaped, not yet resolved); see layer.h for resolution. */
 	char **lowerdirs; /* g_strfreev; NULL-terminated; top layer first */
@@ -121,6 +130,7 @@ struct plyfs_params {
 	enum xino_mode xino; /* xino=, default XINO_AUTO */
 	bool metacopy;	     /* metacopy=on: refused by params_validate (copy-up copies data) */
 	bool read_only;	     /* "ro" was given (also forced when there is no upperdir) */
+	enum uuid_mode uuid; /* uuid=null|off|on|auto, default auto */
 
 	bool foreground; /* -f */
 	bool debug;	 /* -d, -o debug */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * xattr.h - extended attributes in the merged view: GETXATTR, LISTXATTR, SETXATTR, REMOVEXATTR.
+ * xattr.h - extended attributes in the merged view: the GETXATTR, LISTXATTR, SETXATTR and
+ * REMOVEXATTR handlers (the name and size rules they apply: xattr_name.h).
  *
  * A node's xattrs are those of its top entry. The overlay's own attributes (trusted.overlay.*,
  * user.overlay.*, user.fuseoverlayfs.*, user.plyfs.*) are never listed and read as absent
@@ -15,10 +16,6 @@
 
 #include "fs.h"
 
-bool xattr_is_private(const char *name);
-/* Hands `value` out with getxattr(2)'s size semantics: its length for size 0, -ERANGE when it
- * does not fit, else copied to buf. */
-ssize_t xattr_copy_value(const void *value, size_t len, char *buf, size_t size);
 ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf, size_t size);
 ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size);
 /* SETXATTR / REMOVEXATTR: copy-up first; the overlay's own names are refused with -EPERM. A name

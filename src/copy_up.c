@@ -2,7 +2,6 @@
 /* copy_up.c - bringing entries up into the upper layer (see copy_up.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,13 +15,12 @@
 #include "index.h"
 #include "inode.h"
 #include "log.h"
+#include "origin.h"
 #include "ovl_names.h"
 #include "override.h"
 #include "ovl_xattr.h"
 #include "workdir.h"
-#include "xattr.h"
-
-#define ORIGIN_XATTR_SUFFIX "origin"
+#include "xattr_name.h"
 
 /* --- data --- */
 
@@ -112,53 +110,6 @@ static int copy_xattrs(int sdir, const char *sname, int ddir, const char *dname)
 	return 0;
 }
 
-static char *origin_xattr_name(const struct plyfs *fs)
-{
-	return g_strconcat(fs->is_root ? "trusted.plyfs." : PLYFS_XATTR_PREFIX, ORIGIN_XATTR_SUFFIX,
-			   NULL);
-}
-
-/*
- * Records the origin of a copy of type `type`. A failure fails the copy-up, as in kernel overlayfs
- * (ovl_set_origin), except where the kernel goes on without the origin (only st_ino then changes
- * after a remount): an upper filesystem without xattrs (EOPNOTSUPP), noted as a metadata error;
- * and a symlink or special file in the user.* format, which the kernel refuses user.* xattrs
- * (EPERM): that one is not even tried.
- */
-static int write_origin(struct plyfs *fs, int dirfd, const char *name, mode_t type,
-			struct node_key key)
-{
-	if (!fs->is_root && !S_ISREG(type) && !S_ISDIR(type))
-		return 0;
-	g_autofree char *xname = origin_xattr_name(fs);
-	char val[64];
-	int len = snprintf(val, sizeof(val), "%" PRIx64 ":%" PRIx64, (uint64_t)key.dev,
-			   (uint64_t)key.ino);
-	int r = layer_setxattr(dirfd, name, xname, val, (size_t)len, 0);
-	if (r == -ENOTSUP || r == -EOPNOTSUPP) {
-		errors_note_metadata_write(-r, xname, dirfd);
-		return 0;
-	}
-	return r;
-}
-
-int copy_up_read_origin(struct plyfs *fs, int dirfd, const char *name, struct node_key *key)
-{
-	g_autofree char *xname = origin_xattr_name(fs);
-	char val[64];
-	ssize_t len = layer_getxattr(dirfd, name, xname, val, sizeof(val));
-	if (len == -ERANGE)
-		return -EINVAL; /* far longer than "<16 hex>:<16 hex>": not one of ours */
-	if (len < 0)
-		return (int)len;
-	uint64_t dev, ino;
-	int r = ovl_plyfs_origin_decode(val, len, &dev, &ino);
-	if (r < 0)
-		return r;
-	*key = (struct node_key){.dev = (dev_t)dev, .ino = (ino_t)ino};
-	return 0;
-}
-
 /* Owner, mode and times of `st` on the temporary entry (name NULL: the fd itself). Owner first:
  * chown clears setuid/setgid bits, which the mode then restores. */
 static int copy_attrs(int dirfd, const char *name, const struct stat *st)
@@ -193,11 +144,13 @@ struct cu {
 	/* One name of a split hard link (index.h): its own file from now on, with no origin (the
 	 * kernel's index=off writes none for a lower file with several names). */
 	bool split;
-	/* A lower file with several names goes through the index (index.h): its name there and
-	 * its origin handle; NULL otherwise. */
+	/* A lower file with several names goes through the index (index.h): its name there;
+	 * NULL otherwise. */
 	const char *index_hex;
-	unsigned char fb[OVL_FB_MAX];
-	size_t fb_len;
+	/* The origin written on the copy (origin.h), when `has_origin`: the index's handle for an
+	 * indexed file. */
+	bool has_origin;
+	struct origin_fh origin;
 };
 
 static bool want_fsync(const struct plyfs *fs)
@@ -232,8 +185,8 @@ static int place(struct cu *c, int *tmpfd, const char *tmpname)
 	if (r < 0)
 		return r;
 	if (c->index_hex)
-		return index_place_copy(c->fs, c->work, *tmpfd, tmpname, c->index_hex, c->fb,
-					c->fb_len, c->st.st_nlink, c->dst_dir, c->name);
+		return index_place_copy(c->fs, c->work, *tmpfd, tmpname, c->index_hex,
+					c->st.st_nlink, c->dst_dir, c->name);
 	if (c->orphan)
 		return tmpname ? adopt_orphan(c, -1, tmpname)
 			       : adopt_orphan(c, steal_fd(tmpfd), NULL);
@@ -279,8 +232,8 @@ static int copy_up_regular(struct cu *c)
 	if (r == 0)
 		r = fileattr_copy_up(c->fs, src, c->src_dir, c->src_name, tmp, -1, NULL,
 				     c->st.st_mode);
-	if (r == 0 && !c->split)
-		r = write_origin(c->fs, tmp, NULL, S_IFREG, c->n->key);
+	if (r == 0 && c->has_origin && !c->split)
+		r = origin_set(c->fs, tmp, NULL, S_IFREG, &c->origin);
 	if (r == 0)
 		r = copy_attrs(tmp, NULL, &c->st);
 	if (r == 0 && want_fsync(c->fs))
@@ -321,8 +274,8 @@ static int copy_up_other(struct cu *c)
 	if (r == 0)
 		r = fileattr_copy_up(c->fs, -1, c->src_dir, c->src_name, -1, c->work, tmpname,
 				     c->st.st_mode);
-	if (r == 0)
-		r = write_origin(c->fs, c->work, tmpname, c->st.st_mode, c->n->key);
+	if (r == 0 && c->has_origin)
+		r = origin_set(c->fs, c->work, tmpname, c->st.st_mode, &c->origin);
 	if (r == 0)
 		r = copy_attrs(c->work, tmpname, &c->st);
 	if (r == 0)
@@ -330,6 +283,20 @@ static int copy_up_other(struct cu *c)
 	if (r < 0)
 		workdir_rmtree(c->work, tmpname);
 	return r;
+}
+
+/* Which origin the copy gets: the kernel's rule (origin.h): a directory, a file with one link, or
+ * one copied up through the index; a lower hard link copied up on its own gets none. */
+static int choose_origin(struct cu *c, int layer)
+{
+	if (c->index_hex) {
+		c->has_origin = true; /* index_name() filled it */
+		return 0;
+	}
+	if (!S_ISDIR(c->st.st_mode) && c->st.st_nlink != 1)
+		return 0;
+	c->has_origin = true;
+	return origin_encode(c->fs, layer, c->src_dir, c->src_name, &c->origin);
 }
 
 /* The new stack: the upper entry (stat `up`) on top; a directory keeps merging with what it had
@@ -397,12 +364,20 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 	bool hardlinked =
 		S_ISREG(c.st.st_mode) && !orphan && !c.split && (linked || c.st.st_nlink > 1);
 	if (hardlinked && !linked &&
-	    index_name(fs, inode_top_layer(n), src->fd, src->name, &hex, c.fb, &c.fb_len) == 0) {
+	    index_name(fs, inode_top_layer(n), src->fd, src->name, &hex, c.origin.fb,
+		       &c.origin.len) == 0) {
 		if (index_exists(fs, hex))
 			linked = hex; /* another name of it was copied up before */
 		else
 			c.index_hex = hex;
 	}
+	/* The parent may now hold an entry with an origin (the kernel marks it before). */
+	if (r == 0 && !orphan)
+		r = origin_set_impure(fs, dst.fd);
+	if (r == 0 && !linked)
+		r = choose_origin(&c, inode_top_layer(n));
+	if (r < 0)
+		return r;
 	if (linked) {
 		/* "Link up": the file is in the index already; this name becomes one more link. */
 		__atomic_store_n(&n->indexed, true, __ATOMIC_RELEASE);

@@ -8,6 +8,7 @@
 
 #include "autofd.h"
 #include "copy_up.h"
+#include "origin.h"
 #include "create.h"
 #include "fileattr.h"
 #include "index.h"
@@ -250,6 +251,9 @@ int create_link(struct plyfs *fs, struct node *n, struct node *newparent, const 
 	g_mutex_lock(&newparent->lock);
 	auto_lfd struct lfd updir = LFD_INIT;
 	r = inode_dirfd(fs, newparent, 0, &updir);
+	/* A file with an origin linked into a directory makes it impure (ovl_create_or_link()). */
+	if (r == 0 && origin_of_node(fs, n))
+		r = origin_set_impure(fs, updir.fd);
 	int slot = r < 0 ? r : upper_slot(updir.fd, newname);
 	if (slot < 0) {
 		r = slot;

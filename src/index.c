@@ -12,10 +12,8 @@
 #include "inode.h"
 #include "log.h"
 #include "ovl_names.h"
+#include "origin.h"
 #include "ovl_xattr.h"
-
-#define OVL_FH_MAGIC  0xfb
-#define OVL_FB_HEADER 21 /* version, magic, len, flags, type, uuid[16] */
 
 void index_init(struct plyfs *fs)
 {
@@ -31,28 +29,18 @@ void index_init(struct plyfs *fs)
 int index_name(struct plyfs *fs, int layer, int dirfd, const char *name, char **hex,
 	       unsigned char *fb, size_t *fb_len)
 {
-	if (fs->index_dirfd < 0 || !fs->layers[layer].uuid_ok)
+	/* A lower filesystem whose origins cannot be told apart has no index (origin.h). */
+	if (fs->index_dirfd < 0 || fs->layers[layer].bad_uuid)
 		return -EOPNOTSUPP;
-	struct {
-		struct file_handle fh;
-		unsigned char bytes[128];
-	} h = {.fh.handle_bytes = 128};
-	int r = layer_name_to_handle(dirfd, name, &h.fh);
+	struct origin_fh fh;
+	int r = origin_encode(fs, layer, dirfd, name, &fh);
+	if (r == 0 && fh.len == 0)
+		r = -EOPNOTSUPP;
 	if (r < 0)
 		return r;
-	/* struct ovl_fb, little-endian flags 0 (the kernel's OVL_FH_FLAG_CPU_ENDIAN there). */
-	*fb_len = OVL_FB_HEADER + h.fh.handle_bytes;
-	fb[0] = 0;
-	fb[1] = OVL_FH_MAGIC;
-	fb[2] = (unsigned char)*fb_len;
-	fb[3] = 0;
-	fb[4] = (unsigned char)h.fh.handle_type;
-	memcpy(fb + 5, fs->layers[layer].uuid, 16);
-	memcpy(fb + OVL_FB_HEADER, h.fh.f_handle, h.fh.handle_bytes);
-	GString *s = g_string_sized_new(*fb_len * 2);
-	for (size_t i = 0; i < *fb_len; i++)
-		g_string_append_printf(s, "%02x", fb[i]);
-	*hex = g_string_free(s, FALSE);
+	memcpy(fb, fh.fb, fh.len);
+	*fb_len = fh.len;
+	*hex = origin_hex(&fh);
 	return 0;
 }
 
@@ -302,13 +290,9 @@ int index_link_up(struct plyfs *fs, struct node *n, int updir, const char *name)
 /* --- copying up into the index --- */
 
 int index_place_copy(struct plyfs *fs, int work, int tmpfd, const char *tmpname, const char *hex,
-		     const unsigned char *fb, size_t fb_len, nlink_t lower_nlink, int dst_dir,
-		     const char *name)
+		     nlink_t lower_nlink, int dst_dir, const char *name)
 {
-	int r = layer_setxattr(tmpfd, NULL, OVL_XATTR_TRUSTED_PREFIX OVL_XATTR_ORIGIN_SUFFIX, fb,
-			       fb_len, 0);
-	if (r == 0)
-		r = index_set_nlink_lower(fs, tmpfd, 0);
+	int r = index_set_nlink_lower(fs, tmpfd, 0);
 	if (r == 0)
 		r = tmpname ? layer_renameat2(work, tmpname, fs->index_dirfd, hex, RENAME_NOREPLACE)
 			    : layer_linkat(tmpfd, NULL, fs->index_dirfd, hex);

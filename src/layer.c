@@ -368,6 +368,12 @@ int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh)
 		"name_to_handle_at", dirfd, name);
 }
 
+int layer_open_by_handle(int mount_fd, struct file_handle *fh, int flags)
+{
+	return (int)traced(open_by_handle_at(mount_fd, fh, flags | O_CLOEXEC), "open_by_handle_at",
+			   mount_fd, NULL);
+}
+
 uint32_t layer_handle_check(int dirfd, const char *name)
 {
 	struct {

@@ -16,6 +16,7 @@
 #include "fs.h"
 #include "fuse_io.h"
 #include "index.h"
+#include "origin.h"
 #include "inode.h"
 #include "log.h"
 #include "ops.h"
@@ -156,6 +157,7 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 		return r;
 	}
 	index_init(fs);
+	origin_mount_init(fs);
 	fs->nodes = node_table_new(inode_destroy);
 	node_table_set_record_max(fs->nodes, (size_t)p->forgotten_records);
 	export_store_load(fs);

@@ -8,11 +8,11 @@
 #include <unistd.h>
 
 #include "autofd.h"
-#include "copy_up.h"
 #include "index.h"
 #include "inode.h"
 #include "override.h"
 #include "namei.h"
+#include "origin.h"
 #include "ovl_names.h"
 #include "ovl_xattr.h"
 #include "whiteout.h"
@@ -192,6 +192,73 @@ static void find_in_index(struct scan *sc, int layer, int dirfd, const char *nam
 	}
 }
 
+/* Is the origin `fh` of an upper non-directory the entry of the same name in one of the parent's
+ * lower layers? Then that is its identity. */
+static bool origin_by_name(struct scan *sc, const struct origin_fh *fh, const char *name,
+			   const struct stat *up, struct node_key *key)
+{
+	for (unsigned slot = 0; slot < sc->ps->n; slot++) {
+		int layer = sc->ps->l[slot].layer;
+		auto_lfd struct lfd d = LFD_INIT;
+		struct stat st;
+		if (sc->fs->layers[layer].upper || inode_dirfd(sc->fs, sc->parent, layer, &d) < 0 ||
+		    layer_fstatat(d.fd, name, &st) < 0)
+			continue;
+		if (((st.st_mode ^ up->st_mode) & S_IFMT) == 0 &&
+		    origin_matches(sc->fs, fh, layer, d.fd, name)) {
+			*key = (struct node_key){.dev = st.st_dev, .ino = st.st_ino};
+			return true;
+		}
+		return false; /* the name below is another file: the origin lies elsewhere */
+	}
+	return false;
+}
+
+/* The lower file upper non-directory (dirfd, name) was copied up from (origin.h), whose identity
+ * (and st_ino) it keeps: 0 and *key, or -ENODATA (none, or one that does not verify: the file is
+ * its own). An invalid value is reported. */
+static int find_origin(struct scan *sc, int dirfd, const char *name, const struct stat *st,
+		       int layer, struct node_key *key)
+{
+	struct origin_fh fh;
+	int r = origin_get(sc->fs, dirfd, name, &fh);
+	if (r == -ENODATA) {
+		/* None: maybe a layer written by an older plyfs, with its own origin. */
+		r = origin_legacy_get(sc->fs, dirfd, name, key);
+		if (r == -EINVAL)
+			report(sc, "plyfs.origin", layer, name, NULL, r);
+		return r == 0 ? 0 : -ENODATA;
+	}
+	if (r == -EINVAL)
+		report(sc, "origin", layer, name, NULL, r);
+	if (r < 0)
+		return -ENODATA;
+	if (origin_by_name(sc, &fh, name, st, key))
+		return 0;
+	return origin_decode(sc->fs, &fh, st->st_mode & S_IFMT, key) == 0 ? 0 : -ENODATA;
+}
+
+/* An upper directory found merging with lower directory `lower` (of `layer`) and carrying no
+ * origin gets that one's, and its parent is marked impure: the kernel's ovl_fix_origin(). */
+static int fix_origin(struct scan *sc, int lower, int layer)
+{
+	struct plyfs *fs = sc->fs;
+	const struct node_layer *top = &g_array_index(sc->stack, struct node_layer, 0);
+	if (sc->stack->len != 1 || !fs->layers[top->layer].upper || fs->params->read_only)
+		return 0;
+	struct origin_fh fh;
+	int r = origin_get(fs, top->fd, NULL, &fh);
+	if (r != -ENODATA)
+		return 0; /* it has one (valid or not, the kernel keeps it) */
+	r = origin_encode(fs, layer, lower, NULL, &fh);
+	if (r == 0)
+		r = origin_set(fs, top->fd, NULL, S_IFDIR, &fh);
+	auto_lfd struct lfd pdir = LFD_INIT;
+	if (r == 0)
+		r = inode_dirfd(fs, sc->parent, 0, &pdir);
+	return r < 0 ? r : origin_set_impure(fs, pdir.fd);
+}
+
 enum scan_step { SCAN_NEXT, SCAN_STOP };
 
 /* Examines one layer of the parent. Returns SCAN_NEXT / SCAN_STOP, or -errno. */
@@ -236,10 +303,8 @@ static int scan_layer(struct scan *sc, unsigned slot)
 		/* A copied-up file keeps the identity (and st_ino) of the file it came from. */
 		struct node_key origin;
 		int orig = sc->fs->layers[layer].upper && name
-				   ? copy_up_read_origin(sc->fs, dir.fd, name, &origin)
+				   ? find_origin(sc, dir.fd, name, &st, layer, &origin)
 				   : -ENODATA;
-		if (orig == -EINVAL)
-			report(sc, "plyfs.origin", layer, name, path, orig);
 		if (orig == 0) {
 			sc->key = origin;
 			sc->indexed = index_upper_keeps_nlink(sc->fs, dir.fd, name, &st);
@@ -256,6 +321,9 @@ static int scan_layer(struct scan *sc, unsigned slot)
 	if (fd < 0)
 		return name ? fd : -errno;
 	int opaque = examine_dir(sc, fd, layers_below, layer, name, path);
+	/* Best effort: a failure changes nothing shown (the kernel fails the lookup). */
+	if (opaque >= 0 && sc->stack->len == 1 && !sc->fs->layers[layer].upper)
+		fix_origin(sc, fd, layer);
 	if (opaque < 0) {
 		close(fd);
 		return opaque;

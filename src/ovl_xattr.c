@@ -146,7 +146,7 @@ int ovl_flag_decode(const char *value, ssize_t len)
 	if (!value || len <= 0)
 		return OVL_FLAG_NO;
 	/* The kernel asks for one byte: a longer value fails with ERANGE, which is "not set". */
-	if (len == 1 && value[0] == 'y')
+	if (len == 1 && value[0] == OVL_XATTR_YES[0])
 		return OVL_FLAG_YES;
 	if (len == 1 && value[0] == 'x')
 		return OVL_FLAG_X;

@@ -21,6 +21,7 @@ enum opt_kind {
 	K_DEBUG,    /* -d, debug: debug output, implies -f as in libfuse */
 	K_BOOL01,   /* NAME=0|1 into a bool member */
 	K_INT012,   /* NAME=0|1|2 into an int-sized member */
+	K_UUID,	    /* uuid=off|null|auto|on into an enum uuid_mode member */
 	K_ID,	    /* NAME=N, a uid/gid (0..2^32-2) into a long member */
 	K_COUNT,    /* NAME=N, a count (0..2^32-1) into a long member */
 	K_TIMEOUT,  /* NAME=SECONDS (float) into a double member */
@@ -67,6 +68,7 @@ _Static_assert(sizeof(enum xattr_mode) == sizeof(int), "noxattrs must be int-siz
 /* K_REDIRECT and K_XINO too. */
 _Static_assert(sizeof(enum redirect_mode) == sizeof(int), "redirect_dir must be int-sized");
 _Static_assert(sizeof(enum xino_mode) == sizeof(int), "xino must be int-sized");
+_Static_assert(sizeof(enum uuid_mode) == sizeof(int), "uuid must be int-sized");
 
 /*
  * Every spelling plyfs accepts. A template ending in '=' matches any value. The generic group
@@ -94,6 +96,8 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT("forgotten_records=", K_COUNT, forgotten_records),
 	OPT("handles_interval=", K_COUNT, handles_interval),
 	OPT("userxattr", K_TRUE, userxattr),
+	/* kernel overlayfs' own */
+	OPT("uuid=", K_UUID, uuid),
 	OPT_NF("debug", K_DEBUG),
 	/* kernel overlayfs' options, with its meaning (params.h) */
 	OPT("redirect_dir=", K_REDIRECT, redirect_dir),
@@ -316,6 +320,19 @@ static int parse_timeout(struct parse_ctx *c, const char *arg, const char *val, 
 	return 0;
 }
 
+/* uuid=: the kernel's four words (params.h, enum uuid_mode), in its order. */
+static int parse_uuid(struct parse_ctx *c, const char *arg, const char *val, enum uuid_mode *out)
+{
+	static const char *const words[] = {"off", "null", "auto", "on"};
+	for (size_t i = 0; i < G_N_ELEMENTS(words); i++) {
+		if (strcmp(val, words[i]) == 0) {
+			*out = (enum uuid_mode)i;
+			return 0;
+		}
+	}
+	return bad_value(c, arg, "null, off, on or auto");
+}
+
 /* A layer option given again would silently drop a layer (mount(8) merges the options of fstab
  * and of the command line): refused, unlike the other options, where the last one wins. */
 static int layer_given_twice(struct parse_ctx *c, const char *arg)
@@ -446,6 +463,8 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 		if (ret == 0)
 			*(int *)member = (int)u;
 		return ret;
+	case K_UUID:
+		return parse_uuid(c, arg, val, member);
 	case K_ID:
 		ret = parse_uint(c, arg, val, UINT32_MAX - 1, "an id from 0 to 4294967294", &u);
 		if (ret == 0)
@@ -569,6 +588,7 @@ static void params_init(struct plyfs_params *p)
 	p->handles_interval = PARAMS_DEFAULT_HANDLES_INTERVAL;
 	p->redirect_dir = REDIRECT_ON;
 	p->xino = XINO_AUTO;
+	p->uuid = UUID_AUTO; /* the kernel's default */
 	p->fuse_args = g_ptr_array_new_with_free_func(g_free);
 }
 
@@ -752,6 +772,7 @@ void params_usage(FILE *out, const char *progname)
 		"  -o xino=on|auto|off    layers on several filesystems: the fsid in the high\n"
 		"                         bits of st_ino (on, auto: default); off: one filesystem\n"
 		"  -o metacopy=off        accepted (metacopy=on is refused)\n"
+		"  -o uuid=null|off|on|auto  kernel overlayfs' meaning (default auto)\n"
 		"  -o context=..., threaded=, fast_ino=, writeback=, plugins=\n"
 		"                         accepted for fuse-overlayfs compatibility, no effect\n"
 		"  -o ro,rw,[no]dev,[no]suid,[no]exec,[no]atime,sync,async,dirsync,allow_other,\n"

@@ -10,6 +10,7 @@
 #include "index.h"
 #include "inode.h"
 #include "namei.h"
+#include "origin.h"
 #include "ovl_names.h"
 #include "remove.h"
 #include "rename.h"
@@ -250,6 +251,18 @@ static int do_exchange(struct plyfs *fs, struct side *src, struct side *dst)
 	return r;
 }
 
+/* An entry with an origin moving to another directory makes that one impure (origin.h), and so does
+ * the other side of an exchange, as the kernel's ovl_rename() marks them first. */
+static int mark_impure(struct plyfs *fs, struct side *src, struct side *dst, unsigned flags)
+{
+	if (src->parent == dst->parent)
+		return 0;
+	int r = origin_of_node(fs, src->node) ? origin_set_impure(fs, dst->updir.fd) : 0;
+	if (r == 0 && (flags & RENAME_EXCHANGE) && origin_of_node(fs, dst->node))
+		r = origin_set_impure(fs, src->updir.fd);
+	return r;
+}
+
 /* Moves src over dst (which may hold an entry, a whiteout or nothing in upper). */
 static int do_move(struct plyfs *fs, struct side *src, struct side *dst)
 {
@@ -380,8 +393,10 @@ int rename_entry(struct plyfs *fs, struct node *parent, const char *name, struct
 		index_entry = index_entry_of(fs, dst.node, dloc.fd, dloc.name);
 	if (r == 0) {
 		lock_parents(parent, newparent);
-		r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst)
-					      : do_move(fs, &src, &dst);
+		r = mark_impure(fs, &src, &dst, flags);
+		if (r == 0)
+			r = (flags & RENAME_EXCHANGE) ? do_exchange(fs, &src, &dst)
+						      : do_move(fs, &src, &dst);
 		if (r == 0)
 			update_nodes(fs, &src, &dst, flags);
 		unlock_parents(parent, newparent);

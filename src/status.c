@@ -8,7 +8,7 @@
 #include "export_store.h"
 #include "request.h"
 #include "status.h"
-#include "xattr.h"
+#include "xattr_name.h"
 
 static void put_str(GString *out, const char *key, const char *value)
 {

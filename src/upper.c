@@ -58,7 +58,7 @@ int upper_drop_whiteout(int updir, const char *name, enum upper_slot kind)
 int upper_set_opaque(struct plyfs *fs, int dirfd, const char *name)
 {
 	g_autofree char *xname = g_strconcat(fs->xattr_prefix, OVL_XATTR_OPAQUE_SUFFIX, NULL);
-	int r = layer_setxattr(dirfd, name, xname, "y", 1, 0);
+	int r = layer_setxattr(dirfd, name, xname, OVL_XATTR_YES, 1, 0);
 	if (!refused(r))
 		return r;
 	autofd int dir = name ? layer_openat(dirfd, name, O_PATH | O_DIRECTORY, 0) : -1;

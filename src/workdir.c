@@ -16,7 +16,8 @@
 char *workdir_tmpname(void)
 {
 	static atomic_ulong counter;
-	return g_strdup_printf("#plyfs.%d.%lu", (int)getpid(), atomic_fetch_add(&counter, 1));
+	return g_strdup_printf(PLYFS_TMP_PREFIX "%d.%lu", (int)getpid(),
+			       atomic_fetch_add(&counter, 1));
 }
 
 struct dirent64_rec {

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* xattr.c - extended attributes in the merged view (see xattr.h). */
 #include <errno.h>
-#include <linux/limits.h>
 #include <string.h>
 
 #include "copy_up.h"
@@ -10,30 +9,7 @@
 #include "override.h"
 #include "status.h"
 #include "xattr.h"
-
-static const char *const private_prefixes[] = {
-	OVL_XATTR_TRUSTED_PREFIX, OVL_XATTR_USER_PREFIX, OVL_XATTR_FOVL_PREFIX,
-	PLYFS_XATTR_PREFIX,	  "trusted.plyfs.",
-};
-
-ssize_t xattr_copy_value(const void *value, size_t len, char *buf, size_t size)
-{
-	if (size == 0)
-		return (ssize_t)len;
-	if (size < len)
-		return -ERANGE;
-	memcpy(buf, value, len);
-	return (ssize_t)len;
-}
-
-bool xattr_is_private(const char *name)
-{
-	for (size_t i = 0; i < G_N_ELEMENTS(private_prefixes); i++) {
-		if (g_str_has_prefix(name, private_prefixes[i]))
-			return true;
-	}
-	return false;
-}
+#include "xattr_name.h"
 
 /* Names users neither see nor change: the overlay's own, and with xattr_permissions the
  * override_stat names (override.h), which hold what stat shows. */
@@ -118,13 +94,6 @@ ssize_t xattr_list(struct plyfs *fs, struct node *n, char *buf, size_t size)
 	return xattr_copy_value(raw, kept, buf, size);
 }
 
-/* A name setxattr(2) and removexattr(2) refuse (ERANGE) before any filesystem sees it: refused
- * before a copy-up. */
-static bool bad_name(const char *name)
-{
-	return name[0] == '\0' || strlen(name) > XATTR_NAME_MAX;
-}
-
 /*
  * What SETXATTR and REMOVEXATTR share: the mount's xattr mode and the overlay's own names (not the
  * user's to change: kernel overlayfs answers EPERM). Returns 1 when the call is to be ignored
@@ -142,9 +111,9 @@ static int check_change(struct plyfs *fs, const char *name)
 int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *value, size_t size,
 	      int flags)
 {
-	if (bad_name(name))
-		return -ERANGE;
-	if (size > XATTR_SIZE_MAX) /* E2BIG: setxattr(2)'s answer, before any copy-up */
+	if (xattr_name_refused(name))
+		return -ERANGE;	       /* before any copy-up */
+	if (xattr_value_too_big(size)) /* E2BIG: setxattr(2)'s answer, before any copy-up */
 		return -E2BIG;
 	int r = check_change(fs, name);
 	if (r != 0)
@@ -169,8 +138,8 @@ int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *va
 
 int xattr_remove(struct plyfs *fs, struct node *n, const char *name)
 {
-	if (bad_name(name))
-		return -ERANGE;
+	if (xattr_name_refused(name))
+		return -ERANGE; /* before any copy-up */
 	int r = check_change(fs, name);
 	if (r != 0)
 		return r > 0 ? 0 : r;

@@ -27,6 +27,7 @@ import lifetime  # noqa: E402
 import memory  # noqa: E402
 import mountcmd  # noqa: E402
 import mounts  # noqa: E402
+import origin  # noqa: E402
 import scenario  # noqa: E402
 import status  # noqa: E402
 import userns  # noqa: E402
@@ -142,6 +143,7 @@ def main(argv):
 	tests += userns.tests()
 	tests += idmapping.tests()
 	tests += kernel_opts.tests()
+	tests += origin.tests()
 	tests = [(n, fn) for n, fn in tests if selected(n, opts.patterns)]
 	if opts.list:
 		for n, _ in tests:

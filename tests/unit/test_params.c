@@ -89,6 +89,8 @@ static char *dump(const struct plyfs_params *p)
 		g_string_append_printf(s, " xino=%s", p->xino == XINO_ON ? "on" : "off");
 	if (p->metacopy)
 		g_string_append(s, " metacopy=on");
+	if (p->uuid != UUID_AUTO)
+		g_string_append_printf(s, " uuid=%d", (int)p->uuid);
 	if (p->read_only)
 		g_string_append(s, " ro");
 	if (p->foreground)
@@ -228,6 +230,14 @@ static const struct good_case good[] = {
 	 "default_permissions," DEF ",ro"},
 	{"index=off then index=on: the last wins",
 	 {"plyfs", "-o", "lowerdir=/l,index=off", "-o", "index=on", "/m"},
+	 "lower=[/l] mnt=/m ro",
+	 "default_permissions," DEF ",ro"},
+	{"uuid= in the kernel's words, the last one wins",
+	 {"plyfs", "-o", "lowerdir=/l,uuid=on,uuid=null", "-o", "uuid=off", "/m"},
+	 "lower=[/l] mnt=/m uuid=0 ro",
+	 "default_permissions," DEF ",ro"},
+	{"uuid=auto is the default",
+	 {"plyfs", "-o", "lowerdir=/l,uuid=on,uuid=auto", "/m"},
 	 "lower=[/l] mnt=/m ro",
 	 "default_permissions," DEF ",ro"},
 	{"fsync=1, timeout=0, noxattrs=2, xattr_permissions=0",
@@ -404,6 +414,8 @@ static const struct bad_case bad[] = {
 	{"unknown short flag", {"plyfs", "-x", "-o", "lowerdir=/l", "/m"}, "'-x'"},
 	{"combined short flags", {"plyfs", "-fd", "-o", "lowerdir=/l", "/m"}, "'-fd'"},
 	{"fsync=2", {"plyfs", "-o", "lowerdir=/l,fsync=2", "/m"}, "fsync=2"},
+	{"uuid=yes", {"plyfs", "-o", "lowerdir=/l,uuid=yes", "/m"}, "null, off, on or auto"},
+	{"uuid empty", {"plyfs", "-o", "lowerdir=/l,uuid=", "/m"}, "uuid="},
 	{"fsync empty", {"plyfs", "-o", "lowerdir=/l,fsync=", "/m"}, "fsync="},
 	{"timeout=-1", {"plyfs", "-o", "lowerdir=/l,timeout=-1", "/m"}, "timeout=-1"},
 	{"timeout=abc", {"plyfs", "-o", "lowerdir=/l,timeout=abc", "/m"}, "timeout=abc"},
