@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "atime.h"
 #include "dir.h"
 #include "inode.h"
 #include "namei.h"
@@ -154,6 +155,17 @@ static size_t add_plus(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, 
 	return need > size ? 0 : need;
 }
 
+/* A listing was read: the upper directory's atime by the mount's policy (atime.h); kernel
+ * overlayfs leaves a lower-only directory alone. */
+static void dir_accessed(struct plyfs *fs, struct node *n)
+{
+	if (!inode_has_upper(fs, n))
+		return;
+	auto_lfd struct lfd dir = LFD_INIT;
+	if (inode_dirfd(fs, n, 0, &dir) == 0)
+		atime_accessed(fs, dir.fd, true);
+}
+
 ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,
 		 off_t off, bool plus)
 {
@@ -189,6 +201,7 @@ ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *
 		used += (ssize_t)n;
 	}
 	g_mutex_unlock(&dh->lock);
+	dir_accessed(fs, dh->node);
 	return used;
 }
 

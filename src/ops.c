@@ -328,7 +328,10 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (size > READ_MAX)
 		size = READ_MAX;
 	char *buf = read_buf(size);
+	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
 	ssize_t n = layer_pread(fd, buf, size, off);
+	if (n >= 0)
+		file_accessed(req_fs(req), of, fd);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
