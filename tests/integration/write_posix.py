@@ -2,7 +2,8 @@
 """write_posix.py - POSIX details of issue 9 item 3, each compared with kernel overlayfs on the same
 layers (write_env.py explains the fixture): d_ino of readdir (also "." and "..", from offset 0 and
 after a seek), chown(-1, -1) moving ctime, mknod of a 0/0 character device, O_DIRECT on a file
-the open creates. The mount-option parts (remount, atime) are in posix_mount.py.
+the open creates; the mount's atime flags (noatime, relatime, strictatime, nodiratime, at mount
+and after a remount) and remount,ro/rw.
 
 Names from write_env.std_layers() (see write_ops.py).
 """
@@ -11,11 +12,12 @@ import ctypes
 import mmap
 import os
 import stat
+import subprocess
 import time
 
 import mounts
 from mounts import t
-from write_env import P, drop_caches, libc, statd, wtest
+from write_env import P, drop_caches, libc, read_file, statd, wtest
 
 SYS_GETDENTS64 = 217 if os.uname().machine == "x86_64" else 61  # x86_64, else the generic table
 
@@ -194,16 +196,12 @@ def t_odirect_create(env):
 	odirect_cases(env)
 
 
-def on_ext4(env):
-	"""prepare: moves both sides' layers onto an ext4 image (loop device), which honours
-	O_DIRECT (tmpfs takes unaligned O_DIRECT writes and hid the bug): copied with their xattrs
-	and times, then bind-mounted over p/ and k/."""
-	img, ext = P(env.base, "ext4.img"), P(env.base, "ext4")
+def relocate(env, mount_argv):
+	"""Moves both sides' layers onto the filesystem `mount_argv + [dir]` mounts: copied with
+	their xattrs and times, then bind-mounted over p/ and k/."""
+	ext = P(env.base, "layerfs")
 	os.mkdir(ext)
-	with open(img, "wb") as f:
-		f.truncate(64 << 20)
-	mounts.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", img], t(60))
-	mounts.run(["mount", "-o", "loop", img, ext], t(30))
+	mounts.run(mount_argv + [ext], t(30))
 	mounts.ACTIVE.append(mounts.BindMount(ext))
 	for side in (env.p, env.k):
 		dst = P(ext, os.path.basename(side))
@@ -212,6 +210,185 @@ def on_ext4(env):
 		mounts.ACTIVE.append(mounts.BindMount(side))
 
 
+def on_ext4(env):
+	"""prepare: the layers on an ext4 image (loop device), which honours O_DIRECT (tmpfs takes
+	unaligned O_DIRECT writes and hid the bug)."""
+	img = P(env.base, "ext4.img")
+	with open(img, "wb") as f:
+		f.truncate(64 << 20)
+	mounts.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", img], t(60))
+	relocate(env, ["mount", "-o", "loop", img])
+
+
 @wtest("posix/odirect_create_ext4", prepare=on_ext4)
 def t_odirect_create_ext4(env):
 	odirect_cases(env)
+
+
+# --- atime ----------------------------------------------------------------------------------------
+
+def strictatime_layers(env):
+	"""prepare: the layers on a tmpfs mounted strictatime, so that the layer filesystem's own
+	mount lets every access through and what moves is decided by the overlay mount's flags
+	(the fixture's tmpfs is noatime, under which kernel overlayfs never moves an atime)."""
+	relocate(env, ["mount", "-t", "tmpfs", "-o", "strictatime,size=256m", "posix-atime"])
+
+
+DAY = 86400 * 10**9
+
+# (name, kind, atime, mtime relative to now): "fresh" has atime after mtime and ctime (relatime
+# keeps it), "old" has ctime after atime (relatime moves it).
+ATIME_CASES = (("up", "f", 100 * 10**9, -100 * 10**9), ("both", "f", -2 * DAY, -3 * DAY),
+	       ("udir", "d", 100 * 10**9, -100 * 10**9), ("uempty", "d", -2 * DAY, -3 * DAY))
+ATIME_LOWER = (("lo2", "f"), ("mid", "f"), ("ldir", "d"), ("emptyl", "d"))
+
+
+def _set_times(r):
+	now = time.time_ns()
+	for rel, _, a, m in ATIME_CASES:
+		os.utime(P(r, rel), ns=(now + a, now + m))
+
+
+def _access(path, kind):
+	if kind == "d":
+		os.listdir(path)
+	else:
+		with open(path, "rb") as f:
+			f.read()
+
+
+def _atime_moves(r):
+	"""{name: (atime moved, ctime kept)} for a read of every file and a listing of every
+	directory (caches dropped first, so that each read reaches the filesystem)."""
+	names = [(rel, kind) for rel, kind, _, _ in ATIME_CASES] + list(ATIME_LOWER)
+	before = {rel: os.lstat(P(r, rel)) for rel, _ in names}
+	drop_caches()
+	for rel, kind in names:
+		_access(P(r, rel), kind)
+	out = {}
+	for rel, _ in names:
+		st = os.lstat(P(r, rel))
+		out[rel] = (st.st_atime_ns != before[rel].st_atime_ns,
+			    st.st_ctime_ns == before[rel].st_ctime_ns)
+	return out
+
+
+# What kernel overlayfs does, per flag (also asserted, so that the oracle is checked too).
+ATIME_EXPECT = {
+	"noatime": {"up": False, "both": False, "udir": False, "uempty": False},
+	"relatime": {"up": False, "both": True, "udir": False, "uempty": True},
+	"strictatime": {"up": True, "both": True, "udir": True, "uempty": True},
+	"nodiratime": {"up": False, "both": True, "udir": False, "uempty": False},
+}
+
+
+def _expected(flag):
+	want = {rel: (moved, True) for rel, moved in ATIME_EXPECT[flag].items()}
+	want.update({rel: (False, True) for rel, _ in ATIME_LOWER})
+	return want
+
+
+def atime_round(env, flag, label):
+	env.same("%s: set times" % label, _set_times)
+	time.sleep(0.05)
+	env.same_expect("%s: atime after reads" % label, _atime_moves, _expected(flag))
+
+
+def remount_both(env, opt):
+	"""mount -o remount,OPT on the kernel's mount; the binary's through mount(8), which runs
+	mount.fuse3 and it (`plyfs SOURCE MNT -o OPT,remount,...`) from a PATH holding it."""
+	mounts.run(["mount", "-o", "remount," + opt, env.km], t(30))
+	remount_binary(env, opt)
+
+
+def remount_binary(env, opt):
+	"""mount(8) on a fuse.plyfs mount runs mount.fuse3, which runs `plyfs` from a fixed PATH:
+	a directory holding the binary is bind-mounted on /usr/local/bin (in this run's own mount
+	namespace only, and unmounted with the test's other mounts)."""
+	bindir = P(env.base, "bin")
+	if not os.path.isdir(bindir):
+		os.mkdir(bindir)
+		os.symlink(env.opts.binary, P(bindir, "plyfs"))
+		mounts.run(["mount", "--bind", bindir, "/usr/local/bin"], t(30))
+		mounts.ACTIVE.append(mounts.BindMount("/usr/local/bin"))
+	cp = subprocess.run(["mount", "-o", "remount," + opt, env.pm], capture_output=True,
+			    timeout=t(30))
+	if cp.returncode != 0:
+		raise mounts.Failure("mount -o remount,%s %s exited %d: %s" % (
+			opt, env.pm, cp.returncode, cp.stderr.decode(errors="replace")[-500:]))
+
+
+def mount_opts_of(path):
+	"""The per-mount options of the mount on path (mountinfo field 6)."""
+	with open("/proc/self/mountinfo") as f:
+		lines = [ln.split() for ln in f]
+	mine = [ln for ln in lines if ln[4] == path]
+	return set(mine[-1][5].split(",")) if mine else set()
+
+
+def shows_flag(r, flag):
+	"""mountinfo shows the flag (strictatime: as neither noatime nor relatime)."""
+	opts = mount_opts_of(r)
+	if flag == "strictatime":
+		return not opts & {"noatime", "relatime"}
+	return flag in opts
+
+
+for _flag in ATIME_EXPECT:
+	def _t(env, flag=_flag):
+		env.same_expect("mount flag %s in mountinfo" % flag, shows_flag, True, flag)
+		atime_round(env, flag, flag)
+	wtest("posix/atime_%s" % _flag, prepare=strictatime_layers, mount_opts=_flag)(_t)
+
+
+@wtest("posix/atime_remount", prepare=strictatime_layers, mount_opts="strictatime")
+def t_atime_remount(env):
+	"""The daemon follows remounts: strictatime, then noatime, strictatime, relatime and
+	nodiratime (mount(8) keeps the current options: relatime alone would not clear noatime,
+	for kernel overlayfs as for plyfs)."""
+	atime_round(env, "strictatime", "strictatime at mount")
+	for opt, flag in (("noatime", "noatime"), ("strictatime", "strictatime"),
+			  ("relatime", "relatime"), ("nodiratime", "nodiratime")):
+		remount_both(env, opt)
+		env.same_expect("remount,%s: in mountinfo" % opt, shows_flag, True, opt)
+		time.sleep(0.2)  # the daemon's thread reads mountinfo again
+		atime_round(env, flag, "after remount," + opt)
+
+
+# --- remount ro/rw ----------------------------------------------------------------------------------
+
+def _try_write(r, rel):
+	with open(P(r, rel), "w") as f:
+		f.write("x")
+	return True
+
+
+@wtest("posix/remount_ro_rw")
+def t_remount_ro_rw(env):
+	"""mount -o remount,ro: writes fail EROFS (reads work), remount,rw: writable again; through
+	mount(8) (mount.fuse3 runs plyfs with remount) and plyfs -o remount,... run directly."""
+	for how in ("mount(8)", "direct"):
+		if how == "mount(8)":
+			remount_both(env, "ro")
+		else:
+			mounts.run(["mount", "-o", "remount,ro", env.km], t(30))
+			mounts.run([env.opts.binary, "-o", "remount,ro", env.pm], t(30))
+		env.same_expect("%s remount,ro: in mountinfo" % how,
+				lambda r: "ro" in mount_opts_of(r), True)
+		env.same_expect("%s remount,ro: write a new file" % how, _try_write, "EROFS",
+				"new_" + how[:6])
+		env.same_expect("%s remount,ro: write a lower file" % how, _try_write, "EROFS",
+				"lo")
+		env.same_expect("%s remount,ro: mkdir" % how, lambda r: os.mkdir(P(r, "d")),
+				"EROFS")
+		env.same("%s remount,ro: read" % how, lambda r: read_file(P(r, "ldir/a")))
+		if how == "mount(8)":
+			remount_both(env, "rw")
+		else:
+			mounts.run(["mount", "-o", "remount,rw", env.km], t(30))
+			mounts.run([env.opts.binary, "plyfs", env.pm, "-o", "remount,rw"], t(30))
+		env.same_expect("%s remount,rw: in mountinfo" % how,
+				lambda r: "rw" in mount_opts_of(r), True)
+		env.same_expect("%s remount,rw: write" % how, _try_write, True,
+				"new_" + how[:6])
+		env.same_expect("%s remount,rw: copy-up write" % how, _try_write, True, "lo2")
