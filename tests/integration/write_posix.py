@@ -334,8 +334,17 @@ def shows_flag(r, flag):
 	return flag in opts
 
 
+def wait_flag(r, flag, seconds=10):
+	"""In the foreground (-f) the binary sets nodiratime/strictatime on its mount right after
+	mounting, a moment after the mount shows (the daemonizing form returns only after it)."""
+	deadline = time.monotonic() + t(seconds)
+	while not shows_flag(r, flag) and time.monotonic() < deadline:
+		time.sleep(0.05)
+
+
 for _flag in ATIME_EXPECT:
 	def _t(env, flag=_flag):
+		wait_flag(env.pm, flag)
 		env.same_expect("mount flag %s in mountinfo" % flag, shows_flag, True, flag)
 		atime_round(env, flag, flag)
 	wtest("posix/atime_%s" % _flag, prepare=strictatime_layers, mount_opts=_flag)(_t)
@@ -346,6 +355,7 @@ def t_atime_remount(env):
 	"""The daemon follows remounts: strictatime, then noatime, strictatime, relatime and
 	nodiratime (mount(8) keeps the current options: relatime alone would not clear noatime,
 	for kernel overlayfs as for plyfs)."""
+	wait_flag(env.pm, "strictatime")
 	atime_round(env, "strictatime", "strictatime at mount")
 	for opt, flag in (("noatime", "noatime"), ("strictatime", "strictatime"),
 			  ("relatime", "relatime"), ("nodiratime", "nodiratime")):
