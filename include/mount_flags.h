@@ -41,18 +41,21 @@ unsigned long mount_flags_apply(const struct mount_flags_change *c, unsigned lon
 
 /* The flags of one /proc/self/mountinfo line (mount options, and the superblock's ro, sync,
  * dirsync, lazytime) when its mount point is `mountpoint` (as given, unescaped); *mount_id gets
- * its mount id. 0 when it matches, -ENOENT when it is another mount, -EINVAL when malformed.
+ * its mount id, *fuse whether it is a FUSE mount (type fuse or fuse.*). 0 when it matches,
+ * -ENOENT when it is another mount, -EINVAL when malformed.
  * (A strictatime mount shows neither relatime nor noatime, as mountinfo says.) */
 int mount_flags_parse_line(const char *line, const char *mountpoint, int *mount_id,
-			   unsigned long *flags);
+			   unsigned long *flags, bool *fuse);
 
 /* The flags of the topmost mount on `mountpoint` (the last mountinfo line for it), or, with
  * mount_id >= 0, of the mount with that id wherever it is. 0, or -ENOENT, or -errno of reading
  * mountinfo. */
-int mount_flags_read(const char *mountpoint, int mount_id, int *id_out, unsigned long *flags);
+int mount_flags_read(const char *mountpoint, int mount_id, int *id_out, unsigned long *flags,
+		     bool *fuse);
 
-/* mount(2) MS_REMOUNT of `mountpoint` with its current flags and `c` applied. 0, or -errno
- * with *err set to a message naming the mount point. */
+/* mount(2) MS_REMOUNT of `mountpoint` with its current flags and `c` applied; the mount there
+ * must be a FUSE one (-EINVAL otherwise: never another filesystem). 0, or -errno with *err set to
+ * a message naming the mount point. */
 int mount_flags_remount(const char *mountpoint, const struct mount_flags_change *c, char **err);
 
 /* Right after our own mount: applies the atime options libfuse cannot pass (nodiratime,

@@ -45,7 +45,8 @@ static unsigned long read_flags(struct plyfs *fs)
 {
 	unsigned long fl = 0;
 	int id = -1;
-	if (mount_flags_read(fs->params->mountpoint, fs->mount_id, &id, &fl) < 0)
+	bool fuse;
+	if (mount_flags_read(fs->params->mountpoint, fs->mount_id, &id, &fl, &fuse) < 0)
 		return 0;
 	fs->mount_id = id;
 	fl &= MOUNT_FLAGS_ATIME_MASK;

@@ -70,10 +70,20 @@ int layer_fstat(int fd, struct stat *st)
 	return (int)traced(fstat(fd, st), "fstat", fd, NULL);
 }
 
-/* O_NOATIME for an open that can read (layer.h); O_PATH ignores it anyway. */
+/* O_NOATIME for an open that can read (layer.h); O_PATH ignores it anyway. An O_CREAT open
+ * gets it afterwards (set_noatime): refused on a file just made (a filesystem that forces the
+ * owner), retrying the open would meet the file it made. */
 static bool wants_noatime(int flags)
 {
-	return !(flags & O_PATH);
+	return !(flags & (O_PATH | O_CREAT));
+}
+
+static int set_noatime(int fd)
+{
+	int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NOATIME))
+		fcntl(fd, F_SETFL, fl | O_NOATIME); /* best effort, as for any open */
+	return fd;
 }
 
 int layer_openat(int dirfd, const char *name, int flags, mode_t mode)
@@ -87,7 +97,7 @@ int layer_openat(int dirfd, const char *name, int flags, mode_t mode)
 	if (r == -EPERM)
 		r = (int)traced(openat(dirfd, name, flags & ~O_NOATIME, mode), "openat", dirfd,
 				name);
-	return r;
+	return flags & O_CREAT ? set_noatime(r) : r;
 }
 
 static int openat2_beneath(int dirfd, const char *path, int flags)

@@ -99,7 +99,7 @@ static unsigned long flags_of(const char *list, bool super)
 }
 
 int mount_flags_parse_line(const char *line, const char *mountpoint, int *mount_id,
-			   unsigned long *flags)
+			   unsigned long *flags, bool *fuse)
 {
 	g_auto(GStrv) f = g_strsplit(line, " ", -1);
 	guint n = g_strv_length(f);
@@ -112,11 +112,13 @@ int mount_flags_parse_line(const char *line, const char *mountpoint, int *mount_
 	if (mountpoint && strcmp(mp, mountpoint) != 0)
 		return -ENOENT;
 	*mount_id = atoi(f[0]);
+	*fuse = strcmp(f[sep + 1], "fuse") == 0 || g_str_has_prefix(f[sep + 1], "fuse.");
 	*flags = flags_of(f[5], false) | flags_of(g_strchomp(f[sep + 3]), true);
 	return 0;
 }
 
-int mount_flags_read(const char *mountpoint, int mount_id, int *id_out, unsigned long *flags)
+int mount_flags_read(const char *mountpoint, int mount_id, int *id_out, unsigned long *flags,
+		     bool *fuse)
 {
 	g_autofree char *text = NULL;
 	g_autoptr(GError) gerr = NULL;
@@ -128,12 +130,14 @@ int mount_flags_read(const char *mountpoint, int mount_id, int *id_out, unsigned
 	for (size_t i = 0; lines[i]; i++) {
 		int id;
 		unsigned long fl;
-		if (mount_flags_parse_line(lines[i], mount_id >= 0 ? NULL : mountpoint, &id, &fl) <
-			    0 ||
+		bool is_fuse;
+		if (mount_flags_parse_line(lines[i], mount_id >= 0 ? NULL : mountpoint, &id, &fl,
+					   &is_fuse) < 0 ||
 		    (mount_id >= 0 && id != mount_id))
 			continue;
 		*id_out = id; /* the last one wins: the topmost mount on that point */
 		*flags = fl;
+		*fuse = is_fuse;
 		r = 0;
 	}
 	return r;
@@ -152,10 +156,15 @@ int mount_flags_remount(const char *mountpoint, const struct mount_flags_change 
 {
 	unsigned long cur;
 	int id;
-	int r = mount_flags_read(mountpoint, -1, &id, &cur);
+	bool fuse;
+	int r = mount_flags_read(mountpoint, -1, &id, &cur, &fuse);
 	if (r < 0) {
 		*err = g_strdup_printf("remount: '%s' is not a mount point", mountpoint);
 		return r;
+	}
+	if (!fuse) {
+		*err = g_strdup_printf("remount: '%s' is not a plyfs (FUSE) mount", mountpoint);
+		return -EINVAL;
 	}
 	return do_mount(mountpoint, MS_REMOUNT | mount_flags_apply(c, cur), "remount", err);
 }
@@ -166,7 +175,8 @@ int mount_flags_set_atime(const char *mountpoint, const struct mount_flags_chang
 		return 0; /* libfuse passed noatime; relatime is the kernel's default */
 	unsigned long cur;
 	int id;
-	int r = mount_flags_read(mountpoint, -1, &id, &cur);
+	bool fuse;
+	int r = mount_flags_read(mountpoint, -1, &id, &cur, &fuse);
 	if (r < 0) {
 		*err = g_strdup_printf("'%s' is not a mount point", mountpoint);
 		return r;

@@ -30,15 +30,29 @@ static const struct {
 	{"95 65 0:41 / /tmp/m rw - fuse", "/tmp/m", -EINVAL, 0, 0},
 };
 
+START_TEST(test_not_fuse)
+{
+	int id;
+	unsigned long flags;
+	bool fuse = true;
+	ck_assert_int_eq(mount_flags_parse_line("96 1 8:1 / /tmp/m rw,relatime - ext4 /dev/sda1 rw",
+						"/tmp/m", &id, &flags, &fuse),
+			 0);
+	ck_assert(!fuse);
+}
+END_TEST
+
 START_TEST(test_parse_line)
 {
 	int id = 0;
 	unsigned long flags = 0;
-	int r = mount_flags_parse_line(lines[_i].line, lines[_i].mnt, &id, &flags);
+	bool fuse = false;
+	int r = mount_flags_parse_line(lines[_i].line, lines[_i].mnt, &id, &flags, &fuse);
 	ck_assert_msg(r == lines[_i].ret, "line %d: %d", _i, r);
 	if (r == 0) {
 		ck_assert_int_eq(id, lines[_i].id);
 		ck_assert_msg(flags == lines[_i].flags, "line %d: %#lx", _i, flags);
+		ck_assert(fuse);
 	}
 }
 END_TEST
@@ -96,6 +110,7 @@ int main(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_loop_test(tc, test_parse_line, 0, G_N_ELEMENTS(lines));
 	tcase_add_test(tc, test_note);
+	tcase_add_test(tc, test_not_fuse);
 	tcase_add_loop_test(tc, test_atime_rule, 0, G_N_ELEMENTS(rules));
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
