@@ -376,7 +376,11 @@ def _try_write(r, rel):
 @wtest("posix/remount_ro_rw")
 def t_remount_ro_rw(env):
 	"""mount -o remount,ro: writes fail EROFS (reads work), remount,rw: writable again; through
-	mount(8) (mount.fuse3 runs plyfs with remount) and plyfs -o remount,... run directly."""
+	mount(8) (mount.fuse3 runs plyfs with remount) and plyfs -o remount,... run directly. The
+	other per-mount flags (plyfs' default nodev) stay."""
+	def others(r):
+		return sorted(mount_opts_of(r) & {"nosuid", "nodev", "noexec"})
+	keep = {side: others(side) for side in (env.km, env.pm)}
 	for how in ("mount(8)", "direct"):
 		if how == "mount(8)":
 			remount_both(env, "ro")
@@ -402,3 +406,4 @@ def t_remount_ro_rw(env):
 		env.same_expect("%s remount,rw: write" % how, _try_write, True,
 				"new_" + how[:6])
 		env.same_expect("%s remount,rw: copy-up write" % how, _try_write, True, "lo2")
+		env.same_expect("%s: other flags kept" % how, lambda r: others(r) == keep[r], True)
