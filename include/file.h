@@ -26,6 +26,7 @@ struct open_file {
 	int fd;		   /* atomic: current fd */
 	unsigned gen;	   /* atomic: the node's copyup_gen that `fd` belongs to */
 	bool writable;
+	bool noatime;	   /* the caller opened it O_NOATIME: reads move no atime (atime.h) */
 	GArray *old_fds;   /* fds replaced by file_fd(), closed at release */
 };
 
@@ -38,6 +39,8 @@ void file_release_all(struct plyfs *fs);
 
 /* The fd to use now (reopened after a copy-up of a handle opened below). >= 0 or -errno. */
 int file_fd(struct plyfs *fs, struct open_file *of);
+/* `fd` (file_fd's) was read from: the atime by the mount's policy (atime.h). */
+void file_accessed(struct plyfs *fs, struct open_file *of, int fd);
 
 /* fstat through the handle, in the merged view (st_nlink 0 once unlinked). */
 int file_getattr(struct plyfs *fs, struct open_file *of, struct stat *st);

@@ -71,6 +71,11 @@ struct plyfs {
 	atomic_ulong copy_ups_done;
 	atomic_ulong copy_ups_failed;
 
+	/* The mount's MS_* atime flags, and what follows them (atime.h): written by its thread. */
+	atomic_ulong atime_flags;
+	int mount_id; /* in /proc/self/mountinfo; -1 when unknown */
+	struct atime_watch *atime_watch;
+
 	double timeout; /* entry and attr timeout handed to the kernel */
 	struct fuse_session *se; /* for invalidations; NULL until mounted (and in unit tests) */
 };

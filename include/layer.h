@@ -61,6 +61,9 @@ unsigned layers_xino_bits(const struct layer *layers, size_t n);
  * of several components go through layer_open_beneath() only. */
 int layer_fstatat(int dirfd, const char *name, struct stat *st); /* AT_SYMLINK_NOFOLLOW */
 int layer_fstat(int fd, struct stat *st);
+/* Every open of a layer entry that can read it (not O_PATH) gets O_NOATIME, and is made again
+ * without it when the kernel refuses it (EPERM: not the owner, no CAP_FOWNER): reading a layer
+ * never moves an atime by the layer's own mount options (atime.h). */
 /* openat with O_NOFOLLOW|O_CLOEXEC added; name is a single component. */
 int layer_openat(int dirfd, const char *name, int flags, mode_t mode);
 /* openat2 of a multi-component relative path, beneath dirfd (RESOLVE_BENEATH: ".." cannot climb
@@ -84,6 +87,9 @@ int layer_open_by_handle(int mount_fd, struct file_handle *fh, int flags);
 uint32_t layer_handle_check(int dirfd, const char *name);
 /* Reopens an O_PATH directory fd for reading entries (O_RDONLY|O_DIRECTORY). */
 int layer_opendir_fd(int dirfd);
+/* Reads the entry behind fd once (a byte; a directory: one getdents) through a new fd without
+ * O_NOATIME: its filesystem updates the atime by its own mount's rules, ctime untouched. */
+int layer_touch_atime(int fd, bool dir);
 ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size);
 ssize_t layer_getdents(int fd, void *buf, size_t size);
 int layer_fstatvfs(int fd, struct statvfs *st);

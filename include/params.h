@@ -49,6 +49,7 @@
 #include <glib.h>
 
 #include "idmap.h"
+#include "mount_flags.h"
 
 enum xattr_mode {
 	XATTR_MODE_NORMAL = 0,	 /* noxattrs=0 (default) */
@@ -131,6 +132,12 @@ struct plyfs_params {
 	bool metacopy;	     /* metacopy=on: refused by params_validate (copy-up copies data) */
 	bool read_only;	     /* "ro" was given (also forced when there is no upperdir) */
 	enum uuid_mode uuid; /* uuid=null|off|on|auto, default auto */
+	/* The generic mount flag options given, in order (mount_flags.h). */
+	struct mount_flags_change mflags;
+	/* remount: apply mflags to the live mount on mountpoint and exit (mount -o remount). The
+	 * live mount's own options (user_id=, group_id=, rootmode=, fd=, blksize=) are accepted
+	 * then, and the layer options are not needed (mount(8) adds fstab's: ignored). */
+	bool remount;
 
 	bool foreground; /* -f */
 	bool debug;	 /* -d, -o debug */

@@ -36,8 +36,11 @@ static int make_entry(int dirfd, const char *name, const struct create_req *req,
 	mode_t perm = req->mode & 07777;
 	switch (req->mode & S_IFMT) {
 	case S_IFREG: {
-		/* O_RDWR whatever was asked: the handle may serve reads of a write-only open. */
-		int flags = (req->flags & ~(O_ACCMODE | O_APPEND | O_CREAT | O_EXCL | O_TRUNC)) |
+		/* O_RDWR whatever was asked: the handle may serve reads of a write-only open.
+		 * O_APPEND and O_DIRECT stay with the kernel, as in file.c's open: the buffers
+		 * libfuse hands us are not aligned for O_DIRECT. */
+		int flags = (req->flags &
+			     ~(O_ACCMODE | O_APPEND | O_CREAT | O_EXCL | O_TRUNC | O_DIRECT)) |
 			    O_RDWR | O_CREAT | O_EXCL;
 		int r = layer_openat(dirfd, name, flags, perm);
 		if (r >= 0)

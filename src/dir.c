@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "atime.h"
 #include "dir.h"
 #include "inode.h"
 #include "namei.h"
@@ -86,24 +87,41 @@ static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
 	return 0;
 }
 
+/* d_ino of "." (this directory) and ".." (its parent; the root's parent is the root): their
+ * st_ino, whatever the position the listing is read from. */
+static ino_t dot_ino(struct plyfs *fs, struct dir_handle *dh, const char *name)
+{
+	struct node *dir = strcmp(name, "..") == 0 ? node_parent_name(fs->nodes, dh->node, NULL)
+						  : NULL;
+	ino_t ino = inode_map_ino(fs, (dir ? dir : dh->node)->key);
+	node_put(fs->nodes, dir);
+	return ino;
+}
+
+/* d_ino of a listed entry: its st_ino. An upper entry may stand for a lower file (a copy-up keeps
+ * the origin's identity) or be a directory merged with lower ones (the lower's identity), so its
+ * identity comes from a lookup's scan, as kernel overlayfs looks entries of impure and merged
+ * directories up; any other entry is its layer's inode. */
+static ino_t entry_ino(struct plyfs *fs, struct dir_handle *dh, const struct merged_entry *e)
+{
+	int layer = dh->layers[e->layer];
+	struct node_key k = {.dev = fs->layers[layer].dev, .ino = e->ino};
+	struct node *fresh;
+	struct stat st;
+	if (fs->layers[layer].upper && namei_scan(fs, dh->node, e->name, &fresh, &st) == 0) {
+		k = fresh->key;
+		node_discard(fs->nodes, fresh);
+	}
+	return inode_map_ino(fs, k);
+}
+
 /* Plain entry: only st_ino and the type bits are used by the kernel. */
 static size_t add_plain(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf,
 			size_t size, const char *name, const struct merged_entry *e, off_t next)
 {
 	struct stat st = {0};
-	if (e) {
-		int layer = dh->layers[e->layer];
-		struct node_key k = {.dev = fs->layers[layer].dev, .ino = e->ino};
-		st.st_ino = inode_map_ino(fs, k);
-		st.st_mode = (mode_t)e->type << 12;
-	} else {
-		/* "." is this directory, ".." its parent (the root's parent is the root). */
-		struct node *dir = strcmp(name, "..") == 0 ?
-			node_parent_name(fs->nodes, dh->node, NULL) : NULL;
-		st.st_ino = inode_map_ino(fs, (dir ? dir : dh->node)->key);
-		st.st_mode = S_IFDIR;
-		node_put(fs->nodes, dir);
-	}
+	st.st_ino = e ? entry_ino(fs, dh, e) : dot_ino(fs, dh, name);
+	st.st_mode = e ? (mode_t)e->type << 12 : S_IFDIR;
 	return fuse_add_direntry(req, buf, size, name, &st, next);
 }
 
@@ -117,7 +135,7 @@ static size_t add_plus(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, 
 	struct node *child = NULL;
 	if (dot) {
 		/* nodeid 0: the kernel neither instantiates nor forgets "." and "..". */
-		ep.attr.st_ino = inode_map_ino(fs, dh->node->key);
+		ep.attr.st_ino = dot_ino(fs, dh, name);
 		ep.attr.st_mode = S_IFDIR;
 	} else {
 		int r = namei_lookup(fs, dh->node, name, &child, &ep.attr);
@@ -135,6 +153,17 @@ static size_t add_plus(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, 
 		node_put(fs->nodes, child);
 	}
 	return need > size ? 0 : need;
+}
+
+/* A listing was read: the upper directory's atime by the mount's policy (atime.h); kernel
+ * overlayfs leaves a lower-only directory alone. */
+static void dir_accessed(struct plyfs *fs, struct node *n)
+{
+	if (!inode_has_upper(fs, n))
+		return;
+	auto_lfd struct lfd dir = LFD_INIT;
+	if (inode_dirfd(fs, n, 0, &dir) == 0)
+		atime_accessed(fs, dir.fd, true);
 }
 
 ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,
@@ -172,6 +201,7 @@ ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *
 		used += (ssize_t)n;
 	}
 	g_mutex_unlock(&dh->lock);
+	dir_accessed(fs, dh->node);
 	return used;
 }
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "atime.h"
 #include "copy_up.h"
 #include "file.h"
 #include "index.h"
@@ -118,6 +119,7 @@ int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **ou
 		return fd;
 	/* The generation of the entry just opened: a later copy-up makes file_fd() reopen. */
 	*out = new_handle(fs, n, fd, loc.gen, write);
+	(*out)->noatime = flags & O_NOATIME;
 	return 0;
 }
 
@@ -151,6 +153,13 @@ int file_fd(struct plyfs *fs, struct open_file *of)
 	}
 	g_mutex_unlock(&of->lock);
 	return r;
+}
+
+void file_accessed(struct plyfs *fs, struct open_file *of, int fd)
+{
+	/* Kernel overlayfs moves the atime of an upper file only; a lower one keeps its own. */
+	if (!of->noatime && inode_has_upper(fs, of->node))
+		atime_accessed(fs, fd, false);
 }
 
 void file_release(struct plyfs *fs, struct open_file *of)

@@ -70,11 +70,34 @@ int layer_fstat(int fd, struct stat *st)
 	return (int)traced(fstat(fd, st), "fstat", fd, NULL);
 }
 
+/* O_NOATIME for an open that can read (layer.h); O_PATH ignores it anyway. An O_CREAT open
+ * gets it afterwards (set_noatime): refused on a file just made (a filesystem that forces the
+ * owner), retrying the open would meet the file it made. */
+static bool wants_noatime(int flags)
+{
+	return !(flags & (O_PATH | O_CREAT));
+}
+
+static int set_noatime(int fd)
+{
+	int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NOATIME))
+		fcntl(fd, F_SETFL, fl | O_NOATIME); /* best effort, as for any open */
+	return fd;
+}
+
 int layer_openat(int dirfd, const char *name, int flags, mode_t mode)
 {
 	CHECK_NAME(name, "openat", dirfd);
-	return (int)traced(openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode), "openat",
-			   dirfd, name);
+	flags |= O_NOFOLLOW | O_CLOEXEC;
+	int r = -EPERM;
+	if (wants_noatime(flags))
+		r = (int)traced(openat(dirfd, name, flags | O_NOATIME, mode), "openat", dirfd,
+				name);
+	if (r == -EPERM)
+		r = (int)traced(openat(dirfd, name, flags & ~O_NOATIME, mode), "openat", dirfd,
+				name);
+	return flags & O_CREAT ? set_noatime(r) : r;
 }
 
 static int openat2_beneath(int dirfd, const char *path, int flags)
@@ -83,8 +106,17 @@ static int openat2_beneath(int dirfd, const char *path, int flags)
 		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
-	return (int)traced(syscall(SYS_openat2, dirfd, path, &how, sizeof(how)), "openat2", dirfd,
-			   path);
+	int r = -EPERM;
+	if (wants_noatime(flags)) {
+		how.flags |= O_NOATIME;
+		r = (int)traced(syscall(SYS_openat2, dirfd, path, &how, sizeof(how)), "openat2",
+				dirfd, path);
+		how.flags &= ~(uint64_t)O_NOATIME;
+	}
+	if (r == -EPERM)
+		r = (int)traced(syscall(SYS_openat2, dirfd, path, &how, sizeof(how)), "openat2",
+				dirfd, path);
+	return r;
 }
 
 /* Longest piece handed to one openat2: comfortably below PATH_MAX. */
@@ -122,8 +154,11 @@ int layer_open_beneath(int dirfd, const char *path, int flags)
 
 int layer_opendir_fd(int dirfd)
 {
-	return (int)traced(openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), "opendir", dirfd,
-			   ".");
+	int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+	int r = (int)traced(openat(dirfd, ".", flags | O_NOATIME), "opendir", dirfd, ".");
+	if (r == -EPERM)
+		r = (int)traced(openat(dirfd, ".", flags), "opendir", dirfd, ".");
+	return r;
 }
 
 ssize_t layer_readlinkat(int dirfd, const char *name, char *buf, size_t size)
@@ -356,7 +391,13 @@ int layer_open_tmpfile(int dirfd, mode_t mode)
 int layer_reopen(int fd, int flags)
 {
 	g_autofree char *p = proc_path(fd, NULL);
-	return (int)traced(open(p, flags | O_CLOEXEC), "reopen", fd, NULL);
+	flags |= O_CLOEXEC;
+	int r = -EPERM;
+	if (wants_noatime(flags))
+		r = (int)traced(open(p, flags | O_NOATIME), "reopen", fd, NULL);
+	if (r == -EPERM)
+		r = (int)traced(open(p, flags & ~O_NOATIME), "reopen", fd, NULL);
+	return r;
 }
 
 int layer_name_to_handle(int dirfd, const char *name, struct file_handle *fh)
@@ -402,4 +443,16 @@ char *layer_fd_path(int fd)
 		return g_strdup_printf("(fd %d)", fd);
 	buf[n] = '\0';
 	return g_strdup(buf);
+}
+
+int layer_touch_atime(int fd, bool dir)
+{
+	g_autofree char *p = proc_path(fd, NULL);
+	autofd int rfd = (int)traced(open(p, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0)),
+				     "open_for_atime", fd, NULL);
+	if (rfd < 0)
+		return rfd;
+	char buf[1024]; /* room for one directory entry of any name */
+	ssize_t r = dir ? layer_getdents(rfd, buf, sizeof(buf)) : layer_pread(rfd, buf, 1, 0);
+	return r < 0 ? (int)r : 0;
 }

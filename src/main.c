@@ -9,6 +9,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "atime.h"
 #include "dir.h"
 #include "errors.h"
 #include "export_store.h"
@@ -19,6 +20,7 @@
 #include "origin.h"
 #include "inode.h"
 #include "log.h"
+#include "mount_flags.h"
 #include "ops.h"
 #include "ovl_names.h"
 #include "override.h"
@@ -231,6 +233,19 @@ static int absolute_mountpoint(struct plyfs_params *p, char **err)
 	return 0;
 }
 
+/* mount -o remount,...: the flags applied to the live mount, by mount(2) (mount_flags.h). */
+static int remount(struct plyfs_params *p)
+{
+	g_autofree char *err = NULL;
+	int r = absolute_mountpoint(p, &err);
+	if (r == 0)
+		r = mount_flags_remount(p->mountpoint, &p->mflags, &err);
+	if (r < 0)
+		fprintf(stderr, "plyfs: %s\n", err);
+	params_clear(p);
+	return r < 0 ? 1 : 0;
+}
+
 static int serve(struct fuse_session *se, const struct plyfs_params *p)
 {
 	if (p->single_thread)
@@ -268,6 +283,8 @@ int main(int argc, char **argv)
 		params_clear(&p);
 		return 0;
 	}
+	if (p.remount)
+		return remount(&p);
 	log_set_debug(p.debug);
 	/* Unmapped stored ids show as the id the kernel shows for unmapped ids (idmap.h). */
 	idmap_read_overflow(&p.uidmap, "/proc/sys/kernel/overflowuid");
@@ -321,6 +338,13 @@ int main(int argc, char **argv)
 		fuse_session_unmount(se);
 		goto out_signals;
 	}
+	/* nodiratime, strictatime: libfuse cannot pass them; a user cannot set them (atime.h). */
+	if (geteuid() == 0 && mount_flags_set_atime(p.mountpoint, &p.mflags, &err) < 0) {
+		fprintf(stderr, "plyfs: %s\n", err);
+		fuse_session_unmount(se);
+		goto out_signals;
+	}
+	atime_init(&fs);
 	/* The mount is live: only now may the parent exit 0. fuse_daemonize() also points stdio at
 	 * /dev/null so that a caller's $(plyfs ... 2>&1) does not wait on us forever. */
 	if (fuse_daemonize(p.foreground) != 0) {
@@ -332,6 +356,7 @@ int main(int argc, char **argv)
 	log_msg(LOG_INFO, "overlay xattrs: %s* (%s)", fs.xattr_prefix, fs.xattr_reason);
 	workdir_lock_record(&fs, "mounted"); /* by the daemon's own pid */
 	export_store_start(&fs);	     /* a thread: only now, after the fork */
+	atime_start(&fs);
 	/* The loop returns the number of a signal that ended it (SIGTERM, SIGINT): a clean stop. */
 	ret = serve(se, &p) < 0 ? 1 : 0;
 	/*
@@ -341,6 +366,7 @@ int main(int argc, char **argv)
 	 * last save goes into the slots opened at mount (export_store.h), open handles are only
 	 * closed (fs_fini), and W/work is emptied at the next mount, not now.
 	 */
+	atime_stop(&fs);
 	fuse_session_unmount(se);
 	workdir_lock_record(&fs, "stopping"); /* a new mount of the workdir waits for us */
 	export_store_close(&fs);

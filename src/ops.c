@@ -328,7 +328,10 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (size > READ_MAX)
 		size = READ_MAX;
 	char *buf = read_buf(size);
+	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
 	ssize_t n = layer_pread(fd, buf, size, off);
+	if (n >= 0)
+		file_accessed(req_fs(req), of, fd);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -580,15 +583,20 @@ static int make(fuse_req_t req, fuse_ino_t parent, const char *name, struct crea
 	return r;
 }
 
-/* The types mknod(2) makes: the kernel's errno for the others (a directory: EPERM). */
-static bool bad_mknod_type(fuse_req_t req, mode_t mode)
+/* The types mknod(2) makes: the kernel's errno for the others (a directory: EPERM). A character
+ * device 0/0 is a whiteout on disk: kernel overlayfs refuses to make one (EPERM), so do we. */
+static bool bad_mknod_type(fuse_req_t req, mode_t mode, dev_t rdev)
 {
 	mode_t type = mode & S_IFMT;
-	bool ok = type == 0 || type == S_IFREG || type == S_IFCHR || type == S_IFBLK ||
-		  type == S_IFIFO || type == S_IFSOCK;
-	if (!ok)
-		fuse_reply_err(req, type == S_IFDIR ? EPERM : EINVAL);
-	return !ok;
+	int err = 0;
+	if (type == S_IFDIR || (type == S_IFCHR && rdev == 0))
+		err = EPERM;
+	else if (type != 0 && type != S_IFREG && type != S_IFCHR && type != S_IFBLK &&
+		 type != S_IFIFO && type != S_IFSOCK)
+		err = EINVAL;
+	if (err)
+		fuse_reply_err(req, err);
+	return err != 0;
 }
 
 static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -596,7 +604,7 @@ static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	SCOPE(MKNOD, parent);
 	struct plyfs *fs = req_fs(req);
-	if (bad_name(req, name, EEXIST, EEXIST) || bad_mknod_type(req, mode))
+	if (bad_name(req, name, EEXIST, EEXIST) || bad_mknod_type(req, mode, rdev))
 		return;
 	struct create_req cr = {.mode = mode, .rdev = rdev};
 	struct node *n = NULL;

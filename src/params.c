@@ -8,6 +8,7 @@
 #include <string.h>
 #include <fuse_opt.h>
 
+#include "mount_flags.h"
 #include "node.h"
 #include "params.h"
 
@@ -38,6 +39,8 @@ enum opt_kind {
 	K_OFFON,    /* NAME=on|off into a bool member that is true for off */
 	K_REDIRECT, /* redirect_dir=on|follow|nofollow|off into an enum redirect_mode member */
 	K_XINO,	    /* xino=on|auto|off into an enum xino_mode member */
+	K_FLAG,	    /* a mount flag libfuse does not take: recorded in mflags only */
+	K_MOUNTED,  /* what mountinfo shows of a live FUSE mount: accepted with remount only */
 	K_DROP,	    /* accepted without effect here (mount(8)-only, compat, or always set) */
 };
 
@@ -145,15 +148,22 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT_NF("subtype=", K_SUBTYPE),
 	OPT_NF("default_permissions", K_DROP), /* always forwarded anyway */
 
-	/* generic options fuse_session_new() rejects: the kernel default is kept */
-	OPT_NF("diratime", K_DROP),
-	OPT_NF("nodiratime", K_DROP),
-	OPT_NF("relatime", K_DROP),
-	OPT_NF("norelatime", K_DROP),
-	OPT_NF("strictatime", K_DROP),
-	OPT_NF("nostrictatime", K_DROP),
-	OPT_NF("lazytime", K_DROP),
-	OPT_NF("nolazytime", K_DROP),
+	/* generic options fuse_session_new() rejects: set on the mount by plyfs (mount_flags.h) */
+	OPT_NF("diratime", K_FLAG),
+	OPT_NF("nodiratime", K_FLAG),
+	OPT_NF("relatime", K_FLAG),
+	OPT_NF("norelatime", K_FLAG),
+	OPT_NF("strictatime", K_FLAG),
+	OPT_NF("nostrictatime", K_FLAG),
+	OPT_NF("lazytime", K_FLAG),
+	OPT_NF("nolazytime", K_FLAG),
+	/* mount -o remount: mount(8) passes the live mount's options back (mount_flags.h) */
+	OPT("remount", K_TRUE, remount),
+	OPT_NF("user_id=", K_MOUNTED),
+	OPT_NF("group_id=", K_MOUNTED),
+	OPT_NF("rootmode=", K_MOUNTED),
+	OPT_NF("fd=", K_MOUNTED),
+	OPT_NF("blksize=", K_MOUNTED),
 	/* only meaningful to mount(8)/fstab; "x-*" is matched in unknown_option() because a
 	 * fuse_opt template can only end in '=' */
 	OPT_NF("defaults", K_DROP),
@@ -177,6 +187,7 @@ struct parse_ctx {
 	char *fsname;	    /* the last "fsname=..." as written (escaped), or NULL */
 	char *subtype;	    /* the last "subtype=..." as written, or NULL */
 	char *positional[2]; /* SOURCE and MOUNTPOINT, or just MOUNTPOINT */
+	char *mounted_opt;   /* the first K_MOUNTED option, refused without remount */
 	int n_positional;
 	char *err;
 };
@@ -489,12 +500,14 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 	case K_RO:
 	case K_RW:
 		*(bool *)member = kind == K_RO;
+		mount_flags_note(&c->p->mflags, arg);
 		return forward(c, arg);
 	case K_FSNAME:
 		return set_name(c, arg, val, PARAMS_MAX_FSNAME, &c->fsname);
 	case K_SUBTYPE:
 		return set_name(c, arg, val, PARAMS_MAX_SUBTYPE, &c->subtype);
 	case K_GENERIC:
+		mount_flags_note(&c->p->mflags, arg);
 		return forward(c, arg);
 	case K_ONOFF:
 		return set_choice(c, arg, val, onoff_choices, member, true);
@@ -504,6 +517,13 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 		return set_choice(c, arg, val, redirect_choices, member, false);
 	case K_XINO:
 		return set_choice(c, arg, val, xino_choices, member, false);
+	case K_FLAG:
+		mount_flags_note(&c->p->mflags, arg);
+		return 0;
+	case K_MOUNTED:
+		if (!c->mounted_opt)
+			c->mounted_opt = g_strdup(arg);
+		return 0;
 	case K_DROP:
 		return 0;
 	}
@@ -638,8 +658,13 @@ int params_parse(int argc, char **argv, struct plyfs_params *p, char **err)
 					p->source, strlen(p->source), PARAMS_MAX_FSNAME);
 		ret = -EINVAL;
 	}
+	if (ret == 0 && c.mounted_opt && !p->remount) {
+		c.err = g_strdup_printf("option '%s' is accepted only with remount", c.mounted_opt);
+		ret = -EINVAL;
+	}
 	if (ret == 0)
 		build_fuse_args(&c, argv0);
+	g_free(c.mounted_opt);
 	g_free(c.positional[0]);
 	g_free(c.positional[1]);
 	g_free(c.fsname);
@@ -684,6 +709,8 @@ int params_validate(struct plyfs_params *p, char **err)
 		return 0;
 	if (!p->mountpoint || !*p->mountpoint)
 		return invalid(err, "missing MOUNTPOINT");
+	if (p->remount)
+		return 0; /* the layers are the live mount's: nothing else is used */
 	if (!p->lowerdirs || p->n_lower == 0)
 		return invalid(err, "missing lowerdir= (at least one lower layer is required)");
 	for (size_t i = 0; i < p->n_lower; i++) {
@@ -778,9 +805,12 @@ void params_usage(FILE *out, const char *progname)
 		"  -o ro,rw,[no]dev,[no]suid,[no]exec,[no]atime,sync,async,dirsync,allow_other,\n"
 		"     allow_root,fsname=,subtype=,max_read=,blkdev,auto_unmount\n"
 		"                         generic mount options, passed to libfuse\n"
+		"  -o [no]diratime,[no]relatime,[no]strictatime,[no]lazytime\n"
+		"                         set on the mount; reads update atime by them\n"
+		"  -o remount             apply the generic flags to the live mount MOUNTPOINT\n"
+		"                         (what mount -o remount,... runs), then exit\n"
 		"  -o defaults,[no]auto,user,users,nouser,owner,group,nofail,_netdev,x-*,\n"
-		"     comment=,[no]diratime,[no]relatime,[no]strictatime,[no]lazytime\n"
-		"                         accepted for mount(8)/fstab, no effect\n",
+		"     comment=            accepted for mount(8)/fstab, no effect\n",
 		progname, PARAMS_DEFAULT_TIMEOUT, PARAMS_DEFAULT_HANDLES_INTERVAL);
 }
 

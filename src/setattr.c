@@ -102,9 +102,18 @@ static int override_owner_mode(struct plyfs *fs, const struct target *t, const s
 	return override_set(fs, dirfd, name, &o);
 }
 
+/* What a SETATTR can change besides ctime. */
+#define SETATTR_CHANGES                                                                            \
+	(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE |         \
+	 FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME |                     \
+	 FUSE_SET_ATTR_MTIME_NOW)
+
 static int apply(struct plyfs *fs, const struct target *t, const struct stat *attr, int to_set)
 {
 	int r = 0;
+	/* chown(path, -1, -1) reaches us as a SETATTR that changes nothing: it still moves ctime
+	 * (Linux, kernel overlayfs), which the same chown on the layer entry does. */
+	bool ctime_only = !(to_set & SETATTR_CHANGES);
 	int owner_mode = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_MODE);
 	if (owner_mode && override_on(fs)) {
 		r = override_owner_mode(fs, t, attr, to_set);
@@ -113,7 +122,7 @@ static int apply(struct plyfs *fs, const struct target *t, const struct stat *at
 		r = r < 0 ? r : 0;
 	}
 	/* Owner before mode: chown clears setuid/setgid, an explicit mode in the same call wins. */
-	if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+	if (r == 0 && ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) || ctime_only))
 		r = set_owner(fs, t, attr, to_set);
 	if (r == 0 && (to_set & FUSE_SET_ATTR_MODE))
 		r = set_mode(t, attr->st_mode & 07777);

@@ -258,8 +258,9 @@ def std_layers():
 
 class WTest:
 	def __init__(self, name, fn, layers, kernel=True, readback=True, debug=False, timeout=60,
-		     oracle_note=None, prepare=None):
+		     oracle_note=None, prepare=None, mount_opts=""):
 		self.name, self.fn, self.layers, self.prepare = name, fn, layers, prepare
+		self.mount_opts = mount_opts
 		self.kernel, self.readback, self.debug = kernel, readback, debug
 		self.timeout, self.oracle_note = timeout, oracle_note
 
@@ -269,7 +270,8 @@ def wtest(name, layers=std_layers, **kw):
 	kernel=False: no kernel mount (the test asserts results itself); readback=False: skip the
 	kernel read-back of the upper; debug: run the binary with -d (trace in env.daemon.log_path);
 	prepare: callable(env) run after the layers are built, before mounting; timeout: seconds
-	for the test body and finish (a watchdog then kills the daemon)."""
+	for the test body and finish (a watchdog then kills the daemon); mount_opts: more options
+	for both mounts (generic ones: noatime, ...)."""
 	def deco(fn):
 		TESTS.append(WTest(name, fn, layers, **kw))
 		return fn
@@ -344,7 +346,8 @@ class Env:
 		cls = DebugDaemon if self.test.debug else mounts.Daemon
 		self.daemon = cls(self.opts.binary, self.pm, self.lowers(self.p), self.up(),
 				  P(self.p, "work"), logdir=P(self.base, "log"),
-				  sanitizer=self.opts.sanitizer)
+				  sanitizer=self.opts.sanitizer,
+				  extra_opts=[self.test.mount_opts] if self.test.mount_opts else ())
 		self.daemon.start()
 		return self.daemon
 
@@ -353,8 +356,9 @@ class Env:
 		if self.test.prepare:
 			self.test.prepare(self)
 		if self.test.kernel:
+			opts = KERNEL_OPTS + ("," + self.test.mount_opts if self.test.mount_opts else "")
 			self.kmount = kernel_mount(self.km, self.lowers(self.k), self.kup(),
-						   P(self.k, "work"), KERNEL_OPTS)
+						   P(self.k, "work"), opts)
 		self.start_daemon()
 
 	# operations

@@ -25,6 +25,7 @@ import write_seed  # noqa: E402,F401
 import write_stress  # noqa: E402,F401
 import write_race  # noqa: E402,F401
 import write_perm  # noqa: E402,F401
+import write_posix  # noqa: E402,F401
 from mounts import Failure  # noqa: E402
 
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fuse_lowlevel.h>
+#include <sys/mount.h>
 
 #include "node.h"
 #include "params.h"
@@ -306,7 +307,7 @@ static const struct good_case good[] = {
 	 {"plyfs", "-o", "ro,rw,lowerdir=/l,upperdir=/u,workdir=/w", "/mnt"},
 	 "lower=[/l] upper=/u work=/w mnt=/mnt",
 	 "default_permissions,ro,rw," DEF},
-	{"fstab-only options and atime variants libfuse rejects are dropped",
+	{"fstab-only options dropped, atime variants libfuse rejects not handed to it",
 	 {"plyfs", "/src", "/mnt", "-o",
 	  "defaults,auto,noauto,user,user=joe,users,nouser,owner,group,nofail,_netdev,"
 	  "x-systemd.automount,x-gvfs-show,comment=hi,diratime,nodiratime,relatime,norelatime,"
@@ -459,6 +460,9 @@ static const struct bad_case bad[] = {
 	{"three positionals", {"plyfs", "-o", "lowerdir=/l", "src", "/m1", "/m2"}, "'/m2'"},
 	{"missing mountpoint", {"plyfs", "-o", "lowerdir=/l"}, "MOUNTPOINT"},
 	{"upperdir without workdir", {"plyfs", "-o", "lowerdir=/l,upperdir=/u", "/m"}, "workdir"},
+	{"a live mount's option without remount",
+	 {"plyfs", "-o", "lowerdir=/l,user_id=0", "/m"},
+	 "user_id=0"},
 	{"workdir without upperdir", {"plyfs", "-o", "lowerdir=/l,workdir=/w", "/m"}, "upperdir"},
 	{"upperdir empty", {"plyfs", "-o", "lowerdir=/l,upperdir=,workdir=/w", "/m"}, "upperdir="},
 	{"max_read=abc", {"plyfs", "-o", "lowerdir=/l,max_read=abc", "/m"}, "max_read=abc"},
@@ -791,6 +795,36 @@ START_TEST(test_forgotten_records)
 }
 END_TEST
 
+/* What mount(8) runs for `mount -o remount,...` through mount.fuse3: no layers needed, the live
+ * mount's options accepted, the flags recorded in order (mount_flags.h). */
+START_TEST(test_remount)
+{
+	static const struct {
+		const char *opts;
+		unsigned long base, want;
+	} cases[] = {
+		{"ro,relatime,remount,user_id=0,group_id=0,default_permissions,allow_other,dev,suid",
+		 MS_NOSUID, MS_RDONLY | MS_RELATIME},
+		{"rw,relatime,remount,noatime,user_id=0", MS_RDONLY | MS_RELATIME,
+		 MS_RELATIME | MS_NOATIME},
+		{"remount,nodiratime,strictatime,nosuid,noexec,lowerdir=/l", MS_RELATIME,
+		 MS_RELATIME | MS_NODIRATIME | MS_STRICTATIME | MS_NOSUID | MS_NOEXEC},
+		{"remount,noatime,atime,diratime,sync,async,dirsync", MS_NODIRATIME, MS_DIRSYNC},
+	};
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		char *argv[] = {"plyfs", "plyfs", "/mnt", "-o", (char *)cases[i].opts, NULL};
+		struct plyfs_params p;
+		g_autofree char *err = NULL;
+		ck_assert_msg(parse_and_validate(5, argv, &p, &err) == 0, "%s: %s", cases[i].opts,
+			      err);
+		ck_assert(p.remount);
+		ck_assert_msg(mount_flags_apply(&p.mflags, cases[i].base) == cases[i].want,
+			      "%s: %#lx", cases[i].opts, mount_flags_apply(&p.mflags, cases[i].base));
+		params_clear(&p);
+	}
+}
+END_TEST
+
 static Suite *params_suite(void)
 {
 	Suite *s = suite_create("params");
@@ -807,6 +841,7 @@ static Suite *params_suite(void)
 	tcase_add_test(tc, test_validate_direct);
 	tcase_add_test(tc, test_usage);
 	tcase_add_test(tc, test_forgotten_records);
+	tcase_add_test(tc, test_remount);
 	suite_add_tcase(s, tc);
 	return s;
 }
