@@ -156,8 +156,10 @@ char *inode_layer_path(struct plyfs *fs, struct node *n, int layer);
 int inode_getattr(struct plyfs *fs, struct node *n, struct stat *st);
 /* The same at n's location `loc`, computed by the caller. */
 int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct stat *st);
-/* Turns a layer's stat of n's top entry into the merged view (ino, nlink, owners). */
-void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st);
+/* Turns a layer's stat of n's top entry into the merged view (ino, nlink, owners). `idmapped`:
+ * the stat was read through an id-mapped lower layer (layer.h), whose ids are shown as they are
+ * instead of through uidmapping=/gidmapping=. */
+void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st, bool idmapped);
 /* The inode number shown for identity key `k`. */
 ino_t inode_map_ino(const struct plyfs *fs, struct node_key k);
 

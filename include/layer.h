@@ -38,6 +38,11 @@ struct layer {
 	/* Origins on this lower's filesystem cannot be told from another's: its uuid is null where
 	 * the kernel refuses that, or another lower filesystem has the same one (origin.h). */
 	bool bad_uuid;
+	/* A lower layer opened through an id-mapped mount (containers-storage's ID/mapped/N): the
+	 * ids read there are already shown ids (idmap.h). Looked for only with a uidmapping= or
+	 * gidmapping=, at mount while such a mount is still attached (layers_open()). */
+	bool idmapped;
+	uint64_t mnt_id; /* the mount of root_fd (statx STATX_MNT_ID); 0 when not looked up */
 };
 
 struct plyfs_params;
@@ -49,6 +54,11 @@ struct plyfs_params;
 int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t *n_out,
 		int *work_fd, char **err);
 void layers_close(struct layer *layers, size_t n);
+
+/* True when `fd` (a layer fd or one opened beneath it) is on the mount of an id-mapped lower
+ * layer, so its ids need no uidmapping=/gidmapping= shift (one statx, only when some layer is
+ * id-mapped; false otherwise and on error). */
+bool layers_fd_idmapped(const struct layer *layers, size_t n, int fd);
 
 /* Number of bits needed for fsids (0 when every layer is on one filesystem): the fsid goes in
  * st_ino's top bits, as kernel overlayfs' xino=on puts it (inode.h). */
@@ -135,6 +145,8 @@ int layer_fileattr(int fd, unsigned long cmd, void *arg);
 /* statx's stx_attributes (STATX_ATTR_IMMUTABLE, _APPEND, ...) that the filesystem reports;
  * name NULL: the fd itself. */
 int layer_statx_attributes(int dirfd, const char *name, uint64_t *attrs);
+/* statx's stx_mnt_id of the fd itself: the mount it is on, the id /proc/self/mountinfo lists. */
+int layer_mnt_id(int fd, uint64_t *mnt_id);
 /* An unnamed file in directory `dirfd` (O_TMPFILE), -EOPNOTSUPP where the fs has none. */
 int layer_open_tmpfile(int dirfd, mode_t mode);
 

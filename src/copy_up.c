@@ -127,6 +127,17 @@ static int copy_attrs(int dirfd, const char *name, const struct stat *st)
 	return name ? layer_utimensat(dirfd, name, ts) : layer_futimens(dirfd, ts);
 }
 
+/* A source read through an id-mapped lower shows its ids already shifted (layer.h): the copy
+ * stores them mapped back, as a chown through the mount would (the overflow id when unmapped,
+ * as for a new entry), so that the upper holds stored ids only. */
+static void stored_ids(struct plyfs *fs, int src_fd, struct stat *st)
+{
+	if (!layers_fd_idmapped(fs->layers, fs->n_layers, src_fd))
+		return;
+	st->st_uid = idmap_new_owner(&fs->params->uidmap, st->st_uid);
+	st->st_gid = idmap_new_owner(&fs->params->gidmap, st->st_gid);
+}
+
 /* --- one entry --- */
 
 struct cu {
@@ -355,6 +366,7 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 		r = inode_check(src, &c.st);
 	if (r < 0)
 		return r;
+	stored_ids(fs, src->fd, &c.st);
 	/* A copy-up must not show as a change of the parent directory. */
 	struct stat pst;
 	bool keep_ptimes = !orphan && layer_fstat(dst.fd, &pst) == 0;

@@ -186,7 +186,7 @@ int file_getattr(struct plyfs *fs, struct open_file *of, struct stat *st)
 		return r;
 	override_stat(fs, fd, NULL, st);
 	index_merged_nlink(fs, of->node, fd, NULL, st);
-	inode_fill_attr(fs, of->node, st);
+	inode_fill_attr(fs, of->node, st, layers_fd_idmapped(fs->layers, fs->n_layers, fd));
 	return 0;
 }
 

@@ -422,35 +422,35 @@ ino_t inode_map_ino(const struct plyfs *fs, struct node_key k)
 	return (ino_t)ino;
 }
 
-static uid_t shown_uid(const struct plyfs *fs, uid_t uid)
+static uid_t shown_uid(const struct plyfs *fs, uid_t uid, bool idmapped)
 {
 	const struct plyfs_params *p = fs->params;
 	if (p->squash_to_root)
 		return 0;
 	if (p->squash_to_uid >= 0)
 		return (uid_t)p->squash_to_uid;
-	return idmap_to_shown(&p->uidmap, uid);
+	return idmapped ? uid : idmap_to_shown(&p->uidmap, uid);
 }
 
-static gid_t shown_gid(const struct plyfs *fs, gid_t gid)
+static gid_t shown_gid(const struct plyfs *fs, gid_t gid, bool idmapped)
 {
 	const struct plyfs_params *p = fs->params;
 	if (p->squash_to_root)
 		return 0;
 	if (p->squash_to_gid >= 0)
 		return (gid_t)p->squash_to_gid;
-	return idmap_to_shown(&p->gidmap, gid);
+	return idmapped ? gid : idmap_to_shown(&p->gidmap, gid);
 }
 
-void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st)
+void inode_fill_attr(struct plyfs *fs, struct node *n, struct stat *st, bool idmapped)
 {
 	/* One name of a split hard link (index.h): the inode number of the entry itself. */
 	struct node_key self = {.dev = st->st_dev, .ino = st->st_ino};
 	st->st_ino = inode_map_ino(fs, index_is_split(n) ? self : n->key);
 	if (S_ISDIR(st->st_mode) && (node_stack(n)->merged || fs->params->static_nlink))
 		st->st_nlink = 1;
-	st->st_uid = shown_uid(fs, st->st_uid);
-	st->st_gid = shown_gid(fs, st->st_gid);
+	st->st_uid = shown_uid(fs, st->st_uid, idmapped);
+	st->st_gid = shown_gid(fs, st->st_gid, idmapped);
 	/* Removed from the merged view while open: a lower file still has its lower names. */
 	if (__atomic_load_n(&n->unlinked, __ATOMIC_ACQUIRE))
 		st->st_nlink = 0;
@@ -465,7 +465,7 @@ int inode_stat(struct plyfs *fs, struct node *n, const struct lfd *loc, struct s
 		return r;
 	override_stat(fs, loc->fd, loc->name, st);
 	index_merged_nlink(fs, n, loc->fd, loc->name, st);
-	inode_fill_attr(fs, n, st);
+	inode_fill_attr(fs, n, st, layers_fd_idmapped(fs->layers, fs->n_layers, loc->fd));
 	return 0;
 }
 

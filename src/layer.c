@@ -382,6 +382,18 @@ int layer_statx_attributes(int dirfd, const char *name, uint64_t *attrs)
 	return r;
 }
 
+int layer_mnt_id(int fd, uint64_t *mnt_id)
+{
+	struct statx stx;
+	int r = (int)traced(statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx),
+			    "statx", fd, NULL);
+	if (r == 0 && !(stx.stx_mask & STATX_MNT_ID))
+		r = -EOPNOTSUPP; /* before Linux 5.8 */
+	if (r == 0)
+		*mnt_id = stx.stx_mnt_id;
+	return r;
+}
+
 int layer_open_tmpfile(int dirfd, mode_t mode)
 {
 	return (int)traced(openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode), "open_tmpfile",

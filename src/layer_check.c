@@ -58,8 +58,9 @@ static bool path_inside(const char *inner, const char *outer)
 static int refuse_overlap(const struct named_path *a, const struct named_path *b, char **err)
 {
 	if (path_inside(a->real, b->real)) {
-		*err = g_strdup_printf("%s '%s' is inside %s '%s': overlapping layers are not supported",
-				       a->what, a->given, b->what, b->given);
+		*err = g_strdup_printf(
+			"%s '%s' is inside %s '%s': overlapping layers are not supported", a->what,
+			a->given, b->what, b->given);
 		return -EINVAL;
 	}
 	return 0;
@@ -227,6 +228,53 @@ static int open_layer(struct layer *l, const struct named_path *np, int index, c
 	return 0;
 }
 
+/* True when mount `mnt_id` is listed in /proc/self/mountinfo with "idmapped" among its per-mount
+ * options (field 6; the kernel adds it for a mount with MOUNT_ATTR_IDMAP, since Linux 5.12). */
+static bool mount_is_idmapped(const char *mountinfo, uint64_t mnt_id)
+{
+	g_auto(GStrv) lines = g_strsplit(mountinfo, "\n", -1);
+	for (size_t i = 0; lines[i]; i++) {
+		g_auto(GStrv) f = g_strsplit(lines[i], " ", 7);
+		guint64 id;
+		if (g_strv_length(f) < 6 ||
+		    !g_ascii_string_to_unsigned(f[0], 10, 0, G_MAXUINT64, &id, NULL) ||
+		    id != mnt_id)
+			continue;
+		g_auto(GStrv) opts = g_strsplit(f[5], ",", -1);
+		return g_strv_contains((const gchar *const *)opts, "idmapped");
+	}
+	return false;
+}
+
+/* containers-storage gives the mount program the lowers through id-mapped mounts of its own and
+ * detaches them once it returns: they are recognised now, by the layer fds that keep them. */
+static void mark_idmapped(const struct plyfs_params *p, struct layer *layers, size_t n)
+{
+	g_autofree char *mountinfo = NULL;
+	if ((p->uidmap.n == 0 && p->gidmap.n == 0) ||
+	    !g_file_get_contents("/proc/self/mountinfo", &mountinfo, NULL, NULL))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (!layers[i].upper && layer_mnt_id(layers[i].root_fd, &layers[i].mnt_id) == 0)
+			layers[i].idmapped = mount_is_idmapped(mountinfo, layers[i].mnt_id);
+	}
+}
+
+bool layers_fd_idmapped(const struct layer *layers, size_t n, int fd)
+{
+	size_t i = 0;
+	while (i < n && !layers[i].idmapped)
+		i++;
+	uint64_t id;
+	if (i == n || layer_mnt_id(fd, &id) < 0)
+		return false;
+	for (; i < n; i++) {
+		if (layers[i].idmapped && layers[i].mnt_id == id)
+			return true;
+	}
+	return false;
+}
+
 int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t *n_out,
 		int *work_fd, char **err)
 {
@@ -237,8 +285,9 @@ int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t 
 		return r;
 	r = check_overlaps(paths, n_paths, err);
 	if (r == 0 && p->upperdir && paths[0].st.st_dev != paths[1].st.st_dev) {
-		*err = g_strdup_printf("workdir '%s' and upperdir '%s' are on different filesystems",
-				       p->workdir, p->upperdir);
+		*err = g_strdup_printf(
+			"workdir '%s' and upperdir '%s' are on different filesystems", p->workdir,
+			p->upperdir);
 		r = -EXDEV;
 	}
 
@@ -252,7 +301,8 @@ int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t 
 			wfd = open(paths[i].real, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			r = wfd < 0 ? -errno : 0;
 			if (r < 0)
-				*err = g_strdup_printf("workdir '%s': %s", p->workdir, g_strerror(-r));
+				*err = g_strdup_printf("workdir '%s': %s", p->workdir,
+						       g_strerror(-r));
 			else
 				r = refuse_twice(seen, &n_seen, wfd, &paths[i], err);
 			continue;
@@ -269,6 +319,7 @@ int layers_open(const struct plyfs_params *p, struct layer **layers_out, size_t 
 	assign_fsids(layers, n_layers);
 	for (size_t i = 0; i < n_layers; i++)
 		read_uuid(&layers[i]);
+	mark_idmapped(p, layers, n_layers);
 	*layers_out = layers;
 	*n_out = n_layers;
 	*work_fd = steal_fd(&wfd);

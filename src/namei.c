@@ -441,6 +441,8 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 	int r = namei_scan(fs, parent, name, &fresh, st);
 	if (r < 0)
 		return r;
+	/* `st` is the top entry's, in the layer on top of the stack the scan built. */
+	bool idmapped = fs->layers[node_stack(fresh)->l[0].layer].idmapped;
 	*out = node_table_insert_lookup(fs->nodes, parent, fresh);
 	if (!*out)
 		return -ENOSPC; /* no nodeid left (node.h, NODE_ID_LIMIT) */
@@ -454,7 +456,7 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 		}
 		return r;
 	}
-	inode_fill_attr(fs, *out, st);
+	inode_fill_attr(fs, *out, st, idmapped);
 	return 0;
 }
 

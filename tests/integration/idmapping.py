@@ -14,6 +14,7 @@ Where fuse-overlayfs is installed, the same layers (a copy) and operations run o
 it shows and stores must be plyfs' (except the EINVAL above, and ACLs, which it does not map).
 """
 
+import ctypes
 import os
 import shutil
 import struct
@@ -221,6 +222,118 @@ def acl_mapped(ctx):
 		errs.append("ACL stored in the upper layer: %r, expected %r" % (on_disk, want))
 	return errs
 
+# --- id-mapped lower layers (containers-storage's overlay/ID/mapped/N) ---------------------------
+
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442	# x86-64 and aarch64 alike
+OPEN_TREE_CLONE, O_CLOEXEC, AT_FDCWD, AT_RECURSIVE = 1, 0o2000000, -100, 0x8000
+MOUNT_ATTR_IDMAP, MOVE_MOUNT_F_EMPTY_PATH = 0x00100000, 4
+
+
+class MountAttr(ctypes.Structure):
+	_fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+		    ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def userns_fd(first, count):
+	"""An fd of a new user namespace whose ids 0..count-1 are first.. outside (the mapping
+	containers-storage gives its mapped mounts for --uidmap 0:first:count)."""
+	p = subprocess.Popen(["unshare", "-U", "sleep", "30"], stdin=subprocess.DEVNULL)
+	try:
+		ours = os.readlink("/proc/self/ns/user")
+		if not lifecycle.wait_for(
+				lambda: os.readlink("/proc/%d/ns/user" % p.pid) != ours, t(10)):
+			raise Failure("unshare -U did not enter a user namespace within %.0fs" % t(10))
+		for f in ("uid_map", "gid_map"):
+			with open("/proc/%d/%s" % (p.pid, f), "w") as m:
+				m.write("0 %d %d\n" % (first, count))
+		return os.open("/proc/%d/ns/user" % p.pid, os.O_RDONLY | os.O_CLOEXEC)
+	finally:
+		p.kill()
+		p.wait()
+
+
+def idmapped_bind(src, dst, first, count):
+	"""Mounts src on dst id-mapped (open_tree, mount_setattr(MOUNT_ATTR_IDMAP), move_mount),
+	as containers-storage does: an id k on disk shows as first+k there."""
+	libc = ctypes.CDLL(None, use_errno=True)
+	ns = userns_fd(first, count)
+	fd = -1
+	try:
+		fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, src.encode(), OPEN_TREE_CLONE | O_CLOEXEC)
+		if fd < 0:
+			raise OSError(ctypes.get_errno(), "open_tree " + src)
+		attr = MountAttr(MOUNT_ATTR_IDMAP, 0, 0, ns)
+		if libc.syscall(SYS_MOUNT_SETATTR, fd, b"", AT_RECURSIVE | 0x1000,
+				ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
+			raise OSError(ctypes.get_errno(), "mount_setattr(MOUNT_ATTR_IDMAP) " + src)
+		if libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, dst.encode(),
+				MOVE_MOUNT_F_EMPTY_PATH) < 0:
+			raise OSError(ctypes.get_errno(), "move_mount to " + dst)
+	finally:
+		if fd >= 0:
+			os.close(fd)
+		os.close(ns)
+
+
+def detach(path):
+	subprocess.run(["umount", "-l", path], stdin=subprocess.DEVNULL, capture_output=True,
+		       timeout=t(20))
+
+
+def idmapped_lower(ctx):
+	"""The lower given through an id-mapped mount (disk 0.. shows as 100000..) and detached
+	once the daemon is up, with uidmapping=:0:100000:65536, as podman --uidmap 0:100000:65536
+	on containers-storage 1.43 mounts it: the ids the mapped mount shows are shown as they are
+	(not shifted a second time, which made them all 65534), the container's root (100000) may
+	write to root's lower files and create in root's lower directories, and every copy-up stores
+	the ids mapped back (0..) in the upper, which is not id-mapped."""
+	ou, og = overflow_ids()
+	mnt = make_layers(ctx, "p")
+	mapped = ctx.path("p/mapped")
+	os.makedirs(mapped)
+	idmapped_bind(ctx.path("p/l"), mapped, 100000, 65536)
+	try:
+		opts = "lowerdir=%s,upperdir=%s,workdir=%s,%s" % (
+			mapped, ctx.path("p/u"), ctx.path("p/w"), OPTS)
+		h = lifecycle.start_foreground(ctx, ["-o", opts, mnt], mnt)
+	finally:
+		detach(mapped)	# containers-storage detaches them once the mount program returned
+	p = lambda n: os.path.join(mnt, n)	# noqa: E731
+	got = {}
+	with mounts.Watchdog(t(60), [h]):
+		for n in ("root_file", "top_of_range", "unmapped", "user5", "d"):
+			got["shown " + n] = owner(p(n))
+		got["append root_file as 100000"] = as_user(
+			100000, 100000, ["sh", "-c", "echo more >> " + p("root_file")])
+		got["mkdir d/sub as 100000"] = as_user(100000, 100000, ["mkdir", p("d/sub")])
+		os.chown(p("user5"), 100007, -1)
+		os.chmod(p("top_of_range"), 0o600)
+		for n in ("root_file", "top_of_range", "user5", "d", "d/sub"):
+			got["after " + n] = owner(p(n)) if os.path.lexists(p(n)) else None
+		errs = lifecycle.settle(h)
+	errs += h.cleanup()
+	for n in ("root_file", "top_of_range", "user5", "d", "d/sub"):
+		up = ctx.path("p/u/" + n)
+		got["stored " + n] = owner(up) if os.path.lexists(up) else None
+	got["lower root_file"] = owner(ctx.path("p/l/root_file"))
+	want = {
+		"shown root_file": (100000, 100000), "shown top_of_range": (165535, 165535),
+		# 70000 is outside the mapped mount's range: the kernel shows its overflow id there
+		"shown unmapped": (ou, og), "shown user5": (100005, 100006),
+		"shown d": (100000, 100000),
+		"append root_file as 100000": 0, "mkdir d/sub as 100000": 0,
+		"after root_file": (100000, 100000), "stored root_file": (0, 0),
+		"after top_of_range": (165535, 165535), "stored top_of_range": (65535, 65535),
+		"after user5": (100007, 100006), "stored user5": (7, 6),
+		"after d": (100000, 100000), "stored d": (0, 0),
+		"after d/sub": (100000, 100000), "stored d/sub": (0, 0),
+		"lower root_file": (0, 0),
+	}
+	for k in sorted(set(want) | set(got)):
+		if got.get(k) != want.get(k):
+			errs.append("%s: %r, expected %r" % (k, got.get(k), want.get(k)))
+	return errs
+
 
 # --- xattr_permissions ------------------------------------------------------------------------
 
@@ -384,6 +497,7 @@ def xattr_permissions_rootless(ctx):
 TESTS = [
 	("podman_uidmap", podman_uidmap),
 	("acl_mapped", acl_mapped),
+	("idmapped_lower", idmapped_lower),
 	("xattr_permissions_1", xattr_permissions(1)),
 	("xattr_permissions_2", xattr_permissions(2)),
 	("xattr_permissions_2_uidmapping",
