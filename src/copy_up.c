@@ -83,7 +83,18 @@ static int copy_data(int src, int dst, off_t size)
 
 /* Copies the user-visible xattrs (not the overlay's own) of (sdir, sname) to (ddir, dname). A
  * name the destination refuses (user.* on a symlink, trusted.* rootless) is skipped. */
-static int copy_xattrs(int sdir, const char *sname, int ddir, const char *dname)
+/* A POSIX ACL read through an id-mapped lower names shown ids (the kernel maps them there too):
+ * mapped back for the upper; -EINVAL when one of them has no stored id. */
+static int acl_to_stored(struct plyfs *fs, int sdir, const char *x, char *val, size_t len)
+{
+	if (strcmp(x, "system.posix_acl_access") != 0 && strcmp(x, "system.posix_acl_default") != 0)
+		return 0;
+	if (!layers_fd_idmapped(fs->layers, fs->n_layers, sdir))
+		return 0;
+	return idmap_acl(&fs->params->uidmap, &fs->params->gidmap, val, len, 0);
+}
+
+static int copy_xattrs(struct plyfs *fs, int sdir, const char *sname, int ddir, const char *dname)
 {
 	ssize_t len = layer_listxattr(sdir, sname, NULL, 0);
 	if (len <= 0)
@@ -101,7 +112,9 @@ static int copy_xattrs(int sdir, const char *sname, int ddir, const char *dname)
 			continue;
 		g_autofree char *val = g_malloc((gsize)vlen + 1);
 		vlen = layer_getxattr(sdir, sname, x, val, (size_t)vlen);
-		if (vlen < 0)
+		/* An ACL entry the mapping cannot store is left out, as an xattr the upper refuses.
+		 */
+		if (vlen < 0 || acl_to_stored(fs, sdir, x, val, (size_t)vlen) < 0)
 			continue;
 		int r = layer_setxattr(ddir, dname, x, val, (size_t)vlen, 0);
 		if (r < 0 && r != -EPERM && r != -ENOTSUP && r != -EOPNOTSUPP)
@@ -237,7 +250,7 @@ static int copy_up_regular(struct cu *c)
 		return tmp;
 	int r = src >= 0 ? copy_data(src, tmp, c->st.st_size) : 0;
 	if (r == 0)
-		r = copy_xattrs(c->src_dir, c->src_name, tmp, NULL);
+		r = copy_xattrs(c->fs, c->src_dir, c->src_name, tmp, NULL);
 	if (r == 0)
 		r = copy_override(c, tmp, NULL);
 	if (r == 0)
@@ -279,7 +292,7 @@ static int copy_up_other(struct cu *c)
 	int r = make_tmp_entry(c, tmpname);
 	if (r < 0)
 		return r;
-	r = copy_xattrs(c->src_dir, c->src_name, c->work, tmpname);
+	r = copy_xattrs(c->fs, c->src_dir, c->src_name, c->work, tmpname);
 	if (r == 0)
 		r = copy_override(c, c->work, tmpname);
 	if (r == 0)

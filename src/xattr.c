@@ -39,7 +39,9 @@ ssize_t xattr_get(struct plyfs *fs, struct node *n, const char *name, char *buf,
 	if (r < 0)
 		return r;
 	ssize_t len = layer_getxattr(loc.fd, loc.name, name, buf, size);
-	if (len > 0 && size > 0 && is_acl(fs, name))
+	/* Read through an id-mapped lower, the kernel has shifted its ids already (layer.h). */
+	if (len > 0 && size > 0 && is_acl(fs, name) &&
+	    !layers_fd_idmapped(fs->layers, fs->n_layers, loc.fd))
 		idmap_acl(&fs->params->uidmap, &fs->params->gidmap, buf, (size_t)len, 1);
 	return len;
 }

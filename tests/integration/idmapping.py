@@ -275,6 +275,15 @@ def idmapped_bind(src, dst, first, count):
 		os.close(ns)
 
 
+ACL = "system.posix_acl_access"
+ACL_9_11 = [(0x01, 6, 0xffffffff), (ACL_USER, 4, 9), (0x04, 4, 0xffffffff), (ACL_GROUP, 4, 11),
+	    (0x10, 6, 0xffffffff), (0x20, 4, 0xffffffff)]
+
+
+def named_acl_ids(value):
+	return [i for tag, _, i in acl_ids(value) if tag in (ACL_USER, ACL_GROUP)]
+
+
 def detach(path):
 	subprocess.run(["umount", "-l", path], stdin=subprocess.DEVNULL, capture_output=True,
 		       timeout=t(20))
@@ -291,6 +300,7 @@ def idmapped_lower(ctx):
 	mnt = make_layers(ctx, "p")
 	mapped = ctx.path("p/mapped")
 	os.makedirs(mapped)
+	os.setxattr(ctx.path("p/l/user5"), ACL, acl_value(ACL_9_11))
 	idmapped_bind(ctx.path("p/l"), mapped, 100000, 65536)
 	try:
 		opts = "lowerdir=%s,upperdir=%s,workdir=%s,%s" % (
@@ -303,10 +313,12 @@ def idmapped_lower(ctx):
 	with mounts.Watchdog(t(60), [h]):
 		for n in ("root_file", "top_of_range", "unmapped", "user5", "d"):
 			got["shown " + n] = owner(p(n))
+		got["acl user5"] = named_acl_ids(os.getxattr(p("user5"), ACL))
 		got["append root_file as 100000"] = as_user(
 			100000, 100000, ["sh", "-c", "echo more >> " + p("root_file")])
 		got["mkdir d/sub as 100000"] = as_user(100000, 100000, ["mkdir", p("d/sub")])
 		os.chown(p("user5"), 100007, -1)
+		got["acl after user5"] = named_acl_ids(os.getxattr(p("user5"), ACL))
 		os.chmod(p("top_of_range"), 0o600)
 		for n in ("root_file", "top_of_range", "user5", "d", "d/sub"):
 			got["after " + n] = owner(p(n)) if os.path.lexists(p(n)) else None
@@ -316,6 +328,8 @@ def idmapped_lower(ctx):
 		up = ctx.path("p/u/" + n)
 		got["stored " + n] = owner(up) if os.path.lexists(up) else None
 	got["lower root_file"] = owner(ctx.path("p/l/root_file"))
+	if os.path.lexists(ctx.path("p/u/user5")):
+		got["acl stored user5"] = named_acl_ids(os.getxattr(ctx.path("p/u/user5"), ACL))
 	want = {
 		"shown root_file": (100000, 100000), "shown top_of_range": (165535, 165535),
 		# 70000 is outside the mapped mount's range: the kernel shows its overflow id there
@@ -328,6 +342,9 @@ def idmapped_lower(ctx):
 		"after d": (100000, 100000), "stored d": (0, 0),
 		"after d/sub": (100000, 100000), "stored d/sub": (0, 0),
 		"lower root_file": (0, 0),
+		# the kernel shifts the ACL's ids through the mapped mount too
+		"acl user5": [100009, 100011], "acl after user5": [100009, 100011],
+		"acl stored user5": [9, 11],
 	}
 	for k in sorted(set(want) | set(got)):
 		if got.get(k) != want.get(k):
