@@ -14,7 +14,8 @@
  *  - "<prefix>overlay.impure" = "y" on an upper directory that receives an entry with an origin
  *    or a redirect: the parent of every copy-up, the new parent of a rename from another
  *    directory (and the old one for an exchange), the parent of a link, and the parent of a
- *    directory whose origin namei fixed.
+ *    directory whose origin namei fixed. Dropped again when a listing of a directory that is
+ *    upper only finds no entry keeping an origin's st_ino (dir.c), as the kernel's readdir does.
  *  - at mount (origin_mount_init()): the uuid= rules of the kernel (params.h), below.
  * Nothing private is written: plyfs' old "trusted.plyfs.origin"/"user.plyfs.origin" ("DEV:INO"
  * hex) is only read, on layers written by older plyfs, where no overlay origin is present.
@@ -81,6 +82,12 @@ int origin_set(struct plyfs *fs, int dirfd, const char *name, mode_t type,
 	       const struct origin_fh *fh);
 /* Marks upper directory `dirfd` (the fd itself) impure, unless it is already. */
 int origin_set_impure(struct plyfs *fs, int dirfd);
+/* Is upper directory `dirfd` (the fd itself) marked impure? */
+bool origin_is_impure(struct plyfs *fs, int dirfd);
+/* Drops the impure mark of upper directory `dirfd`, best effort: a listing of it found no entry
+ * whose st_ino comes from an origin, and the kernel's readdir (ovl_cache_get_impure()) drops the
+ * mark then, so the upper must read back the same. */
+void origin_clear_impure(struct plyfs *fs, int dirfd);
 
 /* Does node n stand for an entry with a lower origin (a lower or merged entry, or a copy-up that
  * kept a lower identity)? The kernel's ovl_type_origin(). */

@@ -8,6 +8,7 @@
 #include "dir.h"
 #include "inode.h"
 #include "namei.h"
+#include "origin.h"
 #include "readdir.h"
 
 struct dir_handle {
@@ -72,6 +73,29 @@ int dir_merged_list(struct plyfs *fs, struct node *n, GPtrArray **list, int **la
 	return r;
 }
 
+static ino_t entry_ino(struct plyfs *fs, struct dir_handle *dh, const struct merged_entry *e);
+
+/* A directory that is upper only and marked impure, whose listing has no entry with st_ino from
+ * an origin (all such entries gone or renamed away): the mark goes, as the kernel's readdir of
+ * an impure directory drops it then (ovl_cache_get_impure()); each entry is looked up for it, as
+ * the kernel does. */
+static void drop_needless_impure(struct plyfs *fs, struct dir_handle *dh)
+{
+	const struct node_stack *s = node_stack(dh->node);
+	if (s->n != 1 || !fs->layers[s->l[0].layer].upper || fs->params->read_only)
+		return;
+	auto_lfd struct lfd dir = LFD_INIT;
+	if (inode_dirfd(fs, dh->node, s->l[0].layer, &dir) < 0 || !origin_is_impure(fs, dir.fd))
+		return;
+	for (guint i = 0; i < dh->entries->len; i++) {
+		const struct merged_entry *e = dh->entries->pdata[i];
+		struct node_key own = {.dev = fs->layers[s->l[0].layer].dev, .ino = e->ino};
+		if (entry_ino(fs, dh, e) != inode_map_ino(fs, own))
+			return;
+	}
+	origin_clear_impure(fs, dir.fd);
+}
+
 static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
 {
 	GPtrArray *list = NULL;
@@ -84,6 +108,7 @@ static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
 	g_free(dh->layers);
 	dh->entries = list;
 	dh->layers = layers;
+	drop_needless_impure(fs, dh);
 	return 0;
 }
 
@@ -91,8 +116,8 @@ static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
  * st_ino, whatever the position the listing is read from. */
 static ino_t dot_ino(struct plyfs *fs, struct dir_handle *dh, const char *name)
 {
-	struct node *dir = strcmp(name, "..") == 0 ? node_parent_name(fs->nodes, dh->node, NULL)
-						  : NULL;
+	struct node *dir =
+		strcmp(name, "..") == 0 ? node_parent_name(fs->nodes, dh->node, NULL) : NULL;
 	ino_t ino = inode_map_ino(fs, (dir ? dir : dh->node)->key);
 	node_put(fs->nodes, dir);
 	return ino;

@@ -89,13 +89,25 @@ int origin_set(struct plyfs *fs, int dirfd, const char *name, mode_t type,
 
 int origin_set_impure(struct plyfs *fs, int dirfd)
 {
-	g_autofree char *x = xname(fs, OVL_XATTR_IMPURE_SUFFIX);
-	char v;
-	if (layer_getxattr(dirfd, NULL, x, &v, 1) == 1 && v == OVL_XATTR_YES[0])
+	if (origin_is_impure(fs, dirfd))
 		return 0;
+	g_autofree char *x = xname(fs, OVL_XATTR_IMPURE_SUFFIX);
 	int r = layer_setxattr(dirfd, NULL, x, OVL_XATTR_YES, 1, 0);
 	/* No xattrs on the upper: no origins nor redirects either (the kernel's rule). */
 	return refused_write(r, x, dirfd);
+}
+
+bool origin_is_impure(struct plyfs *fs, int dirfd)
+{
+	g_autofree char *x = xname(fs, OVL_XATTR_IMPURE_SUFFIX);
+	char v;
+	return layer_getxattr(dirfd, NULL, x, &v, 1) == 1 && v == OVL_XATTR_YES[0];
+}
+
+void origin_clear_impure(struct plyfs *fs, int dirfd)
+{
+	g_autofree char *x = xname(fs, OVL_XATTR_IMPURE_SUFFIX);
+	layer_removexattr(dirfd, NULL, x);
 }
 
 bool origin_of_node(const struct plyfs *fs, const struct node *n)
