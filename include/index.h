@@ -80,6 +80,23 @@ int index_set_nlink_lower(struct plyfs *fs, int fd, int diff);
  * Removing or replacing one of its names copies it up first, as kernel overlayfs does. */
 bool index_covers(struct plyfs *fs, struct node *n);
 
+/* THE NAME A COPY-UP TAKES: a request by nodeid (open for writing, setattr, setxattr, link)
+ * does not say which name of a hard-linked file it came through, yet kernel overlayfs copies up
+ * (or links up, once another name was copied up) exactly the name used. So the entries of such a
+ * file are handed out with entry_timeout 0 (index_entry_timeout()): the kernel looks the name up
+ * again on every path walk, and index_note_name() remembers the name it looked up last. Before
+ * the copy-up that name becomes the node's own, the one copy_up() takes (the names seen before
+ * are kept as aliases, node.h); after it, copy_up() links that name up (index_link_up_seen()).
+ * Single requests in a row get the kernel's answer; concurrent walks through two names race as
+ * they would to the kernel's copy-up. */
+double index_entry_timeout(struct plyfs *fs, struct node *n);
+/* A lookup found n as `name` in `parent` (layer `layer`). */
+void index_note_name(struct plyfs *fs, struct node *n, struct node *parent, const char *name,
+		     int layer);
+/* n (in upper) is about to change: the name it was reached by last gets its upper link, as the
+ * kernel's ovl_copy_up() links up the dentry used. 0 when there is nothing to do. */
+int index_link_up_seen(struct plyfs *fs, struct node *n);
+
 /* What a lookup of a lower regular file with several names must do. */
 enum index_state {
 	INDEX_PENDING, /* one node for all its names; copied up into the index (not yet) */

@@ -179,6 +179,10 @@ struct node {
 	char *index_name;
 	bool pinned_hardlink; /* under `lock`: the extra reference of index_keep_reachable() */
 	bool indexed;	      /* atomic: its upper inode keeps the merged st_nlink (index.h) */
+	/* The name a lookup reached this hard-linked file by last (index.h, index_note_name()),
+	 * as (parent nodeid, name): g_malloc'd, under `lock`; NULL when none. */
+	uint64_t seen_parent;
+	char *seen_name;
 	/* Other names the kernel reached this file by (hard links), as (parent nodeid, name): when
 	 * the name above is removed, the node moves to one of these. Protected by table->lock. */
 	GPtrArray *aliases;

@@ -507,7 +507,9 @@ int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
 {
 	if (!fs->has_upper)
 		return -EROFS;
-	int r = inode_has_upper(fs, n) ? 0 : copy_up_chain(fs, n, loc, data);
+	/* In upper already: a hard-linked file still links up the name it was reached by. */
+	int r = inode_has_upper(fs, n) ? index_link_up_seen(fs, n)
+				       : copy_up_chain(fs, n, loc, data);
 	/* Copied up by another request since `loc` was computed: it names the lower entry. */
 	return r == 0 && loc ? inode_relocate(fs, n, loc) : r;
 }

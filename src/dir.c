@@ -6,6 +6,7 @@
 
 #include "atime.h"
 #include "dir.h"
+#include "index.h"
 #include "inode.h"
 #include "namei.h"
 #include "origin.h"
@@ -169,7 +170,7 @@ static size_t add_plus(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, 
 		ep.ino = child->nodeid;
 		ep.generation = child->generation;
 		ep.attr_timeout = fs->timeout;
-		ep.entry_timeout = fs->timeout;
+		ep.entry_timeout = index_entry_timeout(fs, child);
 	}
 	size_t need = fuse_add_direntry_plus(req, buf, size, name, &ep, next);
 	if (child) {

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "autofd.h"
+#include "copy_up.h"
+#include "upper.h"
 #include "node.h"
 #include "index.h"
 #include "inode.h"
@@ -107,6 +109,55 @@ bool index_covers(struct plyfs *fs, struct node *n)
 	return fs->index_dirfd >= 0 && S_ISREG(n->type) && !index_is_split(n) &&
 	       (__atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE) ||
 		__atomic_load_n(&n->lower_nlink, __ATOMIC_ACQUIRE) > 1);
+}
+
+double index_entry_timeout(struct plyfs *fs, struct node *n)
+{
+	return index_covers(fs, n) ? 0 : fs->timeout;
+}
+
+void index_note_name(struct plyfs *fs, struct node *n, struct node *parent, const char *name,
+		     int layer)
+{
+	if (!index_covers(fs, n))
+		return;
+	g_mutex_lock(&n->lock);
+	g_free(n->seen_name);
+	n->seen_name = g_strdup(name);
+	n->seen_parent = parent->nodeid;
+	g_autofree char *old_name = NULL;
+	struct node *old = node_parent_name(fs->nodes, n, &old_name);
+	/* Checked under the lock: once copied up, the node's name is settled. */
+	if (old && !inode_has_upper(fs, n) && inode_top_layer(n) == layer &&
+	    (old != parent || strcmp(old_name, name) != 0)) {
+		node_table_move(fs->nodes, n, parent, name);
+		node_table_add_alias(fs->nodes, n, old, old_name);
+	}
+	node_put(fs->nodes, old);
+	g_mutex_unlock(&n->lock);
+}
+
+int index_link_up_seen(struct plyfs *fs, struct node *n)
+{
+	if (!index_covers(fs, n) || !inode_has_upper(fs, n))
+		return 0;
+	g_mutex_lock(&n->lock);
+	g_autofree char *name = g_strdup(n->seen_name);
+	uint64_t pid = n->seen_parent;
+	g_mutex_unlock(&n->lock);
+	struct node *parent = name ? node_table_get(fs->nodes, pid) : NULL;
+	if (!parent)
+		return 0;
+	int r = copy_up(fs, parent, true);
+	auto_lfd struct lfd dir = LFD_INIT;
+	if (r == 0)
+		r = inode_dirfd(fs, parent, 0, &dir);
+	/* Only a name still standing for a lower name of n: not one removed (a whiteout) since. */
+	if (r == 0 && upper_slot(dir.fd, name) == UPPER_EMPTY &&
+	    upper_lower_positive(fs, parent, name) > 0)
+		r = index_link_up(fs, n, dir.fd, name);
+	node_put(fs->nodes, parent);
+	return r;
 }
 
 enum index_state index_lookup_lower(struct plyfs *fs, int layer, int dirfd, const char *name,

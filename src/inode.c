@@ -173,6 +173,8 @@ void inode_destroy(struct node *n)
 {
 	g_free(n->index_name);
 	n->index_name = NULL;
+	g_free(n->seen_name);
+	n->seen_name = NULL;
 	held_put(n->unlinked_fd);
 	n->unlinked_fd = NULL;
 	g_autoptr(GHashTable) closed = g_hash_table_new(NULL, NULL);

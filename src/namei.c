@@ -442,10 +442,13 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 	if (r < 0)
 		return r;
 	/* `st` is the top entry's, in the layer on top of the stack the scan built. */
-	bool idmapped = fs->layers[node_stack(fresh)->l[0].layer].idmapped;
+	int layer = inode_top_layer(fresh);
+	bool idmapped = fs->layers[layer].idmapped;
 	*out = node_table_insert_lookup(fs->nodes, parent, fresh);
 	if (!*out)
 		return -ENOSPC; /* no nodeid left (node.h, NODE_ID_LIMIT) */
+	/* Another name of a hard-linked file: the one a copy-up takes next (index.h). */
+	index_note_name(fs, *out, parent, name, layer);
 	/* A file in the index shows the index copy and the merged link count, not the lower; with
 	 * xattr_permissions the attributes come from the top entry's xattr (override.h). */
 	if (__atomic_load_n(&(*out)->indexed, __ATOMIC_ACQUIRE) || override_on(fs)) {

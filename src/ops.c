@@ -14,6 +14,7 @@
 #include "dir.h"
 #include "export.h"
 #include "file.h"
+#include "index.h"
 #include "inode.h"
 #include "layer.h"
 #include "log.h"
@@ -90,7 +91,7 @@ static void reply_entry(fuse_req_t req, struct node *n, const struct stat *st)
 		.generation = n->generation,
 		.attr = *st,
 		.attr_timeout = fs->timeout,
-		.entry_timeout = fs->timeout,
+		.entry_timeout = index_entry_timeout(fs, n),
 	};
 	if (fuse_reply_entry(req, &e) == -ENOENT) {
 		/* The request was interrupted: the kernel did not take the lookup. */
@@ -165,7 +166,8 @@ static void ops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_da
 	SCOPE(BATCH_FORGET, 0);
 	/* struct fuse_forget_data is {uint64 ino; uint64 nlookup}: the same layout. */
 	G_STATIC_ASSERT(sizeof(struct fuse_forget_data) == sizeof(struct node_forget_item));
-	node_table_forget_batch(req_fs(req)->nodes, (const struct node_forget_item *)forgets, count);
+	node_table_forget_batch(req_fs(req)->nodes, (const struct node_forget_item *)forgets,
+				count);
 	fuse_reply_none(req);
 	trim_after_forgets(count);
 }
@@ -374,8 +376,7 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
  * kernel's largest request (FUSE's max_pages, 256 pages). */
 #define READDIR_BUF_MAX (1024 * 1024)
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
-		       bool plus)
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
 	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
 	/* A shorter reply is always allowed; the kernel asks for a page or a few. */
@@ -536,7 +537,8 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
-	struct open_file *of = fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
+	struct open_file *of =
+		fi && S_ISREG(n->type) ? (struct open_file *)(uintptr_t)fi->fh : NULL;
 	struct stat st;
 	const int changes = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 			    FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME;
@@ -599,8 +601,7 @@ static bool bad_mknod_type(fuse_req_t req, mode_t mode, dev_t rdev)
 	return err != 0;
 }
 
-static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		      dev_t rdev)
+static void ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	SCOPE(MKNOD, parent);
 	struct plyfs *fs = req_fs(req);
@@ -791,8 +792,7 @@ static void ops_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
 		/* libfuse wrote to the layer fd, not a layer.c wrapper: note a layer error here. */
 		errors_note_call((int)-n, "write", fd, NULL);
 		fuse_reply_err(req, (int)-n);
-	}
-	else
+	} else
 		fuse_reply_write(req, (size_t)n);
 }
 
