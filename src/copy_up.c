@@ -503,15 +503,28 @@ static int copy_up_chain(struct plyfs *fs, struct node *n, struct lfd *loc, bool
 	return r < 0 ? r : copy_up_one(fs, n, loc, data);
 }
 
-int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
+static int copy_up_at_linking(struct plyfs *fs, struct node *n, struct lfd *loc, bool data,
+			      bool link_up)
 {
 	if (!fs->has_upper)
 		return -EROFS;
-	/* In upper already: a hard-linked file still links up the name it was reached by. */
-	int r = inode_has_upper(fs, n) ? index_link_up_seen(fs, n)
-				       : copy_up_chain(fs, n, loc, data);
+	int r = 0;
+	if (!inode_has_upper(fs, n))
+		r = copy_up_chain(fs, n, loc, data);
+	else if (link_up) /* a hard-linked file still links up the name it was reached by */
+		r = index_link_up_seen(fs, n);
 	/* Copied up by another request since `loc` was computed: it names the lower entry. */
 	return r == 0 && loc ? inode_relocate(fs, n, loc) : r;
+}
+
+int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
+{
+	return copy_up_at_linking(fs, n, loc, data, true);
+}
+
+int copy_up_inode_at(struct plyfs *fs, struct node *n, struct lfd *loc)
+{
+	return copy_up_at_linking(fs, n, loc, true, false);
 }
 
 int copy_up(struct plyfs *fs, struct node *n, bool data)
