@@ -41,8 +41,9 @@ int copy_up(struct plyfs *fs, struct node *n, bool data);
 int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data);
 
 /* The same, for a change the kernel makes on the file's upper inode wherever it is (xattrs,
- * ovl_xattr_set()): a hard-linked file already in upper links up no further name. */
-int copy_up_inode_at(struct plyfs *fs, struct node *n, struct lfd *loc);
+ * ovl_xattr_set()), or through an open file (its name was linked up when needed): a hard-linked
+ * file already in upper links up no further name. `loc` may be NULL. */
+int copy_up_inode_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data);
 
 /* Copies n up as (parent, name), one of its names (a hard-linked file is reached by several):
  * the name being changed is the one that appears in upper, as with kernel overlayfs. */

@@ -522,9 +522,9 @@ int copy_up_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
 	return copy_up_at_linking(fs, n, loc, data, true);
 }
 
-int copy_up_inode_at(struct plyfs *fs, struct node *n, struct lfd *loc)
+int copy_up_inode_at(struct plyfs *fs, struct node *n, struct lfd *loc, bool data)
 {
-	return copy_up_at_linking(fs, n, loc, true, false);
+	return copy_up_at_linking(fs, n, loc, data, false);
 }
 
 int copy_up(struct plyfs *fs, struct node *n, bool data)

@@ -140,7 +140,8 @@ int setattr_apply(struct plyfs *fs, struct node *n, struct open_file *of, const 
 	bool no_data = (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size == 0;
 	struct target t = {.fd = -1, .dirfd = -1};
 	if (of && S_ISREG(n->type)) {
-		int r = copy_up(fs, n, !no_data);
+		/* Through an open file: the name it was opened by is the kernel's. */
+		int r = copy_up_inode_at(fs, n, NULL, !no_data);
 		t.fd = r < 0 ? r : file_fd(fs, of);
 		if (t.fd < 0)
 			return t.fd;

@@ -131,7 +131,7 @@ int xattr_set(struct plyfs *fs, struct node *n, const char *name, const char *va
 	auto_lfd struct lfd loc = LFD_INIT;
 	r = inode_locate(fs, n, &loc);
 	if (r == 0)
-		r = copy_up_inode_at(fs, n, &loc);
+		r = copy_up_inode_at(fs, n, &loc, true);
 	/* Changes by name: not on an entry that took n's name since (inode.h, "Identity"). */
 	if (r == 0)
 		r = inode_verify(&loc);
@@ -151,7 +151,7 @@ int xattr_remove(struct plyfs *fs, struct node *n, const char *name)
 	ssize_t have = r < 0 ? r : layer_getxattr(loc.fd, loc.name, name, NULL, 0);
 	if (have < 0)
 		return (int)have;
-	r = copy_up_inode_at(fs, n, &loc);
+	r = copy_up_inode_at(fs, n, &loc, true);
 	if (r == 0)
 		r = inode_verify(&loc);
 	return r < 0 ? r : layer_removexattr(loc.fd, loc.name, name);
