@@ -328,6 +328,10 @@ int index_link_up(struct plyfs *fs, struct node *n, int updir, const char *name)
 		return 0;
 	auto_lfd struct lfd loc = LFD_INIT;
 	int r = inode_locate(fs, n, &loc);
+	/* The directory now holds an entry with an origin: the kernel's ovl_link_up() marks it
+	 * first, and the mark stays if the name is then removed. */
+	if (r == 0)
+		r = origin_set_impure(fs, updir);
 	/* The merged link count stays: the new upper link takes its share from "U+d". */
 	if (r == 0)
 		r = index_nlink_prepare(fs, n, &loc);
