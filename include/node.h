@@ -55,6 +55,10 @@
  * once, at its copy-up, by node_table_rekey()), so a second lookup of the same file through another
  * name (a hard link) returns the same node. node_table_unhash() drops a node's identity (on
  * unlink/rmdir, because ext4 reuses inode numbers at once); it stays reachable by nodeid.
+ * A hashed non-directory whose key is its origin (a lower file) while its entry is an upper inode
+ * (copied up) can also be found by that upper inode (node_table_set_upper()): a lookup that
+ * cannot verify the origin (rootless: no open_by_handle_at, and the name below is not the
+ * file's after a rename or a link) still finds the node, so one file never has two nodes.
  *
  * FORGOTTEN NODES (export support)
  * When a node that still stands for an existing file (hashed) is FREED, the table keeps a record
@@ -141,6 +145,8 @@ struct node {
 	uint64_t generation; /* immutable */
 	mode_t type;	     /* S_IFMT bits; immutable */
 	struct node_key key; /* dev, ino: immutable while hashed (but rekey); check: lock */
+	/* Table lock: its upper inode when that is not `key` (IDENTITY), else 0. */
+	struct node_key upper;
 
 	/* protected by table->lock */
 	struct node *parent; /* holds a reference; NULL only for the root */
@@ -259,6 +265,13 @@ void node_table_unhash(struct node_table *t, struct node *n);
 /* Gives n another identity (a split hard link copied up: its own upper inode now, index.h) in
  * place of its old one; a node or record that had the new identity loses it. */
 void node_table_rekey(struct node_table *t, struct node *n, struct node_key key);
+/* Hashed node n, keyed by its origin, now stands for upper inode (dev, ino) too (IDENTITY); a
+ * node that had it loses it. Ignored for an unhashed node or one keyed by that inode itself. */
+void node_table_set_upper(struct node_table *t, struct node *n, dev_t dev, ino_t ino);
+/* The key of the hashed node of type `type` (S_IFMT bits) that stands for upper inode (dev, ino):
+ * true and *key, or false. */
+bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t type,
+			  struct node_key *key);
 /* Moves n under new_parent as new_name (rename): the pin moves from the old parent to the new one. */
 void node_table_move(struct node_table *t, struct node *n, struct node *new_parent,
 		     const char *new_name);

@@ -435,6 +435,9 @@ static int copy_up_one_locked(struct plyfs *fs, struct node *n, struct node *par
 	/* After the stack: until then its st_ino comes from the entry on top (inode.c). */
 	if (c.split && !orphan)
 		index_split_done(fs, n, dst.fd, name, &c.up);
+	/* Found by its upper inode too, where its origin cannot be verified (node.h, IDENTITY). */
+	if (!S_ISDIR(n->type))
+		node_table_set_upper(fs->nodes, n, c.up.st_dev, c.up.st_ino);
 	if (!loc)
 		return 0;
 	/* The request goes on with the entry it just made. */

@@ -231,11 +231,17 @@ static int find_origin(struct scan *sc, int dirfd, const char *name, const struc
 	}
 	if (r == -EINVAL)
 		report(sc, "origin", layer, name, NULL, r);
-	if (r < 0)
+	if (r < 0 && r != -ESTALE)
 		return -ENODATA;
-	if (origin_by_name(sc, &fh, name, st, key))
+	if (r == 0 && origin_by_name(sc, &fh, name, st, key))
 		return 0;
-	return origin_decode(sc->fs, &fh, st->st_mode & S_IFMT, key) == 0 ? 0 : -ENODATA;
+	if (r == 0 && origin_decode(sc->fs, &fh, st->st_mode & S_IFMT, key) == 0)
+		return 0;
+	/* Unverifiable (rootless, renamed or linked since): the node this mount has for that upper
+	 * inode, if any, so that one file never has two nodes (node.h, IDENTITY). */
+	return node_table_upper_key(sc->fs->nodes, st->st_dev, st->st_ino, st->st_mode, key)
+		       ? 0
+		       : -ENODATA;
 }
 
 /* An upper directory found merging with lower directory `lower` (of `layer`) and carrying no
@@ -449,6 +455,10 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 		return -ENOSPC; /* no nodeid left (node.h, NODE_ID_LIMIT) */
 	/* Another name of a hard-linked file: the one a copy-up takes next (index.h). */
 	index_note_name(fs, *out, parent, name, layer);
+	/* A copied-up file keyed by its origin: found by its upper inode too (node.h, IDENTITY). */
+	const struct node_layer *top = &node_stack(*out)->l[0];
+	if (!S_ISDIR((*out)->type) && fs->layers[top->layer].upper && top->ino)
+		node_table_set_upper(fs->nodes, *out, top->dev, top->ino);
 	/* A file in the index shows the index copy and the merged link count, not the lower; with
 	 * xattr_permissions the attributes come from the top entry's xattr (override.h). */
 	if (__atomic_load_n(&(*out)->indexed, __ATOMIC_ACQUIRE) || override_on(fs)) {

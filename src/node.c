@@ -31,6 +31,8 @@ struct node_table {
 	GHashTable *by_id;
 	/* &node->key -> node, for hashed nodes only; at most one hashed node per key. */
 	GHashTable *by_key;
+	/* &node->upper -> node, for hashed nodes with an upper inode other than their key. */
+	GHashTable *by_upper;
 	uint64_t next_id;
 	uint32_t generation; /* of nodeids handed out from now on */
 	/* Kept incrementally on every state change so node_table_stats() is O(1). */
@@ -202,6 +204,9 @@ static void unhash_locked(struct node_table *t, struct node *n)
 		return;
 	if (g_hash_table_lookup(t->by_key, &n->key) == n)
 		g_hash_table_remove(t->by_key, &n->key);
+	if (n->upper.ino && g_hash_table_lookup(t->by_upper, &n->upper) == n)
+		g_hash_table_remove(t->by_upper, &n->upper);
+	n->upper = (struct node_key){0};
 	n->hashed = false;
 	t->changes++;
 }
@@ -351,6 +356,7 @@ struct node_table *node_table_new(void (*destroy)(struct node *))
 	g_mutex_init(&t->lock);
 	t->by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
 	t->by_key = g_hash_table_new(key_hash, key_equal);
+	t->by_upper = g_hash_table_new(key_hash, key_equal);
 	t->records = g_hash_table_new(g_int64_hash, g_int64_equal);
 	t->records_by_key = g_hash_table_new(key_hash, key_equal);
 	g_queue_init(&t->record_order);
@@ -391,6 +397,7 @@ void node_table_free(struct node_table *t)
 	while (g_hash_table_iter_next(&it, NULL, &value))
 		g_ptr_array_add(all, value);
 	g_hash_table_remove_all(t->by_key);
+	g_hash_table_remove_all(t->by_upper);
 	g_hash_table_remove_all(t->by_id);
 	t->n_live = t->n_pinned = 0;
 	while (t->record_order.head)
@@ -407,6 +414,7 @@ void node_table_free(struct node_table *t)
 	g_hash_table_unref(t->records);
 	g_hash_table_unref(t->records_by_key);
 	g_hash_table_unref(t->by_key);
+	g_hash_table_unref(t->by_upper);
 	g_hash_table_unref(t->by_id);
 	g_mutex_clear(&t->lock);
 	g_free(t);
@@ -646,13 +654,47 @@ void node_table_rekey(struct node_table *t, struct node *n, struct node_key key)
 	g_mutex_unlock(&t->lock);
 }
 
+void node_table_set_upper(struct node_table *t, struct node *n, dev_t dev, ino_t ino)
+{
+	struct node_key up = {.dev = dev, .ino = ino};
+	g_mutex_lock(&t->lock);
+	if (n->hashed && !key_equal(&n->key, &up) && !key_equal(&n->upper, &up)) {
+		if (n->upper.ino && g_hash_table_lookup(t->by_upper, &n->upper) == n)
+			g_hash_table_remove(t->by_upper, &n->upper);
+		/* Whoever had it stands for a file that has it no more. */
+		struct node *other = g_hash_table_lookup(t->by_upper, &up);
+		if (other) {
+			g_hash_table_remove(t->by_upper, &up);
+			other->upper = (struct node_key){0};
+		}
+		n->upper = up;
+		g_hash_table_insert(t->by_upper, &n->upper, n);
+	}
+	g_mutex_unlock(&t->lock);
+}
+
+bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t type,
+			  struct node_key *key)
+{
+	struct node_key up = {.dev = dev, .ino = ino};
+	g_mutex_lock(&t->lock);
+	struct node *n = g_hash_table_lookup(t->by_upper, &up);
+	bool found = n && n->type == (type & S_IFMT);
+	if (found)
+		*key = n->key;
+	g_mutex_unlock(&t->lock);
+	return found;
+}
+
 bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_record_info *out)
 {
 	g_mutex_lock(&t->lock);
 	struct node_record *rec = g_hash_table_lookup(t->records, &nodeid);
 	if (rec)
-		*out = (struct node_record_info){.nodeid = rec->nodeid, .parent = rec->parent,
-						 .key = rec->key, .type = rec->type,
+		*out = (struct node_record_info){.nodeid = rec->nodeid,
+						 .parent = rec->parent,
+						 .key = rec->key,
+						 .type = rec->type,
 						 .generation = rec->generation,
 						 .name = g_strdup(rec->name)};
 	g_mutex_unlock(&t->lock);

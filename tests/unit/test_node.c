@@ -300,6 +300,42 @@ START_TEST(test_unhash)
 }
 END_TEST
 
+/* A copied-up file keyed by its origin is found by its upper inode too, while it is hashed and
+ * only for its own type; the upper inode moves to whoever got it last. */
+START_TEST(test_upper_identity)
+{
+	struct node *a = lookup(ROOT, "a", S_IFREG, 10);
+	struct node_key k;
+	ck_assert(!node_table_upper_key(T, 1, 500, S_IFREG, &k));
+	node_table_set_upper(T, a, 1, 500);
+	ck_assert(node_table_upper_key(T, 1, 500, S_IFREG, &k));
+	ck_assert_uint_eq(k.ino, 10);
+	ck_assert(!node_table_upper_key(T, 1, 500, S_IFDIR, &k));
+	ck_assert(!node_table_upper_key(T, 2, 500, S_IFREG, &k));
+	/* Its own key: nothing to record. */
+	struct node *b = lookup(ROOT, "b", S_IFREG, 20);
+	node_table_set_upper(T, b, 1, 20);
+	ck_assert(!node_table_upper_key(T, 1, 20, S_IFREG, &k));
+	/* Taken over by b: a has it no more. */
+	node_table_set_upper(T, b, 1, 500);
+	ck_assert(node_table_upper_key(T, 1, 500, S_IFREG, &k));
+	ck_assert_uint_eq(k.ino, 20);
+	node_table_set_upper(T, a, 1, 600);
+	ck_assert(node_table_upper_key(T, 1, 600, S_IFREG, &k));
+	ck_assert_uint_eq(k.ino, 10);
+	/* Unlinked, rekeyed, freed: gone. */
+	node_table_unhash(T, b);
+	ck_assert(!node_table_upper_key(T, 1, 500, S_IFREG, &k));
+	node_table_set_upper(T, b, 1, 700); /* unhashed: ignored */
+	ck_assert(!node_table_upper_key(T, 1, 700, S_IFREG, &k));
+	node_table_rekey(T, a, key(600));
+	ck_assert(!node_table_upper_key(T, 1, 600, S_IFREG, &k));
+	node_table_set_upper(T, a, 1, 800);
+	node_table_forget(T, a->nodeid, 1);
+	ck_assert(!node_table_upper_key(T, 1, 800, S_IFREG, &k));
+}
+END_TEST
+
 START_TEST(test_child_forgotten_first)
 {
 	struct node *d = lookup(ROOT, "d", S_IFDIR, 20);
@@ -1223,6 +1259,7 @@ static Suite *node_suite(bool forking)
 	tcase_add_test(tc, test_different_key);
 	tcase_add_test(tc, test_same_key_other_type);
 	tcase_add_test(tc, test_unhash);
+	tcase_add_test(tc, test_upper_identity);
 	tcase_add_test(tc, test_child_forgotten_first);
 	tcase_add_test(tc, test_parent_forgotten_first);
 	tcase_add_test(tc, test_forget_with_handle);
