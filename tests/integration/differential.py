@@ -612,6 +612,10 @@ class Rootless:
 		argv += (["--sanitizer"] if o.sanitizer else []) + (["-v"] if o.verbose else [])
 		argv += (["--no-lower-hardlinks"] if o.no_lower_hardlinks else [])
 		argv += (["--kernel-self-check"] if o.kernel_self_check else [])
+		if o.replay:
+			copy = os.path.join(self.tools, "replay-" + os.path.basename(o.replay))
+			shutil.copy(o.replay, copy)
+			argv += ["--replay", copy]
 		for seed in seeds:
 			argv += ["--seed", str(seed)]
 		log = os.path.join(self.base, "rootless-%s.out" % fs)
@@ -664,11 +668,13 @@ def main(argv):
 	t_all = time.monotonic()
 	fss, rootless = Filesystems(base), None
 	try:
-		if opts.replay:
+		if opts.replay and opts.combos[0][1] == "root":
 			fs = opts.combos[0][0]
 			out = replay(opts, base if fs == "tmpfs" else fss.root(fs))
 			passed, failed = (0, 1) if out.errs else (1, 0)
 			seeds = []
+		elif opts.replay:	# rootless: in the namespace, as the seeds are
+			seeds = [1]
 		here = [x for x in seeds if combo_of(opts, x)[1] == "root"]
 		p, f = run_seeds(opts, lambda x: fss.root(combo_of(opts, x)[0]), here, deadline)
 		passed, failed = passed + p, failed + f
@@ -713,7 +719,11 @@ def inside_userns(opts, deadline):
 	base = tempfile.mkdtemp(prefix="run.", dir=opts.inside_userns)
 	passed = failed = 0
 	try:
-		passed, failed = run_seeds(opts, lambda x: base, opts.seed, deadline)
+		if opts.replay:
+			failed = bool(replay(opts, base).errs)
+			passed = 1 - failed
+		else:
+			passed, failed = run_seeds(opts, lambda x: base, opts.seed, deadline)
 	except (Interrupted, KeyboardInterrupt):
 		print("interrupted", file=sys.stderr)
 		failed += 1
