@@ -152,9 +152,18 @@ static bool has_default_acl(int updir)
 	return layer_getxattr(updir, NULL, "system.posix_acl_default", NULL, 0) > 0;
 }
 
-/* `merged_parent`: the parent merges with lower layers, where kernel overlayfs makes a new
- * directory opaque even over no whiteout (dir.c ovl_create_upper: an optimization of later
- * lookups, allowed to fail): the same on-disk result. */
+/* Kernel overlayfs makes a new directory in a merged parent opaque even over no whiteout (dir.c
+ * ovl_create_upper: an optimization of later lookups, allowed to fail) unless it allows offline
+ * changes to the lowers (ovl_allow_offline_changes(): no index, no metacopy, no nfs_export, a
+ * redirect_dir other than "on"; measured on 6.18: "follow"/"nofollow" without index leave none,
+ * as rootless userxattr mounts do). */
+static bool new_dir_opaque(const struct plyfs *fs)
+{
+	return fs->params->redirect_dir == REDIRECT_ON || fs->index_dirfd >= 0;
+}
+
+/* `merged_parent`: the parent merges with lower layers, where a new directory may be made opaque
+ * (new_dir_opaque()): the same on-disk result as the kernel's. */
 static int create_in_upper(struct plyfs *fs, int updir, const char *name,
 			   const struct create_req *given, bool merged_parent, int *fd)
 {
@@ -186,7 +195,8 @@ static int create_in_upper(struct plyfs *fs, int updir, const char *name,
 	if (r < 0)
 		return r;
 	r = set_owner(fs, updir, name, req, &pst, uid, gid);
-	if (r == 0 && slot == UPPER_EMPTY && merged_parent && S_ISDIR(req->mode))
+	if (r == 0 && slot == UPPER_EMPTY && merged_parent && S_ISDIR(req->mode) &&
+	    new_dir_opaque(fs))
 		upper_set_opaque(fs, updir, name); /* may fail: nothing lies below that name */
 	if (r == 0 && slot == UPPER_WH_FILE) {
 		if (S_ISDIR(req->mode))
