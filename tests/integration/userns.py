@@ -68,6 +68,8 @@ def build_lower(d):
 	write(os.path.join(d, "e/x"), "x in e")
 	write(os.path.join(d, "file"), "a lower file")
 	write(os.path.join(d, "keep"), "unchanged")
+	write(os.path.join(d, "moved"), "renamed and unlinked while open")
+	write(os.path.join(d, "linked"), "linked to another name")
 	os.symlink("file", os.path.join(d, "sym"))
 
 
@@ -130,7 +132,30 @@ def do_work(m):
 			fn()
 		except OSError as e:
 			res["failed"].append("%s: %s" % (what, e.strerror))
+	res.update(renamed_copies(m))
 	return res
+
+
+def renamed_copies(m):
+	"""A file copied up, then renamed or linked to a name whose lower entry is not it: rootless,
+	its origin cannot be verified by name then, and it must stay one file (one node): fstat of
+	an fd of it still works after its new name is unlinked, and both names of a link show 2."""
+	out = {}
+	fd = os.open(os.path.join(m, "moved"), os.O_RDWR)
+	try:
+		os.rename(os.path.join(m, "moved"), os.path.join(m, "moved2"))
+		os.unlink(os.path.join(m, "moved2"))
+		try:
+			os.fstat(fd)
+			out["fstat_after_unlink"] = 0
+		except OSError as e:
+			out["fstat_after_unlink"] = e.errno
+	finally:
+		os.close(fd)
+	os.link(os.path.join(m, "linked"), os.path.join(m, "linked2"))
+	out["link_nlink"] = [os.lstat(os.path.join(m, x)).st_nlink for x in ("linked", "linked2")]
+	os.unlink(os.path.join(m, "linked2"))
+	return out
 
 
 # --- the inner run (in a namespace, or as the user) -----------------------------------------------
@@ -241,7 +266,7 @@ def layers(ctx, owner=None):
 
 def expected_tree():
 	return {"d2": "dir 755", "d2/f": None, "d2/sub": "dir 755", "d2/sub/g": None,
-		"e": "dir 755", "keep": None, "new": "dir 755", "new/inner": None,
+		"e": "dir 755", "keep": None, "linked": None, "new": "dir 755", "new/inner": None,
 		"sym": "symlink -> file"}
 
 
@@ -267,6 +292,12 @@ def check_common(res, daemon_log, want_prefix):
 			    "(and fuse-overlayfs): EXDEV" % (os.strerror(res["rename_errno"])
 							     if res["rename_errno"] else "success"))
 	errs += ["through plyfs, " + x for x in res.get("failed", [])]
+	if res.get("fstat_after_unlink"):
+		errs.append("fstat of an open file copied up, renamed and unlinked: %s (kernel "
+			    "overlayfs: success)" % os.strerror(res["fstat_after_unlink"]))
+	if res.get("link_nlink") != [2, 2]:
+		errs.append("st_nlink of a copied-up file and its new link: %s (kernel overlayfs: "
+			    "[2, 2])" % res.get("link_nlink"))
 	errs += check_tree(res, "plyfs")
 	if res.get("exit") != 0:
 		errs.append("the daemon exited %r after umount" % res.get("exit"))
