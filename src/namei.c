@@ -227,7 +227,12 @@ static int find_origin(struct scan *sc, int dirfd, const char *name, const struc
 		r = origin_legacy_get(sc->fs, dirfd, name, key);
 		if (r == -EINVAL)
 			report(sc, "plyfs.origin", layer, name, NULL, r);
-		return r == 0 ? 0 : -ENODATA;
+		if (r == 0)
+			return 0;
+		/* Or none could be written (user.* on a symlink or a fifo), see below. */
+		return node_table_upper_key(sc->fs->nodes, st->st_dev, st->st_ino, st->st_mode, key)
+			       ? 0
+			       : -ENODATA;
 	}
 	if (r == -EINVAL)
 		report(sc, "origin", layer, name, NULL, r);
