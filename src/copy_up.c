@@ -464,17 +464,20 @@ static int copy_up_one(struct plyfs *fs, struct node *n, struct lfd *loc, bool d
 	g_mutex_lock(&n->lock);
 	int r = 0;
 	bool done = false;
+	bool split = false;
 	g_autofree char *name = NULL;
 	if (!inode_has_upper(fs, n)) {
 		done = true;
+		split = index_is_split(n);
 		struct node *parent = node_parent_name(fs->nodes, n, &name);
 		r = parent ? copy_up_one_locked(fs, n, parent, name, loc, data) : -ESTALE;
 		node_put(fs->nodes, parent);
 	}
 	g_mutex_unlock(&n->lock);
-	/* A directory that now merges with what is below shows st_nlink 1 (merged): the kernel's
-	 * cached attributes of it are stale. */
-	if (r == 0 && done && S_ISDIR(n->type) && fs->se)
+	/* A directory that now merges with what is below shows st_nlink 1 (merged), a split hard
+	 * link (index.h) its own upper inode's 1: the kernel's cached attributes of it are stale
+	 * (an open's reply carries none). */
+	if (r == 0 && done && (S_ISDIR(n->type) || split) && fs->se)
 		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, -1, 0);
 	if (done)
 		atomic_fetch_add_explicit(r < 0 ? &fs->copy_ups_failed : &fs->copy_ups_done, 1,
