@@ -70,6 +70,8 @@ def build_lower(d):
 	write(os.path.join(d, "keep"), "unchanged")
 	write(os.path.join(d, "moved"), "renamed and unlinked while open")
 	write(os.path.join(d, "linked"), "linked to another name")
+	write(os.path.join(d, "hl"), "a lower hard link")
+	os.link(os.path.join(d, "hl"), os.path.join(d, "hl2"))
 	os.symlink("file", os.path.join(d, "sym"))
 
 
@@ -155,6 +157,11 @@ def renamed_copies(m):
 	os.link(os.path.join(m, "linked"), os.path.join(m, "linked2"))
 	out["link_nlink"] = [os.lstat(os.path.join(m, x)).st_nlink for x in ("linked", "linked2")]
 	os.unlink(os.path.join(m, "linked2"))
+	# No index rootless: the name copied up is its own file, with one link (index.h).
+	out["split_nlink"] = [os.lstat(os.path.join(m, "hl")).st_nlink]
+	fd = os.open(os.path.join(m, "hl"), os.O_RDWR)
+	os.close(fd)
+	out["split_nlink"] += [os.lstat(os.path.join(m, x)).st_nlink for x in ("hl", "hl2")]
 	return out
 
 
@@ -266,7 +273,7 @@ def layers(ctx, owner=None):
 
 def expected_tree():
 	return {"d2": "dir 755", "d2/f": None, "d2/sub": "dir 755", "d2/sub/g": None,
-		"e": "dir 755", "keep": None, "linked": None, "new": "dir 755", "new/inner": None,
+		"e": "dir 755", "hl": None, "hl2": None, "keep": None, "linked": None, "new": "dir 755", "new/inner": None,
 		"sym": "symlink -> file"}
 
 
@@ -295,6 +302,10 @@ def check_common(res, daemon_log, want_prefix):
 	if res.get("fstat_after_unlink"):
 		errs.append("fstat of an open file copied up, renamed and unlinked: %s (kernel "
 			    "overlayfs: success)" % os.strerror(res["fstat_after_unlink"]))
+	if res.get("split_nlink") != [2, 1, 2]:
+		errs.append("st_nlink of a lower hard link before, after its copy-up, and of its "
+			    "other name: %s (kernel overlayfs, userxattr: [2, 1, 2])"
+			    % res.get("split_nlink"))
 	if res.get("link_nlink") != [2, 2]:
 		errs.append("st_nlink of a copied-up file and its new link: %s (kernel overlayfs: "
 			    "[2, 2])" % res.get("link_nlink"))
