@@ -90,6 +90,12 @@ static void drop_needless_impure(struct plyfs *fs, struct dir_handle *dh)
 		return;
 	for (guint i = 0; i < dh->entries->len; i++) {
 		const struct merged_entry *e = dh->entries->pdata[i];
+		/* The user format is the kernel's userxattr mode, which (in a user namespace) cannot
+		 * decode origins: only a merged directory keeps a lower st_ino there, so only one
+		 * keeps the mark (plyfs shows more, origin.h "rootless"; the mark on disk is the
+		 * kernel's). */
+		if (!fs->is_root && e->type != DT_DIR)
+			continue;
 		struct node_key own = {.dev = fs->layers[s->l[0].layer].dev, .ino = e->ino};
 		if (entry_ino(fs, dh, e) != inode_map_ino(fs, own))
 			return;
