@@ -115,10 +115,6 @@ bool origin_of_node(const struct plyfs *fs, const struct node *n)
 	const struct node_stack *s = node_stack(n);
 	if (s->n == 0)
 		return false;
-	/* The user format keeps no origin on symlinks and special files (user.* is refused there,
-	 * copy_up.c does not try): kernel overlayfs' userxattr mode marks no parent for them. */
-	if (!fs->is_root && !S_ISDIR(n->type) && !S_ISREG(n->type))
-		return false;
 	if (s->n > 1 || !fs->layers[s->l[0].layer].upper)
 		return true;
 	return n->key.dev != s->l[0].dev || n->key.ino != s->l[0].ino;
