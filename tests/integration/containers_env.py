@@ -28,6 +28,7 @@ from mounts import Failure
 
 CMD_TIMEOUT = 600  # one podman/buildah command; generous: the machine is shared and loaded
 EXIT_TIMEOUT = 600  # a container's script
+AUTO_USER = "plyfs-auto"
 
 
 def _conf_containers(d):
@@ -58,6 +59,10 @@ def _conf_storage(d, binary):
 		# A rootless user's storage is here, not graphroot (which only root's is).
 		'rootless_storage_path = "%s/graph"' % d,
 		'runroot = "%s/run/storage"' % d,
+		# `podman run --userns=auto` takes its ids from this user's subordinate ranges
+		# (containers_tests.userns_auto creates it).
+		"[storage.options]",
+		'root-auto-userns-user = "%s"' % AUTO_USER,
 		"[storage.options.overlay]",
 		'mount_program = "%s"' % binary,
 		"",

@@ -40,22 +40,22 @@ def _ranges(path):
 	return out
 
 
-def ensure_user(notes):
-	"""Creates USER and its subordinate ranges when missing."""
+def ensure_user(notes, user=USER, size=RANGE):
+	"""Creates `user` and its subordinate ranges of `size` ids when missing."""
 	try:
-		pwd.getpwnam(USER)
+		pwd.getpwnam(user)
 	except KeyError:
 		mounts.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			    "--shell", "/usr/sbin/nologin", USER], 60)
-		notes.append("created the system user %s" % USER)
+			    "--shell", "/usr/sbin/nologin", user], 60)
+		notes.append("created the system user %s" % user)
 	for path, flag in (("/etc/subuid", "--add-subuids"), ("/etc/subgid", "--add-subgids")):
 		ranges = _ranges(path)
-		if any(r[0] == USER for r in ranges):
+		if any(r[0] == user for r in ranges):
 			continue
 		end = max([165536] + [s + n for _, s, n in ranges])
 		start = -(-end // RANGE) * RANGE
-		mounts.run(["usermod", flag, "%d-%d" % (start, start + RANGE - 1), USER], 60)
-		notes.append("gave %s the range %d-%d in %s" % (USER, start, start + RANGE - 1, path))
+		mounts.run(["usermod", flag, "%d-%d" % (start, start + size - 1), user], 60)
+		notes.append("gave %s the range %d-%d in %s" % (user, start, start + size - 1, path))
 
 
 def open_fuse(ctx):

@@ -256,6 +256,71 @@ def uidmap(ctx):
 	return errs
 
 
+AUTO_RANGE = 131072  # the subordinate ranges of containers_env.AUTO_USER: room for 2 containers
+
+
+def _id_map(path):
+	"""The one line of /proc/PID/uid_map or gid_map as (inside, outside, count), or None."""
+	lines = [tuple(int(x) for x in line.split()) for line in open(path).read().splitlines()]
+	return lines[0] if len(lines) == 1 and len(lines[0]) == 3 else None
+
+
+def userns_auto(ctx):
+	"""`podman run --userns=auto` as root: podman picks a free range of the subordinate ids of
+	containers_env.AUTO_USER and passes it to plyfs as uidmapping=/gidmapping=. Inside, root owns
+	the image's and its own files; the host sees them through the mount shifted by the range
+	read from the container process's uid_map and gid_map, and finds them stored unshifted in
+	the upper layer; the committed image, run without a mapping, shows the same owners."""
+	import containers_rootless
+	e, errs = ctx.e, []
+	containers_rootless.ensure_user(ctx.notes, containers_env.AUTO_USER, AUTO_RANGE)
+	e.start("auto", FIXTURE, UIDMAP_SCRIPT, ["--userns=auto"])
+	s = sc.sections(e.wait_ready("auto"))
+	if s["ids"] != ["0", "0"]:
+		errs.append("ids inside: %r, expected 0 0" % s["ids"])
+	if s["owners"] != UIDMAP_WANT:
+		errs.append("owners inside: %r, expected %r" % (s["owners"], UIDMAP_WANT))
+	pid = int(e.inspect("auto", "{{.State.Pid}}"))
+	umap = _id_map("/proc/%d/uid_map" % pid)
+	gmap = _id_map("/proc/%d/gid_map" % pid)
+	ctx.notes.append("uid_map %r gid_map %r" % (umap, gmap))
+	if umap is None or gmap is None or umap[0] != 0 or gmap[0] != 0 or umap[1] == 0 \
+	   or gmap[1] == 0 or min(umap[2], gmap[2]) <= 1000:
+		e.stop("auto")
+		e.podman("rm", "auto")
+		return errs + ["not one shifted range from 0 over 1000 ids: uid_map %r gid_map %r" % (
+			umap, gmap)]
+	merged = e.inspect("auto", "{{.GraphDriver.Data.MergedDir}}")
+	upper = e.inspect("auto", "{{.GraphDriver.Data.UpperDir}}")
+	errs += served_by_plyfs(e, merged)
+	for dpid, (_, mp) in e.daemons().items():
+		if mp == merged and b"uidmapping=" not in open("/proc/%d/cmdline" % dpid, "rb").read():
+			errs.append("the daemon of %s got no uidmapping= option" % merged)
+	for rel, shown, stored in (("newfile", 0, 0), ("newdir/f", 1000, 1000),
+				   ("fixture/appendme", 0, 0), ("etc/passwd", 0, None), ("", 0, None)):
+		want = (umap[1] + shown, gmap[1] + shown)
+		got = _owner(os.path.join(merged, rel))
+		if got != want:
+			errs.append("/%s through the mount on the host: %d:%d, expected %d:%d" % (
+				(rel,) + got + want))
+		if stored is not None:
+			got = _owner(os.path.join(upper, rel))
+			if got != (stored, stored):
+				errs.append("/%s stored in the upper layer as %d:%d, expected %d:%d" % (
+					(rel,) + got + (stored, stored)))
+	e.stop("auto")
+	e.podman("commit", "auto", "localhost/plyfs-ci/auto")
+	e.podman("rm", "auto")
+	out = run_checked(e, "unmapped", "localhost/plyfs-ci/auto",
+			  "stat -c '%u:%g %n' /newfile /newdir /newdir/f /fixture/appendme /etc/passwd /"
+			  " && cat /fixture/appendme")
+	want = UIDMAP_WANT + ["line1", "appended"]
+	if out.splitlines() != want:
+		errs.append("committed image without a mapping: %r, expected %r" % (out.splitlines(),
+											  want))
+	return errs
+
+
 TEN = 10
 
 
@@ -301,5 +366,6 @@ TESTS = [
 	("containers/buildah_layers", buildah_layers),
 	("containers/image_mount", image_mount),
 	("containers/uidmap", uidmap),
+	("containers/userns_auto", userns_auto),
 	("containers/ten_detached", ten_detached),
 ]
