@@ -60,6 +60,9 @@ static const struct choice redirect_choices[] = {{"on", REDIRECT_ON},
 						 {NULL, 0}};
 static const struct choice xino_choices[] = {
 	{"on", XINO_ON}, {"auto", XINO_AUTO}, {"off", XINO_OFF}, {NULL, 0}};
+/* uuid=: the kernel's four words (params.h, enum uuid_mode). */
+static const struct choice uuid_choices[] = {
+	{"null", UUID_NULL}, {"off", UUID_OFF}, {"on", UUID_ON}, {"auto", UUID_AUTO}, {NULL, 0}};
 
 #define KIND_BITS		 8
 #define FIELD(m)		 ((int)(offsetof(struct plyfs_params, m) << KIND_BITS))
@@ -331,19 +334,6 @@ static int parse_timeout(struct parse_ctx *c, const char *arg, const char *val, 
 	return 0;
 }
 
-/* uuid=: the kernel's four words (params.h, enum uuid_mode), in its order. */
-static int parse_uuid(struct parse_ctx *c, const char *arg, const char *val, enum uuid_mode *out)
-{
-	static const char *const words[] = {"off", "null", "auto", "on"};
-	for (size_t i = 0; i < G_N_ELEMENTS(words); i++) {
-		if (strcmp(val, words[i]) == 0) {
-			*out = (enum uuid_mode)i;
-			return 0;
-		}
-	}
-	return bad_value(c, arg, "null, off, on or auto");
-}
-
 /* A layer option given again would silently drop a layer (mount(8) merges the options of fstab
  * and of the command line): refused, unlike the other options, where the last one wins. */
 static int layer_given_twice(struct parse_ctx *c, const char *arg)
@@ -475,7 +465,7 @@ static int apply_option(struct parse_ctx *c, const char *arg, enum opt_kind kind
 			*(int *)member = (int)u;
 		return ret;
 	case K_UUID:
-		return parse_uuid(c, arg, val, member);
+		return set_choice(c, arg, val, uuid_choices, member, false);
 	case K_ID:
 		ret = parse_uint(c, arg, val, UINT32_MAX - 1, "an id from 0 to 4294967294", &u);
 		if (ret == 0)
