@@ -211,6 +211,44 @@ def _owner(path):
 	return st.st_uid, st.st_gid
 
 
+def _check_mapped(e, name, uid_base, gid_base):
+	"""The container `name` ran UIDMAP_SCRIPT with its ids 0.. shifted to uid_base/gid_base..:
+	the host sees them shifted through the mount and finds them stored unshifted in the upper
+	layer; the committed image, run without a mapping, shows the owners seen inside. Stops,
+	commits and removes the container."""
+	errs = []
+	merged = e.inspect(name, "{{.GraphDriver.Data.MergedDir}}")
+	upper = e.inspect(name, "{{.GraphDriver.Data.UpperDir}}")
+	errs += served_by_plyfs(e, merged)
+	for pid, (_, mp) in e.daemons().items():
+		if mp == merged and b"uidmapping=" not in open("/proc/%d/cmdline" % pid, "rb").read():
+			errs.append("the daemon of %s got no uidmapping= option" % merged)
+	for rel, shown, stored in (("newfile", 0, 0), ("newdir/f", 1000, 1000),
+				   ("fixture/appendme", 0, 0), ("etc/passwd", 0, None), ("", 0, None)):
+		want = (uid_base + shown, gid_base + shown)
+		got = _owner(os.path.join(merged, rel))
+		if got != want:
+			errs.append("/%s through the mount on the host: %d:%d, expected %d:%d" % (
+				(rel,) + got + want))
+		if stored is not None:
+			got = _owner(os.path.join(upper, rel))
+			if got != (stored, stored):
+				errs.append("/%s stored in the upper layer as %d:%d, expected %d:%d" % (
+					(rel,) + got + (stored, stored)))
+	e.stop(name)
+	image = "localhost/plyfs-ci/" + name
+	e.podman("commit", name, image)
+	e.podman("rm", name)
+	out = run_checked(e, "unmapped", image,
+			  "stat -c '%u:%g %n' /newfile /newdir /newdir/f /fixture/appendme /etc/passwd /"
+			  " && cat /fixture/appendme")
+	want = UIDMAP_WANT + ["line1", "appended"]
+	if out.splitlines() != want:
+		errs.append("committed image without a mapping: %r, expected %r" % (out.splitlines(),
+											  want))
+	return errs
+
+
 def uidmap(ctx):
 	"""`podman run --uidmap 0:100000:65536 --gidmap 0:100000:65536`: containers-storage passes
 	uidmapping=:0:100000:65536 in fuse-overlayfs' meaning (ids stored in the layers 0.. are
@@ -225,35 +263,7 @@ def uidmap(ctx):
 		errs.append("ids inside: %r, expected 0 0" % s["ids"])
 	if s["owners"] != UIDMAP_WANT:
 		errs.append("owners inside: %r, expected %r" % (s["owners"], UIDMAP_WANT))
-	merged = e.inspect("mapped", "{{.GraphDriver.Data.MergedDir}}")
-	upper = e.inspect("mapped", "{{.GraphDriver.Data.UpperDir}}")
-	errs += served_by_plyfs(e, merged)
-	for pid, (_, mp) in e.daemons().items():
-		if mp == merged and b"uidmapping=" not in open("/proc/%d/cmdline" % pid, "rb").read():
-			errs.append("the daemon of %s got no uidmapping= option" % merged)
-	for rel, shown, stored in (("newfile", 0, 0), ("newdir/f", 1000, 1000),
-				   ("fixture/appendme", 0, 0), ("etc/passwd", 0, None), ("", 0, None)):
-		want = (HOST_ID + shown, HOST_ID + shown)
-		got = _owner(os.path.join(merged, rel))
-		if got != want:
-			errs.append("/%s through the mount on the host: %d:%d, expected %d:%d" % (
-				(rel,) + got + want))
-		if stored is not None:
-			got = _owner(os.path.join(upper, rel))
-			if got != (stored, stored):
-				errs.append("/%s stored in the upper layer as %d:%d, expected %d:%d" % (
-					(rel,) + got + (stored, stored)))
-	e.stop("mapped")
-	e.podman("commit", "mapped", "localhost/plyfs-ci/mapped")
-	e.podman("rm", "mapped")
-	out = run_checked(e, "unmapped", "localhost/plyfs-ci/mapped",
-			  "stat -c '%u:%g %n' /newfile /newdir /newdir/f /fixture/appendme /etc/passwd /"
-			  " && cat /fixture/appendme")
-	want = UIDMAP_WANT + ["line1", "appended"]
-	if out.splitlines() != want:
-		errs.append("committed image without a mapping: %r, expected %r" % (out.splitlines(),
-											  want))
-	return errs
+	return errs + _check_mapped(e, "mapped", HOST_ID, HOST_ID)
 
 
 AUTO_RANGE = 131072  # the subordinate ranges of containers_env.AUTO_USER: room for 2 containers
@@ -290,35 +300,7 @@ def userns_auto(ctx):
 		e.podman("rm", "auto")
 		return errs + ["not one shifted range from 0 over 1000 ids: uid_map %r gid_map %r" % (
 			umap, gmap)]
-	merged = e.inspect("auto", "{{.GraphDriver.Data.MergedDir}}")
-	upper = e.inspect("auto", "{{.GraphDriver.Data.UpperDir}}")
-	errs += served_by_plyfs(e, merged)
-	for dpid, (_, mp) in e.daemons().items():
-		if mp == merged and b"uidmapping=" not in open("/proc/%d/cmdline" % dpid, "rb").read():
-			errs.append("the daemon of %s got no uidmapping= option" % merged)
-	for rel, shown, stored in (("newfile", 0, 0), ("newdir/f", 1000, 1000),
-				   ("fixture/appendme", 0, 0), ("etc/passwd", 0, None), ("", 0, None)):
-		want = (umap[1] + shown, gmap[1] + shown)
-		got = _owner(os.path.join(merged, rel))
-		if got != want:
-			errs.append("/%s through the mount on the host: %d:%d, expected %d:%d" % (
-				(rel,) + got + want))
-		if stored is not None:
-			got = _owner(os.path.join(upper, rel))
-			if got != (stored, stored):
-				errs.append("/%s stored in the upper layer as %d:%d, expected %d:%d" % (
-					(rel,) + got + (stored, stored)))
-	e.stop("auto")
-	e.podman("commit", "auto", "localhost/plyfs-ci/auto")
-	e.podman("rm", "auto")
-	out = run_checked(e, "unmapped", "localhost/plyfs-ci/auto",
-			  "stat -c '%u:%g %n' /newfile /newdir /newdir/f /fixture/appendme /etc/passwd /"
-			  " && cat /fixture/appendme")
-	want = UIDMAP_WANT + ["line1", "appended"]
-	if out.splitlines() != want:
-		errs.append("committed image without a mapping: %r, expected %r" % (out.splitlines(),
-											  want))
-	return errs
+	return errs + _check_mapped(e, "auto", umap[1], gmap[1])
 
 
 TEN = 10
