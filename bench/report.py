@@ -185,10 +185,9 @@ def chart(run, out):
 			row = run["results"].get(key, {})
 			k = row.get("kernel")
 			vals = [(row[tn] / k) if k and row.get(tn) else float("nan") for tn in others]
-			label = label.replace('"', "").replace("`", "")
-			f.write(f'"{label}" ' + " ".join(f"{v:.4f}" for v in vals) + "\n")
+			f.write(f'"{key}" ' + " ".join(f"{v:.4f}" for v in vals) + "\n")
 	script = f"""
-set terminal svg size 1400,650 dynamic font 'sans,11'
+set terminal svg size 1400,650 dynamic noenhanced font 'sans,11'
 set output '{os.path.join(out, "latest.svg")}'
 set title 'time relative to kernel overlayfs (1 = kernel; log scale; lower is better; a gap = failed)'
 set style data histograms
@@ -196,10 +195,10 @@ set style histogram clustered gap 1
 set style fill solid border -1
 set logscale y
 set yrange [0.1:*]
-set xtics rotate by -35 font ',9'
+set xtics rotate by 30 right font ',10'
 set key outside right top
 set grid ytics
-set bmargin 10
+set bmargin 8
 plot for [i=2:{len(others) + 1}] '{dat}' using i:xtic(1) title columnheader(i), 1 notitle lw 2 lc rgb 'black'
 """
 	subprocess.run(["gnuplot"], input=script, text=True, check=False, timeout=60)
