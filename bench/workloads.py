@@ -16,13 +16,18 @@ import time
 
 from targets import run
 
+# Quick and full sizes. The full run keeps the issue's sizes where the size is what is measured
+# (the 100k directory, the 106k/124k-file walks, stat 20k) and halves those whose cost per item
+# does not depend on the count, to fit the 10-minute budget: create/unlink 10k (issue: 20k),
+# untar 11k (22k), 4-byte appends 50k (200k), data 512 MiB (1 GiB: with the default dirty ratios
+# of 10%/20% on the 24 GiB machine both stay below the writeback thresholds).
 SIZES = {  # quick, full
 	"create": (5000, 10000),
 	"stat": (5000, 20000),
 	"tree_dirs": (200, 1000),  # tree: dirs x files_per_dir files
 	"tree_files_per_dir": (50, 105),
 	"bigdir": (20000, 100000),
-	"data_mib": (256, 1024),
+	"data_mib": (256, 512),
 	"untar": (3000, 11000),
 	"appends": (20000, 50000),
 	"lookups": (1000, 1000),  # repeated lookups: this many present and absent names, 10 rounds
