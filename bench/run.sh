@@ -17,7 +17,7 @@ if [[ ${PLYFS_SKIP_INSTALL:-0} != 1 ]]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update </dev/null
 	apt-get install -y libfuse3-dev fuse3 libglib2.0-dev meson ninja-build pkg-config gcc \
-		fuse-overlayfs gnuplot-nox python3 tar </dev/null
+		fuse-overlayfs gnuplot-nox python3 tar strace valgrind </dev/null
 fi
 if [[ -f build-release/meson-private/coredata.dat ]]; then
 	meson configure build-release --buildtype=release -Dtests=disabled
