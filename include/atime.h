@@ -41,5 +41,8 @@ void atime_stop(struct plyfs *fs);
 
 /* The upper entry behind `fd` (an open file, or an O_PATH fd of a directory) was read. */
 void atime_accessed(struct plyfs *fs, int fd, bool dir);
+/* Whether a read of the upper entry behind `fd` now would move its atime (false without a
+ * syscall under noatime, and nodiratime for a directory). */
+bool atime_due(struct plyfs *fs, int fd, bool dir);
 
 #endif

@@ -21,7 +21,10 @@ struct dir_handle;
  * each merged_entry.layer position to its layer index. */
 int dir_merged_list(struct plyfs *fs, struct node *n, GPtrArray **list, int **layers);
 
-int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out);
+/* *cache: whether the kernel may serve this open's listing from its cache (ops.c sets
+ * cache_readdir): not while a listing now would move the upper directory's atime (atime.h), which
+ * only a READDIR reaching the daemon does. */
+int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out, bool *cache);
 /*
  * Fills `buf` (capacity `size`) with entries from offset `off`, plain or plus. Returns the number
  * of bytes used (0 at the end, and at any offset past it) or -errno (-EINVAL for a negative

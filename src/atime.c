@@ -118,14 +118,19 @@ void atime_stop(struct plyfs *fs)
 	fs->atime_watch = NULL;
 }
 
-void atime_accessed(struct plyfs *fs, int fd, bool dir)
+bool atime_due(struct plyfs *fs, int fd, bool dir)
 {
 	unsigned long fl = atomic_load(&fs->atime_flags);
 	if (fl == 0 || (fl & MS_NOATIME) || (dir && (fl & MS_NODIRATIME)))
-		return; /* no syscall at all in the common noatime case */
+		return false; /* no syscall at all in the common noatime case */
 	struct stat st;
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME_COARSE, &now);
-	if (layer_fstat(fd, &st) == 0 && atime_needs_update(fl, dir, &st, &now))
+	return layer_fstat(fd, &st) == 0 && atime_needs_update(fl, dir, &st, &now);
+}
+
+void atime_accessed(struct plyfs *fs, int fd, bool dir)
+{
+	if (atime_due(fs, fd, dir))
 		layer_touch_atime(fd, dir);
 }

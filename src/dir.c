@@ -19,10 +19,20 @@ struct dir_handle {
 	int *layers; /* layer of each position of the stack the list was read from */
 };
 
-int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out)
+/* A listing read now would move the atime of n's upper directory (see dir_accessed()). */
+static bool atime_is_due(struct plyfs *fs, struct node *n)
+{
+	if (!inode_has_upper(fs, n))
+		return false;
+	auto_lfd struct lfd dir = LFD_INIT;
+	return inode_dirfd(fs, n, 0, &dir) == 0 && atime_due(fs, dir.fd, true);
+}
+
+int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out, bool *cache)
 {
 	if (!S_ISDIR(n->type))
 		return -ENOTDIR;
+	*cache = !atime_is_due(fs, n);
 	struct dir_handle *dh = g_new0(struct dir_handle, 1);
 	dh->node = node_ref(fs->nodes, n);
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_ACQ_REL);
@@ -90,10 +100,10 @@ static void drop_needless_impure(struct plyfs *fs, struct dir_handle *dh)
 		return;
 	for (guint i = 0; i < dh->entries->len; i++) {
 		const struct merged_entry *e = dh->entries->pdata[i];
-		/* The user format is the kernel's userxattr mode, which (in a user namespace) cannot
-		 * decode origins: only a merged directory keeps a lower st_ino there, so only one
-		 * keeps the mark (plyfs shows more, origin.h "rootless"; the mark on disk is the
-		 * kernel's). */
+		/* The user format is the kernel's userxattr mode, which (in a user namespace)
+		 * cannot decode origins: only a merged directory keeps a lower st_ino there, so
+		 * only one keeps the mark (plyfs shows more, origin.h "rootless"; the mark on disk
+		 * is the kernel's). */
 		if (!fs->is_root && e->type != DT_DIR)
 			continue;
 		struct node_key own = {.dev = fs->layers[s->l[0].layer].dev, .ino = e->ino};

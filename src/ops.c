@@ -361,13 +361,21 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	if (!n)
 		return;
 	struct dir_handle *dh = NULL;
-	int r = dir_open(fs, n, &dh);
+	bool cache = false;
+	int r = dir_open(fs, n, &dh, &cache);
 	put(fs, n);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
+	/* The kernel keeps the listing in the directory's page cache (keep_cache: an OPENDIR does
+	 * not drop it; cache_readdir: READDIR fills and then serves it). It starts over when the
+	 * directory's mtime or i_version changed, and every entry operation through the mount bumps
+	 * the i_version (fuse_dir_changed()); layers changed underneath are not supported. Not
+	 * while the atime is due: the READDIR must reach us to move it (dir_open()). */
+	fi->cache_readdir = cache;
+	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dir_release(fs, dh);
 }
