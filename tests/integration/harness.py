@@ -17,6 +17,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bad_options  # noqa: E402
+import dircache  # noqa: E402
 import handles  # noqa: E402
 import hardlinks  # noqa: E402
 import hostile  # noqa: E402
@@ -144,6 +145,7 @@ def main(argv):
 	tests += idmapping.tests()
 	tests += kernel_opts.tests()
 	tests += origin.tests()
+	tests += dircache.tests()
 	tests = [(n, fn) for n, fn in tests if selected(n, opts.patterns)]
 	if opts.list:
 		for n, _ in tests:

@@ -1,0 +1,255 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""dircache.py - directory listings cached by the kernel (cache_readdir and keep_cache on
+OPENDIR, issue 10), with kernel overlayfs as the oracle of what a listing shows.
+
+- warm_listing: a second listing of an unchanged lower-only directory, and a second `find` of a
+  whole tree, send no READDIR or READDIRPLUS to the daemon (counted with `plyfs status --json`);
+  a directory with an upper part caches too once a listing would not move its atime (relatime:
+  the listing that moves it reaches the daemon).
+- fresh_after_change: the same two lowers and upper, built twice; the binary on one copy, kernel
+  overlayfs on the other. Before each change every listed directory is read until the binary's
+  kernel serves it from its cache (bounded; asserted), then the same change is made through both
+  mounts: create, mknod (fifo), unlink of an upper file and of a lower one (a whiteout), rename
+  into, out of and within a directory (over a lower name), mkdir, rmdir of an upper directory and
+  of a merged one emptied first, link and symlink (of lower files), copy-up of a file and of a
+  directory, mkdir over a whiteout (opaque), rmdir and mkdir of the same name while a descriptor
+  of the old directory is open, a change inside a lower-only directory. After each change every
+  directory is listed through both: names and types must be equal, and each d_ino the binary
+  reports must be the entry's st_ino.
+
+Run by hand: tests/integration/run.sh build/plyfs -k 'dircache/*' [--sanitizer] -v.
+"""
+
+import os
+import stat
+import subprocess
+import time
+
+import lifecycle
+import mounts
+import status
+from mounts import Failure, t
+
+KERNEL_OPTS = "redirect_dir=on,index=on"
+# Every directory compared after each change (those missing on both sides are skipped).
+DIRS = ("", "d", "e", "d/sub", "d/sub2", "d/nd", "dd", "lo", "lo/in", "re")
+
+
+class Ctx(lifecycle.Ctx):
+	GROUP = "dircache"
+
+
+def build_layers(root):
+	"""root/{l0,l1,u,w,m}: l1 the bottom lower. Returns (lowers, upper, work, mnt)."""
+	P = lambda *a: os.path.join(root, *a)  # noqa: E731
+	files = {
+		"l1": ["d/a", "d/b", "d/keep", "d/sub/x", "d/sub2/y", "e/ein", "dd/x", "lo/1", "lo/in/2",
+		       "re/z"],
+		"l0": ["d/c", "d/cp", "e/e0"],
+	}
+	for layer, rels in files.items():
+		for rel in rels:
+			os.makedirs(os.path.dirname(P(layer, rel)), exist_ok=True)
+			with open(P(layer, rel), "w") as f:
+				f.write(rel + "\n")
+	for d in ("u", "w", "m"):
+		os.makedirs(P(d))
+	return [P("l0"), P("l1")], P("u"), P("w"), P("m")
+
+
+def readdir_count(ctx, mnt):
+	ops = status.status_json(ctx, mnt).get("ops", {})
+	return ops.get("readdir", 0) + ops.get("readdirplus", 0)
+
+
+def listing(path):
+	"""{name: (d_type as a stat S_IF* kind, d_ino)} of one listing (opendir/readdir), or None."""
+	try:
+		with os.scandir(path) as it:
+			out = {}
+			for e in it:
+				st_kind = ("dir" if e.is_dir(follow_symlinks=False) else
+					   "link" if e.is_symlink() else
+					   "file" if e.is_file(follow_symlinks=False) else "other")
+				out[e.name] = (st_kind, e.inode())
+			return out
+	except FileNotFoundError:
+		return None
+
+
+def prime(ctx, mnt, errs, label):
+	"""Lists every directory until the binary's kernel serves each listing from its cache: a
+	full round of listings that sends no READDIR (at most 6 rounds, 20 ms apart: a directory
+	whose atime is due is listed by the daemon once more)."""
+	for _ in range(6):
+		before = readdir_count(ctx, mnt)
+		for rel in DIRS:
+			listing(os.path.join(mnt, rel))
+		if readdir_count(ctx, mnt) == before:
+			return
+		time.sleep(0.02)
+	errs.append("%s: listings of unchanged directories still reach the daemon after 6 rounds"
+		    % label)
+
+
+def compare_all(pm, km, errs, label):
+	for rel in DIRS:
+		a, b = listing(os.path.join(pm, rel)), listing(os.path.join(km, rel))
+		if a is None or b is None:
+			if (a is None) != (b is None):
+				errs.append("%s: /%s exists: binary %s, kernel %s"
+					    % (label, rel, a is not None, b is not None))
+			continue
+		names_a = {n: k for n, (k, _) in a.items()}
+		names_b = {n: k for n, (k, _) in b.items()}
+		if names_a != names_b:
+			errs.append("%s: listing of /%s: binary %r, kernel %r"
+				    % (label, rel, sorted(names_a.items()), sorted(names_b.items())))
+		for n, (_, ino) in a.items():
+			try:
+				st = os.lstat(os.path.join(pm, rel, n))
+			except OSError as e:
+				errs.append("%s: /%s listed, lstat: %s" % (label, os.path.join(rel, n), e))
+				continue
+			if st.st_ino != ino:
+				errs.append("%s: /%s: d_ino %d, st_ino %d"
+					    % (label, os.path.join(rel, n), ino, st.st_ino))
+
+
+def outcome(fn, m):
+	try:
+		fn(m)
+		return "ok"
+	except OSError as e:
+		return "errno %d" % e.errno
+
+
+def rmdir_mkdir_held(m):
+	"""rmdir re and mkdir re again while a descriptor of the old re is open."""
+	fd = os.open(os.path.join(m, "re"), os.O_RDONLY | os.O_DIRECTORY)
+	try:
+		os.listdir(fd)
+		os.unlink(os.path.join(m, "re/z"))
+		os.rmdir(os.path.join(m, "re"))
+		os.mkdir(os.path.join(m, "re"))
+		open(os.path.join(m, "re/new"), "w").close()
+	finally:
+		os.close(fd)
+
+
+def J(m, *a):
+	return os.path.join(m, *a)
+
+
+CHANGES = [
+	("create", lambda m: open(J(m, "d/new"), "w").close()),
+	("mknod", lambda m: os.mkfifo(J(m, "d/fifo"))),
+	("unlink_upper", lambda m: os.unlink(J(m, "d/new"))),
+	("unlink_lower", lambda m: os.unlink(J(m, "d/a"))),
+	("rename_in", lambda m: os.rename(J(m, "e/ein"), J(m, "d/ein"))),
+	("rename_out", lambda m: os.rename(J(m, "d/b"), J(m, "e/b"))),
+	("rename_over_lower", lambda m: os.rename(J(m, "d/c"), J(m, "d/cp"))),
+	("mkdir", lambda m: os.mkdir(J(m, "d/nd"))),
+	("create_in_new_dir", lambda m: open(J(m, "d/nd/f"), "w").close()),
+	("rmdir_upper", lambda m: (os.unlink(J(m, "d/nd/f")), os.rmdir(J(m, "d/nd")))),
+	("rmdir_merged", lambda m: (os.unlink(J(m, "dd/x")), os.rmdir(J(m, "dd")))),
+	("link", lambda m: os.link(J(m, "d/keep"), J(m, "d/keeplink"))),
+	("symlink", lambda m: os.symlink("keep", J(m, "d/sl"))),
+	("copy_up_file", lambda m: os.chmod(J(m, "d/sub/x"), 0o600)),
+	("copy_up_dir", lambda m: os.chmod(J(m, "d/sub"), 0o700)),
+	("opaque_dir", lambda m: (os.unlink(J(m, "d/sub2/y")), os.rmdir(J(m, "d/sub2")),
+				  os.mkdir(J(m, "d/sub2")))),
+	("rmdir_mkdir_held_fd", rmdir_mkdir_held),
+	("lower_only_dir", lambda m: open(J(m, "lo/in/3"), "w").close()),
+	("rename_dir", lambda m: os.rename(J(m, "lo/in"), J(m, "e/in"))),
+]
+
+
+def fresh_after_change(ctx):
+	p = build_layers(ctx.path("p"))
+	k = build_layers(ctx.path("k"))
+	km = mounts.KernelMount(k[3], k[0], k[1], k[2])
+	km.opts += "," + KERNEL_OPTS
+	d = mounts.Daemon(ctx.opts.binary, p[3], p[0], p[1], p[2], logdir=ctx.path("log/daemon"),
+			  sanitizer=ctx.opts.sanitizer)
+	errs = []
+	pm, kmnt = p[3], k[3]
+	try:
+		km.mount()
+		d.start()
+		with mounts.Watchdog(t(120), [d]):
+			compare_all(pm, kmnt, errs, "before any change")
+			for label, fn in CHANGES:
+				prime(ctx, pm, errs, "before " + label)
+				a, b = outcome(fn, pm), outcome(fn, kmnt)
+				if a != b:
+					errs.append("%s: binary %s, kernel %s" % (label, a, b))
+				compare_all(pm, kmnt, errs, "after " + label)
+	finally:
+		errs += d.cleanup()
+		msg = km.cleanup()
+		if msg:
+			errs.append("kernel: " + msg)
+	return errs
+
+
+def warm_checks(ctx, m, u):
+	errs = []
+	first = listing(os.path.join(m, "lo"))
+	before = readdir_count(ctx, m)
+	second = listing(os.path.join(m, "lo"))
+	sent = readdir_count(ctx, m) - before
+	if sent:
+		errs.append("second listing of the unchanged lower-only /lo sent %d READDIR(PLUS)" % sent)
+	if first != second:
+		errs.append("/lo listed %r, then %r" % (first, second))
+	find = ["find", os.path.join(m, "tree")]
+	out1 = subprocess.run(find, capture_output=True, timeout=t(30)).stdout
+	before = readdir_count(ctx, m)
+	out2 = subprocess.run(find, capture_output=True, timeout=t(30)).stdout
+	sent = readdir_count(ctx, m) - before
+	if sent:
+		errs.append("second find of an unchanged tree of 41 directories sent %d READDIR(PLUS)"
+			    % sent)
+	if out1 != out2 or out1.count(b"\n") != 61:
+		errs.append("find printed %d lines, then %d (expected 61)"
+			    % (out1.count(b"\n"), out2.count(b"\n")))
+	# A directory with an upper part, created now (relatime: its atime is due once more).
+	open(os.path.join(m, "d/new"), "w").close()
+	if not stat.S_ISDIR(os.lstat(os.path.join(u, "d")).st_mode):
+		errs.append("setup: no upper d")
+	primed = []
+	prime(ctx, m, primed, "upper directory d")
+	before = readdir_count(ctx, m)
+	listing(os.path.join(m, "d"))
+	if readdir_count(ctx, m) != before:
+		primed.append("a listing of the unchanged merged /d reached the daemon")
+	return errs + primed
+
+
+def warm_listing(ctx):
+	lowers, u, w, m = build_layers(ctx.path("p"))
+	for i in range(20):
+		os.makedirs(os.path.join(lowers[1], "tree/t%d/s" % i))
+		open(os.path.join(lowers[1], "tree/t%d/s/f" % i), "w").close()
+	d = mounts.Daemon(ctx.opts.binary, m, lowers, u, w, logdir=ctx.path("log/daemon"),
+			  sanitizer=ctx.opts.sanitizer)
+	errs = []
+	try:
+		d.start()
+		with mounts.Watchdog(t(60), [d]):
+			errs += warm_checks(ctx, m, u)
+	finally:
+		errs += d.cleanup()
+	return errs
+
+
+TESTS = [
+	("warm_listing", warm_listing),
+	("fresh_after_change", fresh_after_change),
+]
+
+
+def tests():
+	"""[(name, fn(opts, base) -> (problems, notes))] for harness.py."""
+	return lifecycle.tests_of("dircache", TESTS, Ctx)
