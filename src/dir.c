@@ -17,6 +17,9 @@ struct dir_handle {
 	GMutex lock;	   /* protects entries; the kernel serialises readdir per file anyway */
 	GPtrArray *entries;
 	int *layers; /* layer of each position of the stack the list was read from */
+	/* Upper only and not impure when the list was read: no entry has an origin or a
+	 * redirect (origin.h), so each entry's d_ino is its own inode's (entry_ino()). */
+	bool pure_upper;
 };
 
 /* A listing read now would move the atime of n's upper directory (see dir_accessed()). */
@@ -86,17 +89,24 @@ int dir_merged_list(struct plyfs *fs, struct node *n, GPtrArray **list, int **la
 
 static ino_t entry_ino(struct plyfs *fs, struct dir_handle *dh, const struct merged_entry *e);
 
-/* A directory that is upper only and marked impure, whose listing has no entry with st_ino from
- * an origin (all such entries gone or renamed away): the mark goes, as the kernel's readdir of
- * an impure directory drops it then (ovl_cache_get_impure()); each entry is looked up for it, as
- * the kernel does. */
-static void drop_needless_impure(struct plyfs *fs, struct dir_handle *dh)
+/* Notes whether the directory is pure upper (upper only, not impure). One that is upper only and
+ * marked impure, whose listing has no entry with st_ino from an origin (all such entries gone or
+ * renamed away): the mark goes, as the kernel's readdir of an impure directory drops it then
+ * (ovl_cache_get_impure()); each entry is looked up for it, as the kernel does. */
+static void check_impure(struct plyfs *fs, struct dir_handle *dh)
 {
 	const struct node_stack *s = node_stack(dh->node);
-	if (s->n != 1 || !fs->layers[s->l[0].layer].upper || fs->params->read_only)
+	dh->pure_upper = false;
+	if (s->n != 1 || !fs->layers[s->l[0].layer].upper)
 		return;
 	auto_lfd struct lfd dir = LFD_INIT;
-	if (inode_dirfd(fs, dh->node, s->l[0].layer, &dir) < 0 || !origin_is_impure(fs, dir.fd))
+	if (inode_dirfd(fs, dh->node, s->l[0].layer, &dir) < 0)
+		return;
+	if (!origin_is_impure(fs, dir.fd)) {
+		dh->pure_upper = true;
+		return;
+	}
+	if (fs->params->read_only)
 		return;
 	for (guint i = 0; i < dh->entries->len; i++) {
 		const struct merged_entry *e = dh->entries->pdata[i];
@@ -125,7 +135,7 @@ static int build_list_locked(struct plyfs *fs, struct dir_handle *dh)
 	g_free(dh->layers);
 	dh->entries = list;
 	dh->layers = layers;
-	drop_needless_impure(fs, dh);
+	check_impure(fs, dh);
 	return 0;
 }
 
@@ -143,14 +153,16 @@ static ino_t dot_ino(struct plyfs *fs, struct dir_handle *dh, const char *name)
 /* d_ino of a listed entry: its st_ino. An upper entry may stand for a lower file (a copy-up keeps
  * the origin's identity) or be a directory merged with lower ones (the lower's identity), so its
  * identity comes from a lookup's scan, as kernel overlayfs looks entries of impure and merged
- * directories up; any other entry is its layer's inode. */
+ * directories up; any other entry, and every entry of a pure upper directory (which the kernel
+ * lists as the upper filesystem does), is its layer's inode. */
 static ino_t entry_ino(struct plyfs *fs, struct dir_handle *dh, const struct merged_entry *e)
 {
 	int layer = dh->layers[e->layer];
 	struct node_key k = {.dev = fs->layers[layer].dev, .ino = e->ino};
 	struct node *fresh;
 	struct stat st;
-	if (fs->layers[layer].upper && namei_scan(fs, dh->node, e->name, &fresh, &st) == 0) {
+	if (fs->layers[layer].upper && !dh->pure_upper &&
+	    namei_scan(fs, dh->node, e->name, &fresh, &st) == 0) {
 		k = fresh->key;
 		node_discard(fs->nodes, fresh);
 	}

@@ -16,6 +16,9 @@ OPENDIR, issue 10), with kernel overlayfs as the oracle of what a listing shows.
   of the old directory is open, a change inside a lower-only directory. After each change every
   directory is listed through both: names and types must be equal, and each d_ino the binary
   reports must be the entry's st_ino.
+- dino_plain_readdir: big upper directories (one pure, one impure: a copied-up lower file
+  renamed into it, three times) read by plain READDIRs after the caches are dropped: every d_ino is the
+  entry's st_ino (the lower file's for the renamed one).
 - atime_like_kernel: listings of a new upper directory, relatime: the first moves its atime,
   the second not, one after a chmod again, as under kernel overlayfs (a listing served from the
   kernel's cache reaches no daemon, so the binary lets it cache only while no atime is due).
@@ -35,6 +38,7 @@ from mounts import Failure, t
 
 KERNEL_OPTS = "redirect_dir=on,index=on"
 # Every directory compared after each change (those missing on both sides are skipped).
+BIG = 3000	# entries of a directory that takes several READDIR buffers
 DIRS = ("", "d", "e", "d/sub", "d/sub2", "d/nd", "dd", "lo", "lo/in", "re")
 
 
@@ -302,8 +306,60 @@ def atime_like_kernel(ctx):
 	return errs
 
 
+def dino_checks(m):
+	"""d_ino == st_ino for every entry of big upper directories read by plain READDIRs too (the
+	kernel asks READDIRPLUS only for its first buffer unless entries are stat'ed): /pure (made
+	through the mount) and /imp, which also holds copied-up lower files renamed into it (their
+	st_ino is their lower file's: the directory is impure)."""
+	errs = []
+	moved = ["d/keep", "e/e0", "lo/1"]  # before, amid and after the others in any order
+	for name in ("pure", "imp"):
+		os.mkdir(os.path.join(m, name))
+		for i in range(BIG):
+			if name == "imp" and i % (BIG // 2) == 0:
+				src = moved.pop(0)
+				os.chmod(os.path.join(m, src), 0o600)
+				os.rename(os.path.join(m, src), os.path.join(m, "imp", src.replace("/", "_")))
+			open(os.path.join(m, name, "f%05d" % i), "w").close()
+	src = moved.pop(0)
+	os.chmod(os.path.join(m, src), 0o600)
+	os.rename(os.path.join(m, src), os.path.join(m, "imp", src.replace("/", "_")))
+	subprocess.run(["sh", "-c", "sync; echo 2 > /proc/sys/vm/drop_caches"], timeout=t(60))
+	for name in ("pure", "imp"):
+		d = os.path.join(m, name)
+		with os.scandir(d) as it:
+			dino = {e.name: e.inode() for e in it}  # no stat: plain READDIR after the first
+		want = BIG + (3 if name == "imp" else 0)
+		if len(dino) != want:
+			errs.append("/%s lists %d entries, expected %d" % (name, len(dino), want))
+		bad = [(n, i, os.lstat(os.path.join(d, n)).st_ino) for n, i in sorted(dino.items())
+		       if os.lstat(os.path.join(d, n)).st_ino != i]
+		if bad:
+			errs.append("/%s: %d entries with d_ino != st_ino (name, d_ino, st_ino): %r"
+				    % (name, len(bad), bad[:5]))
+	return errs
+
+
+def dino_plain_readdir(ctx):
+	lowers, u, w, m = build_layers(ctx.path("p"))
+	d = mounts.Daemon(ctx.opts.binary, m, lowers, u, w, logdir=ctx.path("log/daemon"),
+			  sanitizer=ctx.opts.sanitizer)
+	errs = []
+	try:
+		d.start()
+		with mounts.Watchdog(t(120), [d]):
+			before = status.status_json(ctx, m).get("ops", {}).get("readdir", 0)
+			errs += dino_checks(m)
+			if status.status_json(ctx, m).get("ops", {}).get("readdir", 0) == before:
+				errs.append("setup: no plain READDIR reached the daemon")
+	finally:
+		errs += d.cleanup()
+	return errs
+
+
 TESTS = [
 	("warm_listing", warm_listing),
+	("dino_plain_readdir", dino_plain_readdir),
 	("fresh_after_change", fresh_after_change),
 	("atime_like_kernel", atime_like_kernel),
 ]
