@@ -34,7 +34,7 @@ import time
 import lifecycle
 import mounts
 import status
-from mounts import Failure, t
+from mounts import t
 
 KERNEL_OPTS = "redirect_dir=on,index=on"
 # Every directory compared after each change (those missing on both sides are skipped).
