@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "node.h"
+#include "records.h"
 
 /*
  * Nodeids are 64-bit, handed out from a counter starting at 2 (the root is 1) and never reused
@@ -42,24 +43,12 @@ struct node_table {
 	void (*destroy)(struct node *);
 	bool abort_on_underflow;
 
-	/* Records of nodes the kernel forgot (see node.h, FORGOTTEN NODES). */
-	GHashTable *records;	    /* &rec->nodeid -> struct node_record */
-	GHashTable *records_by_key; /* &rec->key -> struct node_record */
-	GQueue record_order;	    /* of struct node_record, oldest first */
+	/* Records of nodes the kernel forgot (see node.h, FORGOTTEN NODES), oldest first. */
+	struct records *records;
 	size_t record_max;
 	/* Bumped by every change to what node_table_visit() shows (export_store.h saves when it
 	 * moved). */
 	uint64_t changes;
-};
-
-struct node_record {
-	uint64_t nodeid;
-	uint64_t parent;
-	struct node_key key;
-	mode_t type;
-	uint32_t generation;
-	GList link; /* in record_order */
-	char name[];
 };
 
 /*
@@ -211,45 +200,43 @@ static void unhash_locked(struct node_table *t, struct node *n)
 	t->changes++;
 }
 
-/* Takes n (refcount just reached 0, so PINNED before) out of the table and queues it. */
-static void record_drop_locked(struct node_table *t, struct node_record *rec)
+static void record_drop_locked(struct node_table *t, uint64_t nodeid)
 {
-	g_queue_unlink(&t->record_order, &rec->link);
-	g_hash_table_remove(t->records_by_key, &rec->key);
-	g_hash_table_remove(t->records, &rec->nodeid);
-	g_free(rec);
-	t->changes++;
+	if (records_remove(t->records, nodeid))
+		t->changes++;
 }
 
-/* Adds a record, replacing one with the same identity; the oldest goes beyond the bound. */
+static void records_trim_locked(struct node_table *t)
+{
+	while (records_count(t->records) > t->record_max && records_remove_oldest(t->records))
+		t->changes++;
+}
+
+/*
+ * Adds a record, replacing one with the same identity or nodeid; the oldest goes beyond the
+ * bound. A record the store cannot take (a name past RECORDS_NAME_MAX, no memory) is not kept:
+ * that file's handles answer ESTALE once it is forgotten, as past the bound.
+ */
 static void record_insert_locked(struct node_table *t, const struct node_record_info *info)
 {
-	size_t len = strlen(info->name);
-	struct node_record *rec = g_malloc(sizeof(*rec) + len + 1);
-	rec->nodeid = info->nodeid;
-	rec->parent = info->parent;
-	rec->key = info->key;
-	rec->type = info->type;
-	rec->generation = info->generation;
-	rec->link = (GList){.data = rec};
-	memcpy(rec->name, info->name, len + 1);
-	struct node_record *old = g_hash_table_lookup(t->records_by_key, &rec->key);
-	if (old)
-		record_drop_locked(t, old);
-	g_hash_table_insert(t->records, &rec->nodeid, rec);
-	g_hash_table_insert(t->records_by_key, &rec->key, rec);
-	g_queue_push_tail_link(&t->record_order, &rec->link);
-	t->changes++;
-	while (t->record_order.length > t->record_max)
-		record_drop_locked(t, t->record_order.head->data);
+	struct node_record_info old;
+	if (records_find_key(t->records, &info->key, &old))
+		record_drop_locked(t, old.nodeid);
+	record_drop_locked(t, info->nodeid);
+	if (records_insert(t->records, info) == 0)
+		t->changes++;
+	records_trim_locked(t);
 }
 
 /* What a record of n would say (name borrowed from n). */
 static struct node_record_info info_of(const struct node *n)
 {
-	return (struct node_record_info){.nodeid = n->nodeid, .parent = n->parent->nodeid,
-					 .key = n->key, .type = n->type,
-					 .generation = (uint32_t)n->generation, .name = n->name};
+	return (struct node_record_info){.nodeid = n->nodeid,
+					 .parent = n->parent->nodeid,
+					 .key = n->key,
+					 .type = n->type,
+					 .generation = (uint32_t)n->generation,
+					 .name = n->name};
 }
 
 /* Keeps what is needed to find a forgotten node again: its parent's nodeid, its name and its
@@ -357,9 +344,7 @@ struct node_table *node_table_new(void (*destroy)(struct node *))
 	t->by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
 	t->by_key = g_hash_table_new(key_hash, key_equal);
 	t->by_upper = g_hash_table_new(key_hash, key_equal);
-	t->records = g_hash_table_new(g_int64_hash, g_int64_equal);
-	t->records_by_key = g_hash_table_new(key_hash, key_equal);
-	g_queue_init(&t->record_order);
+	t->records = records_new();
 	t->record_max = NODE_RECORD_MAX_DEFAULT;
 	t->next_id = NODE_ROOT_ID + 1;
 	t->generation = NODE_GENERATION_DEFAULT;
@@ -400,8 +385,6 @@ void node_table_free(struct node_table *t)
 	g_hash_table_remove_all(t->by_upper);
 	g_hash_table_remove_all(t->by_id);
 	t->n_live = t->n_pinned = 0;
-	while (t->record_order.head)
-		record_drop_locked(t, t->record_order.head->data);
 	g_mutex_unlock(&t->lock);
 
 	/* Nodes go in no particular order, so no destroy() may see a dangling parent. */
@@ -411,8 +394,7 @@ void node_table_free(struct node_table *t)
 		free_node(t, g_ptr_array_index(all, i));
 	g_ptr_array_unref(all);
 
-	g_hash_table_unref(t->records);
-	g_hash_table_unref(t->records_by_key);
+	records_free(t->records);
 	g_hash_table_unref(t->by_key);
 	g_hash_table_unref(t->by_upper);
 	g_hash_table_unref(t->by_id);
@@ -430,16 +412,17 @@ struct node *node_table_root(struct node_table *t)
 static int insert_locked(struct node_table *t, struct node *parent, struct node *fresh)
 {
 	/* A file the kernel forgot gets its old nodeid back: handles that name it stay valid. */
-	struct node_record *rec = g_hash_table_lookup(t->records_by_key, &fresh->key);
-	if (rec && same_file(&rec->key, rec->type, &fresh->key, fresh->type)) {
-		fresh->nodeid = rec->nodeid;
-		fresh->generation = rec->generation;
-		record_drop_locked(t, rec);
+	struct node_record_info rec;
+	bool found = records_find_key(t->records, &fresh->key, &rec);
+	if (found && same_file(&rec.key, rec.type, &fresh->key, fresh->type)) {
+		fresh->nodeid = rec.nodeid;
+		fresh->generation = rec.generation;
+		record_drop_locked(t, rec.nodeid);
 	} else {
 		if (t->next_id >= NODE_ID_LIMIT)
 			return -ENOSPC;
-		if (rec)
-			record_drop_locked(t, rec);
+		if (found)
+			record_drop_locked(t, rec.nodeid);
 		fresh->nodeid = t->next_id++;
 		fresh->generation = t->generation;
 	}
@@ -644,9 +627,9 @@ void node_table_rekey(struct node_table *t, struct node *n, struct node_key key)
 		struct node *other = g_hash_table_lookup(t->by_key, &n->key);
 		if (other)
 			unhash_locked(t, other);
-		struct node_record *rec = g_hash_table_lookup(t->records_by_key, &n->key);
-		if (rec)
-			record_drop_locked(t, rec);
+		struct node_record_info rec;
+		if (records_find_key(t->records, &n->key, &rec))
+			record_drop_locked(t, rec.nodeid);
 		g_hash_table_insert(t->by_key, &n->key, n);
 		n->hashed = true;
 		t->changes++;
@@ -689,24 +672,17 @@ bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t typ
 bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_record_info *out)
 {
 	g_mutex_lock(&t->lock);
-	struct node_record *rec = g_hash_table_lookup(t->records, &nodeid);
-	if (rec)
-		*out = (struct node_record_info){.nodeid = rec->nodeid,
-						 .parent = rec->parent,
-						 .key = rec->key,
-						 .type = rec->type,
-						 .generation = rec->generation,
-						 .name = g_strdup(rec->name)};
+	bool found = records_find_id(t->records, nodeid, out);
+	if (found)
+		out->name = g_strdup(out->name);
 	g_mutex_unlock(&t->lock);
-	return rec != NULL;
+	return found;
 }
 
 void node_table_drop_record(struct node_table *t, uint64_t nodeid)
 {
 	g_mutex_lock(&t->lock);
-	struct node_record *rec = g_hash_table_lookup(t->records, &nodeid);
-	if (rec)
-		record_drop_locked(t, rec);
+	record_drop_locked(t, nodeid);
 	g_mutex_unlock(&t->lock);
 }
 
@@ -714,8 +690,7 @@ void node_table_set_record_max(struct node_table *t, size_t max)
 {
 	g_mutex_lock(&t->lock);
 	t->record_max = max;
-	while (t->record_order.length > t->record_max)
-		record_drop_locked(t, t->record_order.head->data);
+	records_trim_locked(t);
 	g_mutex_unlock(&t->lock);
 }
 
@@ -845,7 +820,9 @@ void node_table_stats(struct node_table *t, struct node_table_stats *out)
 	out->live = t->n_live;
 	out->pinned = t->n_pinned;
 	out->total = g_hash_table_size(t->by_id);
-	out->records = g_hash_table_size(t->records);
+	out->records = records_count(t->records);
+	out->record_bytes = records_bytes(t->records);
+	out->record_name_bytes = records_name_bytes(t->records);
 	out->record_max = t->record_max;
 	g_mutex_unlock(&t->lock);
 }
@@ -885,7 +862,7 @@ bool node_table_add_record(struct node_table *t, const struct node_record_info *
 	g_mutex_lock(&t->lock);
 	if (t->record_max > 0 && info->nodeid > NODE_ROOT_ID && info->nodeid < t->next_id &&
 	    !g_hash_table_contains(t->by_id, &info->nodeid) &&
-	    !g_hash_table_contains(t->records, &info->nodeid) &&
+	    !records_find_id(t->records, info->nodeid, NULL) &&
 	    !g_hash_table_contains(t->by_key, &info->key)) {
 		record_insert_locked(t, info);
 		ok = true;
@@ -906,23 +883,29 @@ static void clear_info(gpointer p)
 	g_free(((struct node_record_info *)p)->name);
 }
 
+struct visit {
+	size_t skip; /* the oldest entries not shown */
+	node_table_visit_fn fn;
+	void *data;
+};
+
+static void visit_one(const struct node_record_info *info, void *data)
+{
+	struct visit *v = data;
+	if (v->skip > 0)
+		v->skip--;
+	else
+		v->fn(info, v->data);
+}
+
 uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn fn, void *data)
 {
 	g_mutex_lock(&t->lock);
 	/* Every hashed node is in by_key and has a parent (the root is never hashed). */
-	size_t total = g_hash_table_size(t->records) + g_hash_table_size(t->by_key);
-	size_t skip = total > max ? total - max : 0;
-	for (GList *l = t->record_order.head; l; l = l->next) {
-		const struct node_record *rec = l->data;
-		struct node_record_info info = {.nodeid = rec->nodeid, .parent = rec->parent,
-						.key = rec->key, .type = rec->type,
-						.generation = rec->generation,
-						.name = (char *)rec->name};
-		if (skip > 0)
-			skip--;
-		else
-			fn(&info, data);
-	}
+	size_t total = records_count(t->records) + g_hash_table_size(t->by_key);
+	struct visit v = {.skip = total > max ? total - max : 0, .fn = fn, .data = data};
+	records_foreach(t->records, visit_one, &v);
+	size_t skip = v.skip;
 	GHashTableIter it;
 	gpointer value;
 	g_hash_table_iter_init(&it, t->by_id);

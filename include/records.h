@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * records.h - the store of records of forgotten nodes (node.h, FORGOTTEN NODES), compact.
+ *
+ * A record says what finds a forgotten node again: nodeid, parent nodeid, name, identity
+ * (dev, ino, check), type and generation. A walk of a large tree followed by a cache drop turns
+ * every node into one, so a record is kept small and outside malloc's heap:
+ *   - entries of RECORDS_ENTRY_SIZE bytes in one array, in insertion order (oldest first); the
+ *     device is an index into a small table of the devices seen (at most RECORDS_DEV_MAX), the
+ *     type 4 bits;
+ *   - names, with their NUL, in one character arena;
+ *   - two open-addressing indexes (by nodeid, by (dev, ino)) of 4-byte slots, at most 3/4 full.
+ * All four are mmap'd directly (page granular, not malloc), grown by half and compacted when
+ * half their contents are holes, so removed records give their memory back to the system.
+ * Cost per record: RECORDS_ENTRY_SIZE + the name + 1 + 2 x 4 / load of the indexes; with the
+ * growth slack, records_bytes() <= RECORDS_BYTES_BOUND(n, name bytes) (checked by the status
+ * test, tests/integration/memory.py).
+ *
+ * Contract: at most one record per nodeid and one per (dev, ino) (the caller removes the old one
+ * first; records_insert() refuses a duplicate); names of at most RECORDS_NAME_MAX bytes. Not
+ * thread-safe: node.c calls it under the table lock. A `name` returned in an info points into the
+ * store and is valid until its next change.
+ */
+#ifndef PLYFS_RECORDS_H
+#define PLYFS_RECORDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node.h"
+
+#define RECORDS_ENTRY_SIZE 40
+#define RECORDS_NAME_MAX   4095 /* 12 bits; NAME_MAX is 255 */
+#define RECORDS_DEV_MAX	   65535
+/* What records_bytes() stays under for n records whose names take `names` bytes (without their
+ * NULs): every array at most 3/2 of what it holds after a growth, 2 x as much after removals
+ * before a compaction, each rounded up to a page, indexes at least 1/4 full... kept simple: */
+#define RECORDS_BYTES_BOUND(n, names)                                                              \
+	(2 * ((size_t)(n)*RECORDS_ENTRY_SIZE + (size_t)(names) + (size_t)(n)) +                    \
+	 2 * 2 * 4 * 2 * (size_t)(n) + 6 * 4096 + 8 * RECORDS_DEV_MAX)
+
+struct records;
+
+struct records *records_new(void);
+void records_free(struct records *r);
+
+/* Adds a record, newest. -EEXIST when its nodeid or its (dev, ino) has one, -ENAMETOOLONG for a
+ * longer name, -EOVERFLOW past RECORDS_DEV_MAX devices or 2^32 - 2 entries, -ENOMEM. */
+int records_insert(struct records *r, const struct node_record_info *info);
+/* Finds by nodeid / by (dev, ino) (the check is not compared); *out's name is borrowed. */
+bool records_find_id(const struct records *r, uint64_t nodeid, struct node_record_info *out);
+bool records_find_key(const struct records *r, const struct node_key *key,
+		      struct node_record_info *out);
+bool records_remove(struct records *r, uint64_t nodeid);
+/* Removes the oldest record; false when there is none. */
+bool records_remove_oldest(struct records *r);
+size_t records_count(const struct records *r);
+/* Bytes mapped for the store (entries, names, indexes, devices). */
+size_t records_bytes(const struct records *r);
+/* Bytes of the names held, without their NULs. */
+size_t records_name_bytes(const struct records *r);
+/* Calls fn for every record, oldest first; fn must not change the store. */
+void records_foreach(const struct records *r,
+		     void (*fn)(const struct node_record_info *info, void *data), void *data);
+
+#endif
