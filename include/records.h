@@ -10,12 +10,18 @@
  *     type 4 bits;
  *   - names, with their NUL, in one character arena;
  *   - two open-addressing indexes (by nodeid, by (dev, ino)) of 4-byte slots, at most 3/4 full.
- * All four are mmap'd directly (page granular, not malloc), grown by half and compacted when
- * half their contents are holes, so removed records give their memory back to the system.
- * Cost per record: RECORDS_ENTRY_SIZE + the name + 1 + 2 x 4 / load of the indexes; with the
- * growth slack, records_bytes() <= RECORDS_BYTES_BOUND(n, name bytes) (checked by the status
- * test, tests/integration/memory.py).
- *
+ * All four are mmap'd directly (page granular, not malloc), so removed records give their memory
+ * back to the system. A store that is full is rebuilt (the records copied in order, holes left
+ * by removals closed) with room for a quarter more; one that removals left less than a quarter
+ * full is rebuilt to fit. So, as long as no record was removed since the last rebuild (a walk
+ * and a cache drop: records only added), the store of n records with names of N bytes takes at
+ * most
+ *   entries  RECORDS_ENTRY_SIZE x (5/4 (n + 1) + one page)
+ *   names    5/4 (N + n + the longest name + 1) + one page
+ *   indexes  2 x 4 x (4/3 entries + 1 + one page)
+ *   devices  sizeof(dev_t) x (2 x devices seen)
+ * about 80 bytes per record with names of 11 bytes (records_bytes(); tests/integration/memory.py
+ * checks this bound through the status query), and after removals at most 4 x as much.
  * Contract: at most one record per nodeid and one per (dev, ino) (the caller removes the old one
  * first; records_insert() refuses a duplicate); names of at most RECORDS_NAME_MAX bytes. Not
  * thread-safe: node.c calls it under the table lock. A `name` returned in an info points into the
@@ -33,13 +39,6 @@
 #define RECORDS_ENTRY_SIZE 40
 #define RECORDS_NAME_MAX   4095 /* 12 bits; NAME_MAX is 255 */
 #define RECORDS_DEV_MAX	   65535
-/* What records_bytes() stays under for n records whose names take `names` bytes (without their
- * NULs): every array at most 3/2 of what it holds after a growth, 2 x as much after removals
- * before a compaction, each rounded up to a page, indexes at least 1/4 full... kept simple: */
-#define RECORDS_BYTES_BOUND(n, names)                                                              \
-	(2 * ((size_t)(n)*RECORDS_ENTRY_SIZE + (size_t)(names) + (size_t)(n)) +                    \
-	 2 * 2 * 4 * 2 * (size_t)(n) + 6 * 4096 + 8 * RECORDS_DEV_MAX)
-
 struct records;
 
 struct records *records_new(void);

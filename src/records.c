@@ -33,7 +33,7 @@ struct records {
 	size_t n, cap, first, live;
 	char *names;
 	size_t names_len, names_cap, names_dead, names_live;
-	uint32_t *by_id, *by_key; /* slot_cap each, a power of 2 */
+	uint32_t *by_id, *by_key; /* slot_cap slots each */
 	size_t slot_cap;
 	dev_t *devs;
 	size_t n_devs, devs_cap;
@@ -92,27 +92,37 @@ static uint64_t entry_hash(const struct records *r, const uint32_t *index, const
 	return index == r->by_id ? id_hash(x->nodeid) : key_hash(x->dev, x->ino);
 }
 
+/* A hash's home slot: any slot count works (multiply-shift), so the indexes grow with the
+ * entries instead of doubling. */
+static size_t home(const struct records *r, uint64_t h)
+{
+	return (size_t)(((unsigned __int128)h * r->slot_cap) >> 64);
+}
+
+static size_t next(const struct records *r, size_t i)
+{
+	return i + 1 == r->slot_cap ? 0 : i + 1;
+}
+
 static void index_add(struct records *r, uint32_t *index, size_t pos)
 {
-	size_t mask = r->slot_cap - 1;
-	size_t i = entry_hash(r, index, &r->e[pos]) & mask;
+	size_t i = home(r, entry_hash(r, index, &r->e[pos]));
 	while (index[i] != EMPTY)
-		i = (i + 1) & mask;
+		i = next(r, i);
 	index[i] = (uint32_t)(pos + 1);
 }
 
 /* Linear probing with backward-shift deletion: no tombstones, probes stay short. */
 static void index_del(struct records *r, uint32_t *index, size_t slot)
 {
-	size_t mask = r->slot_cap - 1;
 	size_t i = slot, j = slot;
 	for (;;) {
-		j = (j + 1) & mask;
+		j = next(r, j);
 		if (index[j] == EMPTY)
 			break;
-		size_t home = entry_hash(r, index, &r->e[index[j] - 1]) & mask;
+		size_t h = home(r, entry_hash(r, index, &r->e[index[j] - 1]));
 		/* j's entry may move to i when its home is not cyclically within (i, j]. */
-		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		bool stays = i <= j ? (h > i && h <= j) : (h > i || h <= j);
 		if (!stays) {
 			index[i] = index[j];
 			i = j;
@@ -125,8 +135,7 @@ static long find_id_slot(const struct records *r, uint64_t nodeid)
 {
 	if (!r->slot_cap || nodeid == 0)
 		return -1;
-	size_t mask = r->slot_cap - 1;
-	for (size_t i = id_hash(nodeid) & mask; r->by_id[i] != EMPTY; i = (i + 1) & mask)
+	for (size_t i = home(r, id_hash(nodeid)); r->by_id[i] != EMPTY; i = next(r, i))
 		if (r->e[r->by_id[i] - 1].nodeid == nodeid)
 			return (long)i;
 	return -1;
@@ -145,9 +154,8 @@ static long find_key_slot(const struct records *r, const struct node_key *key)
 	long dev = find_dev(r, key->dev);
 	if (!r->slot_cap || dev < 0)
 		return -1;
-	size_t mask = r->slot_cap - 1;
-	for (size_t i = key_hash((uint16_t)dev, key->ino) & mask; r->by_key[i] != EMPTY;
-	     i = (i + 1) & mask) {
+	for (size_t i = home(r, key_hash((uint16_t)dev, key->ino)); r->by_key[i] != EMPTY;
+	     i = next(r, i)) {
 		const struct entry *x = &r->e[r->by_key[i] - 1];
 		if (x->ino == key->ino && x->dev == dev)
 			return (long)i;
@@ -175,6 +183,7 @@ static int rebuild(struct records *r, size_t cap, size_t names_cap, size_t slots
 {
 	cap = page_round(cap * sizeof(struct entry)) / sizeof(struct entry);
 	names_cap = page_round(names_cap);
+	slots = page_round(slots * sizeof(uint32_t)) / sizeof(uint32_t);
 	struct entry *e = map(cap * sizeof(*e));
 	char *names = map(names_cap);
 	uint32_t *by_id = map(slots * sizeof(uint32_t));
@@ -221,21 +230,19 @@ static int rebuild(struct records *r, size_t cap, size_t names_cap, size_t slots
 	return 0;
 }
 
-/* Index slots for `cap` records: a power of 2 at most 3/4 full. */
-static size_t slots_for(size_t cap)
-{
-	size_t s = MIN_SLOTS;
-	while (cap * 4 > s * 3)
-		s *= 2;
-	return s;
-}
-
-/* Sizes for `live` records and `names` bytes of names with room to grow by half. */
+/*
+ * Sizes for the live records with room to grow by a quarter (GROW_NUM / GROW_DEN); indexes
+ * at most 3/4 full when the entries are. Each rebuild copies every record once, so an insert
+ * costs GROW_DEN / (GROW_NUM - GROW_DEN) = 4 copies amortised: a memcpy and two hashes each.
+ */
+#define GROW_NUM 5
+#define GROW_DEN 4
 static int resize(struct records *r, size_t extra_name)
 {
-	size_t cap = MAX(MIN_ENTRIES, (r->live + 1) * 3 / 2);
-	size_t names = MAX(MIN_NAMES, (r->names_live + r->live + extra_name) * 3 / 2);
-	return rebuild(r, cap, names, slots_for(cap));
+	size_t cap = MAX(MIN_ENTRIES, (r->live + 1) * GROW_NUM / GROW_DEN);
+	size_t names = MAX(MIN_NAMES, (r->names_live + r->live + extra_name) * GROW_NUM / GROW_DEN);
+	cap = page_round(cap * sizeof(struct entry)) / sizeof(struct entry);
+	return rebuild(r, cap, names, MAX(MIN_SLOTS, cap * 4 / 3 + 1));
 }
 
 struct records *records_new(void)
