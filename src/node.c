@@ -46,6 +46,9 @@ struct node_table {
 	/* Records of nodes the kernel forgot (see node.h, FORGOTTEN NODES), oldest first. */
 	struct records *records;
 	size_t record_max;
+	/* Acquisitions of the table lock (atomic): what a request costs in locks, for the status
+	 * query. */
+	uint64_t locks;
 	/* Bumped by every change to what node_table_visit() shows (export_store.h saves when it
 	 * moved). */
 	uint64_t changes;
@@ -70,6 +73,17 @@ struct pending {
 	uint64_t bad_have;
 	uint64_t bad_drop;
 };
+
+static void lock_table(struct node_table *t)
+{
+	g_mutex_lock(&t->lock);
+	__atomic_fetch_add(&t->locks, 1, __ATOMIC_RELAXED);
+}
+
+static void unlock_table(struct node_table *t)
+{
+	g_mutex_unlock(&t->lock);
+}
 
 static guint key_hash(gconstpointer p)
 {
@@ -376,7 +390,7 @@ void node_table_free(struct node_table *t)
 
 	if (!t)
 		return;
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	all = g_ptr_array_sized_new(g_hash_table_size(t->by_id));
 	g_hash_table_iter_init(&it, t->by_id);
 	while (g_hash_table_iter_next(&it, NULL, &value))
@@ -385,7 +399,7 @@ void node_table_free(struct node_table *t)
 	g_hash_table_remove_all(t->by_upper);
 	g_hash_table_remove_all(t->by_id);
 	t->n_live = t->n_pinned = 0;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 
 	/* Nodes go in no particular order, so no destroy() may see a dangling parent. */
 	for (guint i = 0; i < all->len; i++)
@@ -467,16 +481,16 @@ static void add_alias_locked(struct node *n, struct node *parent, const char *na
 void node_table_add_alias(struct node_table *t, struct node *n, struct node *parent,
 			  const char *name)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	add_alias_locked(n, parent, name);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 bool node_table_take_alias(struct node_table *t, struct node *n, uint64_t skip_parent,
 			   const char *skip_name, uint64_t *parent_out, char **name_out)
 {
 	bool found = false;
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	for (guint i = 0; n->aliases && i < n->aliases->len && !found; i++) {
 		struct alias *a = n->aliases->pdata[i];
 		if (a->parent == skip_parent && strcmp(a->name, skip_name) == 0)
@@ -486,17 +500,17 @@ bool node_table_take_alias(struct node_table *t, struct node *n, uint64_t skip_p
 		g_ptr_array_remove_index_fast(n->aliases, i);
 		found = true;
 	}
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return found;
 }
 
 void node_table_drop_alias(struct node_table *t, struct node *n, uint64_t parent, const char *name)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	int i = find_alias_locked(n, parent, name);
 	if (i >= 0)
 		g_ptr_array_remove_index_fast(n->aliases, (guint)i);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 /*
@@ -507,7 +521,7 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 {
 	struct node *n;
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	n = g_hash_table_lookup(t->by_key, &fresh->key);
 	if (n && !same_file(&n->key, n->type, &fresh->key, fresh->type)) {
 		/* The inode number was reused by another file. */
@@ -526,7 +540,7 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 	} else if (insert_locked(t, parent, fresh) == 0) {
 		n = g_steal_pointer(&fresh);
 	}
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 
 	if (!n)
 		log_ratelimited(LOG_ERR,
@@ -539,20 +553,20 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 
 void node_table_add_lookup(struct node_table *t, struct node *n)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	add_lookup_locked(t, n);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 struct node *node_table_get(struct node_table *t, uint64_t nodeid)
 {
 	struct node *n;
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	n = g_hash_table_lookup(t->by_id, &nodeid);
 	if (n)
 		n->refcount++; /* in the map, so refcount > 0: the state does not change */
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return n;
 }
 
@@ -560,13 +574,13 @@ struct node *node_ref(struct node_table *t, struct node *n)
 {
 	struct pending p = {0};
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	if (n->refcount == 0)
 		/* Freed or never inserted: a reference would resurrect nothing. */
 		record_bug(t, &p, "reference to an unreferenced node", n->nodeid, 0, 0);
 	else
 		n->refcount++;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	finish(t, &p);
 	return n;
 }
@@ -577,9 +591,9 @@ struct node *node_put(struct node_table *t, struct node *n)
 
 	if (!n)
 		return NULL;
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	release_locked(t, n, &p);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	finish(t, &p);
 	return NULL;
 }
@@ -588,9 +602,9 @@ void node_table_forget(struct node_table *t, uint64_t nodeid, uint64_t count)
 {
 	struct pending p = {0};
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	forget_locked(t, nodeid, count, &p);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	finish(t, &p);
 }
 
@@ -602,23 +616,23 @@ void node_table_forget_batch(struct node_table *t, const struct node_forget_item
 {
 	struct pending p = {0};
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	for (size_t i = 0; i < n; i++)
 		forget_locked(t, items[i].nodeid, items[i].count, &p);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	finish(t, &p);
 }
 
 void node_table_unhash(struct node_table *t, struct node *n)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	unhash_locked(t, n);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 void node_table_rekey(struct node_table *t, struct node *n, struct node_key key)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	bool hashed = n->hashed;
 	unhash_locked(t, n);
 	n->key = key;
@@ -634,13 +648,13 @@ void node_table_rekey(struct node_table *t, struct node *n, struct node_key key)
 		n->hashed = true;
 		t->changes++;
 	}
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 void node_table_set_upper(struct node_table *t, struct node *n, dev_t dev, ino_t ino)
 {
 	struct node_key up = {.dev = dev, .ino = ino};
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	if (n->hashed && !key_equal(&n->key, &up) && !key_equal(&n->upper, &up)) {
 		if (n->upper.ino && g_hash_table_lookup(t->by_upper, &n->upper) == n)
 			g_hash_table_remove(t->by_upper, &n->upper);
@@ -653,45 +667,45 @@ void node_table_set_upper(struct node_table *t, struct node *n, dev_t dev, ino_t
 		n->upper = up;
 		g_hash_table_insert(t->by_upper, &n->upper, n);
 	}
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t type,
 			  struct node_key *key)
 {
 	struct node_key up = {.dev = dev, .ino = ino};
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	struct node *n = g_hash_table_lookup(t->by_upper, &up);
 	bool found = n && n->type == (type & S_IFMT);
 	if (found)
 		*key = n->key;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return found;
 }
 
 bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_record_info *out)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	bool found = records_find_id(t->records, nodeid, out);
 	if (found)
 		out->name = g_strdup(out->name);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return found;
 }
 
 void node_table_drop_record(struct node_table *t, uint64_t nodeid)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	record_drop_locked(t, nodeid);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 void node_table_set_record_max(struct node_table *t, size_t max)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	t->record_max = max;
 	records_trim_locked(t);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 /*
@@ -708,10 +722,10 @@ void node_table_move(struct node_table *t, struct node *n, struct node *new_pare
 	char *old_name;
 	struct node *old_parent;
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	if (n->root || !new_parent) {
 		record_bug(t, &p, "move of the root or to no parent", n->nodeid, 0, 0);
-		g_mutex_unlock(&t->lock);
+		unlock_table(t);
 		finish(t, &p);
 		g_free(name);
 		return;
@@ -723,7 +737,7 @@ void node_table_move(struct node_table *t, struct node *n, struct node *new_pare
 	n->name = name;
 	t->changes++;
 	release_locked(t, old_parent, &p);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 
 	finish(t, &p);
 	g_free(old_name);
@@ -733,13 +747,13 @@ struct node *node_parent_name(struct node_table *t, struct node *n, char **name_
 {
 	struct node *parent;
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	parent = n->parent;
 	if (parent)
 		parent->refcount++;
 	if (name_out)
 		*name_out = g_strdup(n->name);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return parent;
 }
 
@@ -783,7 +797,7 @@ char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *
 
 	if (stop_at)
 		*stop_at = NULL;
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	end = path_end_locked(n, stop, data, &len, &stopped);
 	buf = g_malloc(len);
 	pos = len - 1;
@@ -800,7 +814,7 @@ char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *
 		end->refcount++;
 		*stop_at = end;
 	}
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return buf;
 }
 
@@ -808,37 +822,38 @@ enum node_state node_state(struct node_table *t, struct node *n)
 {
 	enum node_state s;
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	s = state_locked(n);
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return s;
 }
 
 void node_table_stats(struct node_table *t, struct node_table_stats *out)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	out->live = t->n_live;
 	out->pinned = t->n_pinned;
 	out->total = g_hash_table_size(t->by_id);
 	out->records = records_count(t->records);
 	out->record_bytes = records_bytes(t->records);
 	out->record_name_bytes = records_name_bytes(t->records);
+	out->locks = __atomic_load_n(&t->locks, __ATOMIC_RELAXED);
 	out->record_max = t->record_max;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 void node_table_set_generation(struct node_table *t, uint32_t generation)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	t->generation = generation;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
 
 uint64_t node_table_next_id(struct node_table *t)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	uint64_t id = t->next_id;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return id;
 }
 
@@ -846,12 +861,12 @@ int node_table_reserve_ids(struct node_table *t, uint64_t next_id)
 {
 	if (next_id > NODE_ID_LIMIT)
 		return -ERANGE;
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	if (next_id > t->next_id) {
 		t->next_id = next_id;
 		t->changes++;
 	}
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return 0;
 }
 
@@ -859,7 +874,7 @@ bool node_table_add_record(struct node_table *t, const struct node_record_info *
 {
 	bool ok = false;
 
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	if (t->record_max > 0 && info->nodeid > NODE_ROOT_ID && info->nodeid < t->next_id &&
 	    !g_hash_table_contains(t->by_id, &info->nodeid) &&
 	    !records_find_id(t->records, info->nodeid, NULL) &&
@@ -867,7 +882,7 @@ bool node_table_add_record(struct node_table *t, const struct node_record_info *
 		record_insert_locked(t, info);
 		ok = true;
 	}
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return ok;
 }
 
@@ -900,7 +915,7 @@ static void visit_one(const struct node_record_info *info, void *data)
 
 uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn fn, void *data)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	/* Every hashed node is in by_key and has a parent (the root is never hashed). */
 	size_t total = records_count(t->records) + g_hash_table_size(t->by_key);
 	struct visit v = {.skip = total > max ? total - max : 0, .fn = fn, .data = data};
@@ -920,7 +935,7 @@ uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn 
 			fn(&info, data);
 	}
 	uint64_t changes = t->changes;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return changes;
 }
 
@@ -934,15 +949,15 @@ GArray *node_table_snapshot(struct node_table *t)
 
 uint64_t node_table_changes(struct node_table *t)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	uint64_t changes = t->changes;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 	return changes;
 }
 
 void node_table_set_abort_on_underflow(struct node_table *t, bool on)
 {
-	g_mutex_lock(&t->lock);
+	lock_table(t);
 	t->abort_on_underflow = on;
-	g_mutex_unlock(&t->lock);
+	unlock_table(t);
 }
