@@ -297,7 +297,8 @@ struct node_table_stats {
 	uint64_t record_max;	    /* their bound */
 	uint64_t record_bytes;	    /* memory they take (records.h, records_bytes()) */
 	uint64_t record_name_bytes; /* of it, their names (without NULs) */
-	uint64_t locks;		    /* acquisitions of the table lock so far */
+	uint64_t locks;		    /* exclusive acquisitions of the table lock so far */
+	uint64_t read_locks;	    /* shared ones */
 };
 
 #define NODE_RECORD_MAX_DEFAULT (1u << 20)

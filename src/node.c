@@ -27,7 +27,10 @@
 #endif
 
 struct node_table {
-	GMutex lock; /* the table lock; see node.h for what it protects */
+	/* The table lock; see node.h for what it protects. Readers (a lookup by nodeid, a parent
+	 * and name, a path) share it; whatever changes the maps, nlookup, parent or name, or takes
+	 * a node's count to 0, holds it exclusively. */
+	GRWLock lock;
 	/* &node->nodeid -> node, for every inserted node not yet freed (hashed or not). */
 	GHashTable *by_id;
 	/* &node->key -> node, for hashed nodes only; at most one hashed node per key. */
@@ -46,9 +49,10 @@ struct node_table {
 	/* Records of nodes the kernel forgot (see node.h, FORGOTTEN NODES), oldest first. */
 	struct records *records;
 	size_t record_max;
-	/* Acquisitions of the table lock (atomic): what a request costs in locks, for the status
-	 * query. */
+	/* Acquisitions of the table lock, exclusive and shared (atomic): what a request costs in
+	 * locks, for the status query. */
 	uint64_t locks;
+	uint64_t read_locks;
 	/* Bumped by every change to what node_table_visit() shows (export_store.h saves when it
 	 * moved). */
 	uint64_t changes;
@@ -76,13 +80,59 @@ struct pending {
 
 static void lock_table(struct node_table *t)
 {
-	g_mutex_lock(&t->lock);
+	g_rw_lock_writer_lock(&t->lock);
 	__atomic_fetch_add(&t->locks, 1, __ATOMIC_RELAXED);
 }
 
 static void unlock_table(struct node_table *t)
 {
-	g_mutex_unlock(&t->lock);
+	g_rw_lock_writer_unlock(&t->lock);
+}
+
+static void read_lock_table(struct node_table *t)
+{
+	g_rw_lock_reader_lock(&t->lock);
+	__atomic_fetch_add(&t->read_locks, 1, __ATOMIC_RELAXED);
+}
+
+static void read_unlock_table(struct node_table *t)
+{
+	g_rw_lock_reader_unlock(&t->lock);
+}
+
+/*
+ * REFCOUNTS are atomic, so a reference can be taken under the shared lock (the node cannot be
+ * freed meanwhile: freeing needs the exclusive lock) and dropped without any lock while it is
+ * not the last one. Only a count that may reach 0 is dropped under the exclusive lock, where
+ * nothing can take a new reference: the classic "decrement unless it would hit zero" pattern.
+ */
+static uint64_t refs(const struct node *n)
+{
+	return __atomic_load_n(&n->refcount, __ATOMIC_ACQUIRE);
+}
+
+static void ref_inc(struct node *n)
+{
+	__atomic_fetch_add(&n->refcount, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Drops one reference if that cannot be the last one nor go below the node's floor (the
+ * kernel's share, the root's permanent reference: at most 1 for another node, 2 for the root);
+ * false when the caller must go the locked way. A count of 2 on a node that is not the root may
+ * go to 1 whatever its nlookup: with nlookup 0 that 1 is a reference still held, and a FORGET
+ * racing with this changes the count too, so the compare-and-swap fails and is retried.
+ */
+static bool ref_dec_fast(struct node *n)
+{
+	uint64_t floor = n->root ? 3 : 2; /* the smallest count this may decrement */
+	uint64_t old = refs(n);
+
+	while (old >= floor)
+		if (__atomic_compare_exchange_n(&n->refcount, &old, old - 1, true, __ATOMIC_RELEASE,
+						__ATOMIC_RELAXED))
+			return true;
+	return false;
 }
 
 static guint key_hash(gconstpointer p)
@@ -112,7 +162,7 @@ static bool same_file(const struct node_key *a, mode_t ta, const struct node_key
 
 static enum node_state state_locked(const struct node *n)
 {
-	if (n->refcount == 0)
+	if (refs(n) == 0)
 		return NODE_FREED;
 	return n->nlookup > 0 ? NODE_LIVE : NODE_PINNED;
 }
@@ -286,11 +336,14 @@ static void release_locked(struct node_table *t, struct node *n, struct pending 
 		uint64_t floor = (n->nlookup > 0 ? 1 : 0) + (n->root ? 1 : 0);
 		struct node *parent;
 
-		if (n->refcount <= floor) {
-			record_bug(t, p, "reference count underflow", n->nodeid, n->refcount, 1);
+		/* Under the exclusive lock: only other droppers can change the count now, and they
+		 * never take it below 1 (ref_dec_fast). */
+		uint64_t old = refs(n);
+		if (old <= floor) {
+			record_bug(t, p, "reference count underflow", n->nodeid, old, 1);
 			return;
 		}
-		if (--n->refcount > 0)
+		if (__atomic_sub_fetch(&n->refcount, 1, __ATOMIC_ACQ_REL) > 0)
 			return;
 		unlink_locked(t, n, p);
 		parent = n->parent;
@@ -304,7 +357,7 @@ static void add_lookup_locked(struct node_table *t, struct node *n)
 	enum node_state old = state_locked(n);
 
 	if (n->nlookup++ == 0)
-		n->refcount++; /* the kernel's share: PINNED -> LIVE */
+		ref_inc(n); /* the kernel's share: PINNED -> LIVE */
 	account(t, n, old);
 }
 
@@ -354,7 +407,7 @@ struct node_table *node_table_new(void (*destroy)(struct node *))
 	struct node_table *t = g_new0(struct node_table, 1);
 	struct node *root = node_new("", S_IFDIR, (struct node_key){0});
 
-	g_mutex_init(&t->lock);
+	g_rw_lock_init(&t->lock);
 	t->by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
 	t->by_key = g_hash_table_new(key_hash, key_equal);
 	t->by_upper = g_hash_table_new(key_hash, key_equal);
@@ -412,7 +465,7 @@ void node_table_free(struct node_table *t)
 	g_hash_table_unref(t->by_key);
 	g_hash_table_unref(t->by_upper);
 	g_hash_table_unref(t->by_id);
-	g_mutex_clear(&t->lock);
+	g_rw_lock_clear(&t->lock);
 	g_free(t);
 }
 
@@ -441,8 +494,8 @@ static int insert_locked(struct node_table *t, struct node *parent, struct node 
 		fresh->generation = t->generation;
 	}
 	fresh->parent = parent;
-	parent->refcount++; /* the child's pin; the caller holds parent, so its state is unchanged
-			     */
+	ref_inc(parent); /* the child's pin; the caller holds parent, so its state is unchanged
+			  */
 	fresh->nlookup = 1;
 	fresh->refcount = 2; /* the kernel's share and the caller's */
 	fresh->hashed = true;
@@ -535,7 +588,7 @@ struct node *node_table_insert_lookup(struct node_table *t, struct node *parent,
 			t->changes++;
 		}
 		add_lookup_locked(t, n);
-		n->refcount++; /* the caller's */
+		ref_inc(n); /* the caller's */
 		add_alias_locked(n, parent, fresh->name);
 	} else if (insert_locked(t, parent, fresh) == 0) {
 		n = g_steal_pointer(&fresh);
@@ -562,11 +615,11 @@ struct node *node_table_get(struct node_table *t, uint64_t nodeid)
 {
 	struct node *n;
 
-	lock_table(t);
+	read_lock_table(t);
 	n = g_hash_table_lookup(t->by_id, &nodeid);
 	if (n)
-		n->refcount++; /* in the map, so refcount > 0: the state does not change */
-	unlock_table(t);
+		ref_inc(n); /* in the map, so refcount > 0: the state does not change */
+	read_unlock_table(t);
 	return n;
 }
 
@@ -574,13 +627,12 @@ struct node *node_ref(struct node_table *t, struct node *n)
 {
 	struct pending p = {0};
 
-	lock_table(t);
-	if (n->refcount == 0)
+	/* The caller holds a reference, so no lock: the count cannot reach 0 meanwhile. */
+	if (__atomic_fetch_add(&n->refcount, 1, __ATOMIC_RELAXED) == 0) {
 		/* Freed or never inserted: a reference would resurrect nothing. */
+		__atomic_fetch_sub(&n->refcount, 1, __ATOMIC_RELAXED);
 		record_bug(t, &p, "reference to an unreferenced node", n->nodeid, 0, 0);
-	else
-		n->refcount++;
-	unlock_table(t);
+	}
 	finish(t, &p);
 	return n;
 }
@@ -589,7 +641,7 @@ struct node *node_put(struct node_table *t, struct node *n)
 {
 	struct pending p = {0};
 
-	if (!n)
+	if (!n || ref_dec_fast(n))
 		return NULL;
 	lock_table(t);
 	release_locked(t, n, &p);
@@ -730,7 +782,7 @@ void node_table_move(struct node_table *t, struct node *n, struct node *new_pare
 		g_free(name);
 		return;
 	}
-	new_parent->refcount++;
+	ref_inc(new_parent);
 	old_parent = n->parent;
 	n->parent = new_parent;
 	old_name = n->name;
@@ -747,13 +799,13 @@ struct node *node_parent_name(struct node_table *t, struct node *n, char **name_
 {
 	struct node *parent;
 
-	lock_table(t);
+	read_lock_table(t);
 	parent = n->parent;
 	if (parent)
-		parent->refcount++;
+		ref_inc(parent);
 	if (name_out)
 		*name_out = g_strdup(n->name);
-	unlock_table(t);
+	read_unlock_table(t);
 	return parent;
 }
 
@@ -797,7 +849,7 @@ char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *
 
 	if (stop_at)
 		*stop_at = NULL;
-	lock_table(t);
+	read_lock_table(t);
 	end = path_end_locked(n, stop, data, &len, &stopped);
 	buf = g_malloc(len);
 	pos = len - 1;
@@ -811,10 +863,10 @@ char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *
 			buf[--pos] = '/';
 	}
 	if (stopped && stop_at) {
-		end->refcount++;
+		ref_inc(end);
 		*stop_at = end;
 	}
-	unlock_table(t);
+	read_unlock_table(t);
 	return buf;
 }
 
@@ -822,9 +874,9 @@ enum node_state node_state(struct node_table *t, struct node *n)
 {
 	enum node_state s;
 
-	lock_table(t);
+	read_lock_table(t);
 	s = state_locked(n);
-	unlock_table(t);
+	read_unlock_table(t);
 	return s;
 }
 
@@ -838,6 +890,7 @@ void node_table_stats(struct node_table *t, struct node_table_stats *out)
 	out->record_bytes = records_bytes(t->records);
 	out->record_name_bytes = records_name_bytes(t->records);
 	out->locks = __atomic_load_n(&t->locks, __ATOMIC_RELAXED);
+	out->read_locks = __atomic_load_n(&t->read_locks, __ATOMIC_RELAXED);
 	out->record_max = t->record_max;
 	unlock_table(t);
 }

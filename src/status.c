@@ -21,15 +21,16 @@ static void put_nodes(GString *out, struct plyfs *fs)
 	struct node_table_stats st;
 	struct export_store_stats es;
 	node_table_stats(fs->nodes, &st);
-	g_string_append_printf(out,
-			       "nodes_live %" PRIu64 "\nnodes_pinned %" PRIu64 "\nnodes %" PRIu64
-			       "\nrecords %" PRIu64 "\nrecords_max %" PRIu64
-			       "\nrecords_bytes %" PRIu64 "\nrecords_name_bytes %" PRIu64
-			       "\nnode_table_locks %" PRIu64 "\nnext_nodeid %" PRIu64 "\n",
-			       (uint64_t)st.live, (uint64_t)st.pinned, (uint64_t)st.total,
-			       (uint64_t)st.records, (uint64_t)st.record_max,
-			       (uint64_t)st.record_bytes, (uint64_t)st.record_name_bytes,
-			       (uint64_t)st.locks, (uint64_t)node_table_next_id(fs->nodes));
+	g_string_append_printf(
+		out,
+		"nodes_live %" PRIu64 "\nnodes_pinned %" PRIu64 "\nnodes %" PRIu64
+		"\nrecords %" PRIu64 "\nrecords_max %" PRIu64 "\nrecords_bytes %" PRIu64
+		"\nrecords_name_bytes %" PRIu64 "\nnode_table_locks %" PRIu64
+		"\nnode_table_read_locks %" PRIu64 "\nnext_nodeid %" PRIu64 "\n",
+		(uint64_t)st.live, (uint64_t)st.pinned, (uint64_t)st.total, (uint64_t)st.records,
+		(uint64_t)st.record_max, (uint64_t)st.record_bytes, (uint64_t)st.record_name_bytes,
+		(uint64_t)st.locks, (uint64_t)st.read_locks,
+		(uint64_t)node_table_next_id(fs->nodes));
 	export_store_stats(fs, &es);
 	if (es.kept)
 		g_string_append_printf(out,
