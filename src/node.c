@@ -882,7 +882,7 @@ enum node_state node_state(struct node_table *t, struct node *n)
 
 void node_table_stats(struct node_table *t, struct node_table_stats *out)
 {
-	lock_table(t);
+	read_lock_table(t);
 	out->live = t->n_live;
 	out->pinned = t->n_pinned;
 	out->total = g_hash_table_size(t->by_id);
@@ -892,7 +892,7 @@ void node_table_stats(struct node_table *t, struct node_table_stats *out)
 	out->locks = __atomic_load_n(&t->locks, __ATOMIC_RELAXED);
 	out->read_locks = __atomic_load_n(&t->read_locks, __ATOMIC_RELAXED);
 	out->record_max = t->record_max;
-	unlock_table(t);
+	read_unlock_table(t);
 }
 
 void node_table_set_generation(struct node_table *t, uint32_t generation)

@@ -380,6 +380,56 @@ START_TEST(test_parent_forgotten_first)
 }
 END_TEST
 
+static void lock_counts(uint64_t *excl, uint64_t *shared)
+{
+	struct node_table_stats st;
+	node_table_stats(T, &st);
+	*excl = st.locks;
+	*shared = st.read_locks;
+}
+
+/*
+ * What a GETATTR does to the table (its node by nodeid, its parent and name for the location,
+ * both released) takes the shared lock twice and never the exclusive one: references are atomic
+ * and only a count that may reach 0 is dropped under the lock. The last put does take it, and
+ * frees the node.
+ */
+START_TEST(test_lock_counts)
+{
+	struct node *d = lookup(ROOT, "d", S_IFDIR, 10);
+	struct node *f = lookup(d, "f", S_IFREG, 11);
+	uint64_t e0, s0, e1, s1;
+
+	lock_counts(&e0, &s0);
+	for (int i = 0; i < 100; i++) {
+		struct node *n = node_table_get(T, f->nodeid);
+		char *name = NULL;
+		struct node *p = node_parent_name(T, n, &name);
+		ck_assert_ptr_eq(p, d);
+		ck_assert_str_eq(name, "f");
+		g_free(name);
+		node_put(T, p);
+		node_put(T, n);
+	}
+	lock_counts(&e1, &s1);
+	ck_assert_uint_eq(e1 - e0, 0);
+	ck_assert_uint_eq(s1 - s0, 200 + 1); /* and node_table_stats() once */
+	ck_assert_uint_eq(f->refcount, 1); /* the kernel's share */
+	ck_assert_uint_eq(d->refcount, 2); /* the kernel's share and f's pin */
+
+	/* A request in flight while the kernel forgets: its put is the last one, under the lock. */
+	struct node *n = node_table_get(T, f->nodeid);
+	node_table_forget(T, f->nodeid, 1);
+	ck_assert_int_eq(node_state(T, n), NODE_PINNED);
+	lock_counts(&e0, &s0);
+	node_put(T, n);
+	lock_counts(&e1, &s1);
+	ck_assert_uint_ge(e1 - e0, 1);
+	ck_stats(2, 0); /* the root and d */
+	ck_assert_uint_eq(freed_ids->len, 1);
+}
+END_TEST
+
 START_TEST(test_forget_with_handle)
 {
 	struct node *f = lookup(ROOT, "f", S_IFREG, 30);
@@ -710,14 +760,15 @@ START_TEST(test_records_carried_to_another_table)
 	bad.nodeid = NODE_ROOT_ID;
 	ck_assert(!node_table_add_record(t2, &bad));
 	for (guint i = 0; i < snap->len; i++)
-		ck_assert(node_table_add_record(t2, &g_array_index(snap, struct node_record_info, i)));
+		ck_assert(node_table_add_record(t2,
+						&g_array_index(snap, struct node_record_info, i)));
 	ck_assert(!node_table_add_record(t2, &g_array_index(snap, struct node_record_info, 0)));
 	ck_assert_uint_eq(node_table_next_id(t2), next);
 
 	/* Found again: the old nodeid and its own generation, whatever the new table's is. */
 	node_table_set_generation(t2, 99);
-	struct node *d2 = node_table_insert_lookup(t2, node_table_root(t2),
-						   node_new("d", S_IFDIR, key(20)));
+	struct node *d2 =
+		node_table_insert_lookup(t2, node_table_root(t2), node_new("d", S_IFDIR, key(20)));
 	struct node *f2 = node_table_insert_lookup(t2, d2, node_new("f", S_IFREG, key(21)));
 	struct node *n2 = node_table_insert_lookup(t2, d2, node_new("new", S_IFREG, key(24)));
 	ck_assert_uint_eq(d2->nodeid, did);
@@ -1263,6 +1314,7 @@ static Suite *node_suite(bool forking)
 	tcase_add_test(tc, test_child_forgotten_first);
 	tcase_add_test(tc, test_parent_forgotten_first);
 	tcase_add_test(tc, test_forget_with_handle);
+	tcase_add_test(tc, test_lock_counts);
 	tcase_add_test(tc, test_forget_batch);
 	tcase_add_test(tc, test_forget_unknown);
 	tcase_add_test(tc, test_underflow_clamps);
