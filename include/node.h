@@ -69,19 +69,28 @@
  * node_table_set_record_max(); the oldest is dropped first) and dropped with the file's identity
  * (unlink), so a deleted file's handle answers ESTALE.
  * Sizes (x86-64): a node is 160 bytes plus its name and its layer stack (8 + 32 per layer), plus
- * its entries in the two maps; a record is 72 bytes plus the name, plus about 70 in its two hash
- * tables: ~150 bytes + name. Measured (memory.py, names of 11 bytes): 500,000 live nodes take
- * 150 MB of RSS (~310 bytes each), 500,000 records 88 MB (~175 bytes each, allocator included).
- * At the default bound (2^20) records take at most ~180 MB with short names.
- * Every node carries the generation of the mount that handed its nodeid out (node_table_set_
- * generation()); a record keeps it, so a node found again answers with its first generation.
- * export_store.h writes the records and the hashed nodes to the workdir while mounted (when
- * node_table_changes() moved) and at unmount, and loads them at the next mount: handles outlive
- * the mount and a killed daemon.
+ * its entries in the two maps (~310 bytes of RSS each, measured). Records live in a compact store
+ * outside malloc's heap (records.h): 40 bytes plus the name and its NUL, plus two 4-byte index
+ * slots at most 3/4 full, with a quarter of room to grow: ~72 bytes a record with names of 11
+ * bytes (memory.py: 500,000 records in 39 MB of store; the earlier GHashTable store took ~175
+ * each). At the default bound (2^20) records take at most ~80 MB with short names. Every node
+ * carries the generation of the mount that handed its nodeid out (node_table_set_ generation()); a
+ * record keeps it, so a node found again answers with its first generation. export_store.h writes
+ * the records and the hashed nodes to the workdir while mounted (when node_table_changes() moved)
+ * and at unmount, and loads them at the next mount: handles outlive the mount and a killed daemon.
  *
  * LOCKS (order: rename_lock -> node->lock -> table lock)
- *   table->lock (a GMutex inside node_table) protects: both maps, nlookup, refcount, parent, name,
- *   hashed. It is never held across a syscall or a fuse_reply_*.
+ *   table->lock (a reader-writer lock inside node_table) protects: the maps, the records,
+ *   nlookup, parent, name, hashed. Lookups by nodeid, node_parent_name(), node_path() and the
+ *   stats share it; everything else holds it exclusively. It is never held across a syscall or a
+ *   fuse_reply_*.
+ *   refcount is atomic: a reference is taken with the shared lock (node_table_get) or on a node
+ *   already held (node_ref, without a lock), and dropped without a lock while it cannot be the
+ *   last one (node_put: a compare-and-swap that never takes the count below 1, or below 2 for
+ *   the root); the drop that may reach 0 takes the exclusive lock, where no reference can be
+ *   taken, so a node is freed exactly once and never while someone could still find it.
+ *   A GETATTR takes the shared lock twice and the exclusive one never (node_table_locks and
+ *   node_table_read_locks in the status query count them).
  *   node->lock protects the overlay state (layers, copy-up) and is owned by the overlay modules.
  */
 #ifndef PLYFS_NODE_H
@@ -148,7 +157,7 @@ struct node {
 	/* Table lock: its upper inode when that is not `key` (IDENTITY), else 0. */
 	struct node_key upper;
 
-	/* protected by table->lock */
+	/* protected by table->lock (refcount: atomic, see LOCKS) */
 	struct node *parent; /* holds a reference; NULL only for the root */
 	char *name;	     /* g_malloc'd; "" for the root */
 	uint64_t nlookup;
