@@ -81,8 +81,9 @@
  *
  * LOCKS (order: rename_lock -> node->lock -> table lock)
  *   table->lock (a reader-writer lock inside node_table) protects: the maps, the records,
- *   nlookup, parent, name, hashed. Lookups by nodeid, node_parent_name(), node_path() and the
- *   stats share it; everything else holds it exclusively. It is never held across a syscall or a
+ *   nlookup, parent, name, hashed. Lookups by nodeid, node_parent_name(), node_path(), the stats
+ *   and an entry reply for a LIVE node by its own name (nlookup+1 atomically, never from 0)
+ *   share it; everything else holds it exclusively. It is never held across a syscall or a
  *   fuse_reply_*.
  *   refcount is atomic: a reference is taken with the shared lock (node_table_get) or on a node
  *   already held (node_ref, without a lock), and dropped without a lock while it cannot be the

@@ -160,11 +160,12 @@ static bool same_file(const struct node_key *a, mode_t ta, const struct node_key
 	return ta == tb && (a->check == 0 || b->check == 0 || a->check == b->check);
 }
 
+/* With the exclusive lock, or the shared one (nlookup may then grow, never from 0). */
 static enum node_state state_locked(const struct node *n)
 {
 	if (refs(n) == 0)
 		return NODE_FREED;
-	return n->nlookup > 0 ? NODE_LIVE : NODE_PINNED;
+	return __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED) > 0 ? NODE_LIVE : NODE_PINNED;
 }
 
 /* Moves n's contribution to the counters from state `old` to its current state. */
@@ -570,10 +571,52 @@ void node_table_drop_alias(struct node_table *t, struct node *n, uint64_t parent
  * An existing node keeps its parent and name: a second name of the same file (a hard link) does
  * not move it, it is remembered as an alias; renames go through node_table_move().
  */
+/*
+ * nlookup+1 on a LIVE node under the shared lock: it stays LIVE, so no counter or state moves.
+ * Every other change of nlookup holds the exclusive lock, so the only concurrent writers are
+ * other increments like this one. False when nlookup is 0 (PINNED -> LIVE takes the exclusive
+ * lock: the kernel's share is a reference).
+ */
+static bool add_lookup_shared(struct node *n)
+{
+	uint64_t old = __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED);
+
+	while (old > 0)
+		if (__atomic_compare_exchange_n(&n->nlookup, &old, old + 1, true, __ATOMIC_RELAXED,
+						__ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
+/*
+ * The common case of an entry reply (a READDIRPLUS or LOOKUP of a file the kernel knows, by the
+ * name the node has) changes nothing but counts: done under the shared lock. NULL when the
+ * exclusive way is needed (a new node, a reused inode number, a check to learn, another name,
+ * a PINNED node).
+ */
+static struct node *lookup_known_shared(struct node_table *t, struct node *parent,
+					const struct node *fresh)
+{
+	read_lock_table(t);
+	struct node *n = g_hash_table_lookup(t->by_key, &fresh->key);
+	if (n && (!same_file(&n->key, n->type, &fresh->key, fresh->type) ||
+		  (n->key.check == 0 && fresh->key.check != 0) || n->parent != parent ||
+		  strcmp(n->name, fresh->name) != 0 || !add_lookup_shared(n)))
+		n = NULL;
+	if (n)
+		ref_inc(n); /* the caller's */
+	read_unlock_table(t);
+	return n;
+}
+
 struct node *node_table_insert_lookup(struct node_table *t, struct node *parent, struct node *fresh)
 {
-	struct node *n;
+	struct node *n = lookup_known_shared(t, parent, fresh);
 
+	if (n) {
+		node_discard(t, fresh);
+		return n;
+	}
 	lock_table(t);
 	n = g_hash_table_lookup(t->by_key, &fresh->key);
 	if (n && !same_file(&n->key, n->type, &fresh->key, fresh->type)) {

@@ -414,8 +414,22 @@ START_TEST(test_lock_counts)
 	lock_counts(&e1, &s1);
 	ck_assert_uint_eq(e1 - e0, 0);
 	ck_assert_uint_eq(s1 - s0, 200 + 1); /* and node_table_stats() once */
-	ck_assert_uint_eq(f->refcount, 1); /* the kernel's share */
-	ck_assert_uint_eq(d->refcount, 2); /* the kernel's share and f's pin */
+	ck_assert_uint_eq(f->refcount, 1);   /* the kernel's share */
+	ck_assert_uint_eq(d->refcount, 2);   /* the kernel's share and f's pin */
+
+	/* An entry reply for the known file by its own name: counts only, the shared lock. */
+	lock_counts(&e0, &s0);
+	ck_assert_ptr_eq(lookup(d, "f", S_IFREG, 11), f);
+	lock_counts(&e1, &s1);
+	ck_assert_uint_eq(e1 - e0, 0);
+	ck_assert_uint_eq(f->nlookup, 2);
+	/* By another name (a hard link, remembered as an alias): the exclusive lock. */
+	ck_assert_ptr_eq(lookup(ROOT, "link", S_IFREG, 11), f);
+	lock_counts(&e0, &s0);
+	ck_assert_uint_eq(e0 - e1, 1);
+	ck_assert_uint_eq(f->nlookup, 3);
+	node_table_forget(T, f->nodeid, 2);
+	ck_assert_uint_eq(f->nlookup, 1);
 
 	/* A request in flight while the kernel forgets: its put is the last one, under the lock. */
 	struct node *n = node_table_get(T, f->nodeid);
