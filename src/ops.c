@@ -78,7 +78,12 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	/* Lower files never change while mounted: no need to revalidate the page cache on every
 	 * attribute refresh; keep_cache on open says so per file. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_write = 1024 * 1024;
+	/* A request (a page of header, then the data pages) must fit a pipe of
+	 * /proc/sys/fs/pipe-max-size (1 MiB) for libfuse to splice it (fuse_io.h); a 1 MiB WRITE
+	 * cannot without CAP_SYS_RESOURCE, and reading 1 MiB requests costs more (one more copy:
+	 * 1 GiB written in 0.66 s spliced against 1.8 s read, median of 4) than the second,
+	 * one-page WRITE of every aligned 1 MiB write(2). */
+	conn->max_write = 1024 * 1024 - 4096;
 	conn->max_readahead = 1024 * 1024;
 	log_debug("init: capable %#x want %#x", conn->capable, conn->want);
 }
