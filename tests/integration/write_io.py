@@ -4,6 +4,8 @@
 - io/flush_once: the daemon answers FLUSH with ENOSYS, so the kernel sends none after the first
   (counted by `plyfs status --json`); data written through fds closed since is in the upper
   file, also for a lower file copied up and for appends from two fds.
+- io/appends_writeback: with the writeback cache, 4000 4-byte appends are a few WRITEs; stat
+  and a second fd see every byte before close; the upper holds them in order after.
 - io/splice_write: WRITE data reaches the layer file through splice(2) (fuse_io.h): strace of the
   daemon during 8 MiB of 1 MiB writes shows the data spliced, no request read into memory
   larger than a page, and the bytes (a pattern, at aligned and unaligned offsets) are in the
@@ -178,3 +180,38 @@ def t_splice_write(env):
 	env.check(0 < writes <= 2 * 8 + 2 * 3, "WRITE requests for 11 write(2) calls: %d" % writes)
 	env.check(read_file(env.up("big")) == read_file(P(env.pm, "big")),
 		  "upper big differs from the mount's")
+
+
+def _appends_seen(r, rel, n):
+	"""n 4-byte appends through one O_APPEND fd; before close, what stat and a second fd see;
+	after close, the content."""
+	fd = os.open(P(r, rel), WR | os.O_CREAT | os.O_APPEND, 0o644)
+	try:
+		for i in range(n):
+			os.write(fd, b"%03d\n" % (i % 1000))
+		size = os.stat(P(r, rel)).st_size
+		seen = read_file(P(r, rel))
+	finally:
+		os.close(fd)
+	return size, hashlib.sha256(seen).hexdigest(), hashlib.sha256(read_file(P(r, rel))).hexdigest()
+
+
+@wtest("io/appends_writeback", layers=io_layers)
+def t_appends_writeback(env):
+	"""The writeback cache (writeback=1, the default): 2000 4-byte appends reach the daemon as a
+	few WRITEs; meanwhile stat and a second fd see every byte; the upper has them in order."""
+	n = 2000
+	before = _ops(env) if _is_plyfs(env) else None
+	env.same("appends to a new file", _appends_seen, "new", n)
+	env.same("appends to a lower file (copy-up)", _appends_seen, "lo", n)
+	if before is None:
+		env.notes.append("not plyfs: WRITE requests not counted")
+	else:
+		writes = _ops(env)["write"] - before["write"]
+		env.check(0 < writes <= 20, "WRITE requests for %d appends to 2 files: %d" % (2 * n,
+											      writes))
+	recs = b"".join(b"%03d\n" % (i % 1000) for i in range(n))
+	for rel, want in (("new", recs), ("lo", b"lower data\n" + recs)):
+		got = read_file(env.up(rel))
+		env.check(got == want, "upper %s: %d bytes, expected %d (or other bytes)"
+			  % (rel, len(got), len(want)))

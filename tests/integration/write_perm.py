@@ -327,7 +327,9 @@ def t_killpriv_v2(env):
 		after = _ops(env)
 	finally:
 		os.close(fd)
-	env.check(after["write"] - before["write"] == 200,
+	# With the writeback cache (writeback=1, the default) the 200 appends reach the daemon as
+	# one WRITE or a few; the kernel still checks for privileges to kill on every write(2).
+	env.check(1 <= after["write"] - before["write"] <= 200,
 		  "writes counted: %d" % (after["write"] - before["write"]))
 	env.check(after["getxattr"] - before["getxattr"] <= 2,
 		  "getxattr requests during 200 writes: %d" % (after["getxattr"] - before["getxattr"]))
