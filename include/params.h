@@ -106,7 +106,8 @@ struct plyfs_params {
 	bool noacl;
 	bool index_off; /* index=off (default on): lower hard links split at copy-up, index.h */
 	bool fsync;	/* fsync=0 clears it; default true */
-	/* writeback=0 clears it (default true): the kernel's writeback cache (ops.c, file.h) */
+	/* writeback=1: the kernel's writeback cache (ops.c, file.h); default false, since a full
+	 * upper then fails close(2) or fsync(2) with ENOSPC rather than the write(2) itself */
 	bool writeback;
 	bool volatile_; /* volatile: no fsync at all, like kernel overlayfs */
 	double timeout; /* entry/attr cache timeout in seconds (timeout=); default PARAMS_DEFAULT_TIMEOUT */

@@ -593,7 +593,6 @@ static void params_init(struct plyfs_params *p)
 	p->squash_to_uid = -1;
 	p->squash_to_gid = -1;
 	p->fsync = true;
-	p->writeback = true;
 	p->timeout = PARAMS_DEFAULT_TIMEOUT;
 	p->forgotten_records = NODE_RECORD_MAX_DEFAULT;
 	p->handles_interval = PARAMS_DEFAULT_HANDLES_INTERVAL;
@@ -771,7 +770,7 @@ void params_usage(FILE *out, const char *progname)
 		"                         of a lower hard link split at copy-up\n"
 		"  -o fsync=0|1           0: skip fsync of copied-up files (default 1)\n"
 		"  -o writeback=0|1       the kernel's writeback cache: write(2) fills pages,\n"
-		"                         sent in large WRITEs later (default 1)\n"
+		"                         sent in large WRITEs later (default 0)\n"
 		"  -o volatile            never fsync, like overlayfs' volatile\n"
 		"  -o timeout=SECONDS     entry/attribute cache timeout (default %2$g)\n"
 		"  -o xattr_permissions=0|1|2  owner/mode/type in an override_stat xattr\n"

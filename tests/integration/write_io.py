@@ -4,7 +4,7 @@
 - io/flush_once: the daemon answers FLUSH with ENOSYS, so the kernel sends none after the first
   (counted by `plyfs status --json`); data written through fds closed since is in the upper
   file, also for a lower file copied up and for appends from two fds.
-- io/appends_writeback: with the writeback cache, 4000 4-byte appends are a few WRITEs; stat
+- io/appends_writeback: with writeback=1 (the kernel's writeback cache), 4000 4-byte appends are a few WRITEs; stat
   and a second fd see every byte before close; the upper holds them in order after.
 - io/splice_write: WRITE data reaches the layer file through splice(2) (fuse_io.h): strace of the
   daemon during 8 MiB of 1 MiB writes shows the data spliced, no request read into memory
@@ -196,9 +196,9 @@ def _appends_seen(r, rel, n):
 	return size, hashlib.sha256(seen).hexdigest(), hashlib.sha256(read_file(P(r, rel))).hexdigest()
 
 
-@wtest("io/appends_writeback", layers=io_layers)
+@wtest("io/appends_writeback", layers=io_layers, binary_opts="writeback=1")
 def t_appends_writeback(env):
-	"""The writeback cache (writeback=1, the default): 2000 4-byte appends reach the daemon as a
+	"""The writeback cache (writeback=1): 2000 4-byte appends reach the daemon as a
 	few WRITEs; meanwhile stat and a second fd see every byte; the upper has them in order."""
 	n = 2000
 	before = _ops(env) if _is_plyfs(env) else None
