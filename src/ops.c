@@ -81,11 +81,11 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	/* Lower files never change while mounted: no need to revalidate the page cache on every
 	 * attribute refresh; keep_cache on open says so per file. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	/* writeback=1 (not the default: see params.h): write(2) fills the kernel's page cache, sent later in WRITEs of up to
-	 * max_write; the kernel keeps size and mtime (sent with SETATTR) and does O_APPEND itself.
-	 * 50,000 4-byte appends: 50,000 WRITE requests -> 1. What the daemon does for it: layer
-	 * fds of writable handles are O_RDWR and never O_APPEND (file.c), except an append-only
-	 * file's, which is opened direct_io (ops_open). */
+	/* writeback=1 (not the default: see params.h): write(2) fills the kernel's page cache, sent
+	 * later in WRITEs of up to max_write; the kernel keeps size and mtime (sent with SETATTR)
+	 * and does O_APPEND itself. 50,000 4-byte appends: 50,000 WRITE requests -> 1. What the
+	 * daemon does for it: layer fds of writable handles are O_RDWR and never O_APPEND (file.c),
+	 * except an append-only file's, which is opened direct_io (ops_open). */
 	if (fs->params->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	__atomic_store_n(&writeback_on, (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0,
