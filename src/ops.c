@@ -906,6 +906,13 @@ static void ops_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		      struct fuse_file_info *fi)
 {
 	SCOPE(LSEEK, ino);
+	/* With the writeback cache the upper file lacks the data still in the kernel's dirty
+	 * pages (SEEK_DATA past its end: ENXIO): ENOSYS makes the kernel answer SEEK_DATA and
+	 * SEEK_HOLE itself from its size (no holes reported) for the rest of the mount. */
+	if (__atomic_load_n(&writeback_on, __ATOMIC_ACQUIRE)) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	int fd = file_fd(req_fs(req), fh_file(fi));
 	off_t r = fd < 0 ? fd : layer_lseek(fd, off, whence);
 	if (r < 0)
