@@ -592,6 +592,29 @@ static int writeback_times(struct plyfs *fs, struct node *n, const struct stat *
 	return to_set;
 }
 
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* With the writeback cache the kernel sends its own record of the times (with
+ * FUSE_SET_ATTR_CTIME) after a chmod or a setxattr too, times the file already has: nothing to
+ * change, and not a reason to copy a hard link up by its name (kernel overlayfs does not). True
+ * when so; `st` then holds the attributes. */
+static bool writeback_unchanged(struct plyfs *fs, struct node *n, struct open_file *of,
+				const struct stat *attr, int to_set, struct stat *st)
+{
+	const int other = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+			  FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
+	if (!__atomic_load_n(&writeback_on, __ATOMIC_ACQUIRE) || !(to_set & FUSE_SET_ATTR_CTIME) ||
+	    (to_set & other))
+		return false;
+	if ((of ? file_getattr(fs, of, st) : inode_getattr(fs, n, st)) < 0)
+		return false;
+	return (!(to_set & FUSE_SET_ATTR_ATIME) || same_time(&attr->st_atim, &st->st_atim)) &&
+	       (!(to_set & FUSE_SET_ATTR_MTIME) || same_time(&attr->st_mtim, &st->st_mtim));
+}
+
 static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			struct fuse_file_info *fi)
 {
@@ -607,7 +630,7 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 			    FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME;
 	to_set = writeback_times(fs, n, attr, to_set);
 	int r = (to_set & changes) ? fileattr_check(fs, n, setattr_use(to_set)) : 0;
-	if (r == 0)
+	if (r == 0 && !writeback_unchanged(fs, n, of, attr, to_set, &st))
 		r = setattr_apply(fs, n, of, attr, to_set, &st);
 	/* A truncation costs the setuid/setgid bits as a write does (the reply carries them). */
 	struct stat killed = {.st_mode = st.st_mode};
