@@ -27,6 +27,10 @@ struct open_file {
 	unsigned gen;	   /* atomic: the node's copyup_gen that `fd` belongs to */
 	bool writable;
 	bool noatime;	   /* the caller opened it O_NOATIME: reads move no atime (atime.h) */
+	/* The layer fd is O_APPEND (an append-only file, chattr +a): every write lands at the end,
+	 * whatever its offset, so writes must come from the caller, not from the kernel's page
+	 * cache in whole pages (the handle is opened direct_io). */
+	bool append_fd;
 	GArray *old_fds;   /* fds replaced by file_fd(), closed at release */
 };
 

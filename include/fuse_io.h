@@ -9,8 +9,10 @@
  * writes, truncates or chowns, whoever asked) and marks the superblock SB_NOSEC: no more
  * GETXATTR(security.capability) round trip before each write.
  *
- * Every other message passes unchanged. The cost: libfuse reads requests with read(2) instead of
- * splice(2) (its splice paths need the device fd itself), one copy of WRITE data more.
+ * Every other message passes unchanged. Requests are spliced (splice(2) into a pipe, WRITE data
+ * from there to the layer file) as libfuse does without custom I/O; ops.c's max_write keeps the
+ * largest request within a pipe of the default maximum size, which libfuse cannot exceed without
+ * CAP_SYS_RESOURCE (else it reads every request with read(2), one more copy of WRITE data).
  */
 #ifndef PLYFS_FUSE_IO_H
 #define PLYFS_FUSE_IO_H

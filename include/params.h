@@ -15,10 +15,11 @@
  *  - plyfs' own (fuse-overlayfs compatible): lowerdir, upperdir, workdir, uidmapping,
  *    gidmapping, squash_to_root, squash_to_uid, squash_to_gid, static_nlink, noacl, fsync,
  *    volatile, timeout, xattr_permissions, noxattrs, ino32_t, forgotten_records,
- *    handles_interval, userxattr (kernel overlayfs' meaning, fs.h), index=on|off (its
+ *    handles_interval, userxattr (kernel overlayfs' meaning, fs.h), writeback=0|1 (fuse-overlayfs'
+ *    meaning: the kernel's writeback cache), index=on|off (its
  *    meaning, index.h), context
  *    (ignored), and the
- *    fuse-overlayfs compatibility options threaded, fast_ino, writeback, plugins
+ *    fuse-overlayfs compatibility options threaded, fast_ino, plugins
  *    (accepted, documented as without effect);
  *  - kernel overlayfs' own, with the kernel's meaning: redirect_dir=on|follow|nofollow|off,
  *    nfs_export=on|off, xino=on|auto|off, metacopy=on|off (on is refused: see
@@ -105,6 +106,9 @@ struct plyfs_params {
 	bool noacl;
 	bool index_off; /* index=off (default on): lower hard links split at copy-up, index.h */
 	bool fsync;	/* fsync=0 clears it; default true */
+	/* writeback=1: the kernel's writeback cache (ops.c, file.h); default false, since a full
+	 * upper then fails close(2) or fsync(2) with ENOSPC rather than the write(2) itself */
+	bool writeback;
 	bool volatile_; /* volatile: no fsync at all, like kernel overlayfs */
 	double timeout; /* entry/attr cache timeout in seconds (timeout=); default PARAMS_DEFAULT_TIMEOUT */
 	int xattr_permissions; /* 0, 1 or 2 (fuse-overlayfs meaning; override.h) */

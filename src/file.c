@@ -48,7 +48,7 @@ static int checked(const struct lfd *loc, int fd)
 
 /* Opens the entry at `loc`. Writable handles get O_RDWR when the file allows it, because the
  * kernel may read through a write-only handle to fill a partial page. */
-static int open_at(const struct lfd *loc, int flags, bool write)
+static int open_at(const struct lfd *loc, int flags, bool write, bool *append_fd)
 {
 	/* O_APPEND and O_DIRECT stay with the kernel: it sends explicit offsets and aligned
 	 * buffers are not guaranteed; O_NONBLOCK is kept for what it means to the caller. */
@@ -64,8 +64,10 @@ static int open_at(const struct lfd *loc, int flags, bool write)
 		fd = open_entry(loc->fd, loc->name, O_WRONLY | keep);
 	/* An append-only (chattr +a) file opens for writing only with O_APPEND, which the caller
 	 * gave: every write to it is an append, whatever offset the kernel sends. */
-	if (fd == -EPERM && (flags & O_APPEND) && !(keep & O_TRUNC))
+	if (fd == -EPERM && (flags & O_APPEND) && !(keep & O_TRUNC)) {
 		fd = open_entry(loc->fd, loc->name, (flags & O_ACCMODE) | O_APPEND | keep);
+		*append_fd = fd >= 0;
+	}
 	fd = checked(loc, fd);
 	int r = trunc && fd >= 0 ? layer_ftruncate(fd, 0) : 0;
 	if (r < 0) {
@@ -92,14 +94,15 @@ static struct open_file *new_handle(struct plyfs *fs, struct node *n, int fd, un
 }
 
 /* Locates n into `loc` (LFD_INIT), copies it up for a write, opens it there. fd or -errno. */
-static int open_located(struct plyfs *fs, struct node *n, int flags, struct lfd *loc)
+static int open_located(struct plyfs *fs, struct node *n, int flags, struct lfd *loc,
+			bool *append_fd)
 {
 	bool write = wants_write(flags);
 	int r = inode_locate(fs, n, loc);
 	/* An O_TRUNC open throws the data away: copy only the metadata. */
 	if (r == 0 && write)
 		r = copy_up_at(fs, n, loc, !(flags & O_TRUNC));
-	return r < 0 ? r : open_at(loc, flags, write);
+	return r < 0 ? r : open_at(loc, flags, write, append_fd);
 }
 
 int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **out)
@@ -108,18 +111,20 @@ int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **ou
 		return -EISDIR;
 	bool write = wants_write(flags);
 	auto_lfd struct lfd loc = LFD_INIT;
-	int fd = open_located(fs, n, flags, &loc);
+	bool append_fd = false;
+	int fd = open_located(fs, n, flags, &loc, &append_fd);
 	/* n's name went or took another file since the location was made (inode.h, "Identity"):
 	 * once more, which reaches the entry the removal kept for n (inode_is_orphan) if it did. */
 	if ((fd == -ESTALE || fd == -ENOENT) && loc.name && loc.replaceable) {
 		lfd_release(&loc);
-		fd = open_located(fs, n, flags, &loc);
+		fd = open_located(fs, n, flags, &loc, &append_fd);
 	}
 	if (fd < 0)
 		return fd;
 	/* The generation of the entry just opened: a later copy-up makes file_fd() reopen. */
 	*out = new_handle(fs, n, fd, loc.gen, write);
 	(*out)->noatime = flags & O_NOATIME;
+	(*out)->append_fd = append_fd;
 	return 0;
 }
 
@@ -141,7 +146,7 @@ int file_fd(struct plyfs *fs, struct open_file *of)
 		auto_lfd struct lfd loc = LFD_INIT;
 		int fd = inode_locate(fs, of->node, &loc);
 		if (fd == 0)
-			fd = open_at(&loc, O_RDONLY, false);
+			fd = open_at(&loc, O_RDONLY, false, NULL);
 		if (fd >= 0) {
 			if (!of->old_fds)
 				of->old_fds = g_array_new(FALSE, FALSE, sizeof(int));

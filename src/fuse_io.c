@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* fuse_io.c - FUSE_HANDLE_KILLPRIV_V2 added to the INIT reply (see fuse_io.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fuse.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,9 +57,24 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 	return r;
 }
 
+/* libfuse splices requests in only when the custom I/O provides it: plain splice(2), so WRITE
+ * data goes from the device through a pipe to the layer file without a copy into the daemon.
+ * INIT itself is never spliced (libfuse reads with io_read until INIT negotiated
+ * FUSE_CAP_SPLICE_READ). No splice_send: no reply is built from a fd (READ uses a buffer). */
+static ssize_t io_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+			 unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
 int fuse_io_install(struct fuse_session *se)
 {
-	static const struct fuse_custom_io io = {.read = io_read, .writev = io_writev};
+	static const struct fuse_custom_io io = {
+		.read = io_read,
+		.writev = io_writev,
+		.splice_receive = io_splice,
+	};
 	return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
 

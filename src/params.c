@@ -94,6 +94,7 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT("static_nlink", K_TRUE, static_nlink),
 	OPT("noacl", K_TRUE, noacl),
 	OPT("fsync=", K_BOOL01, fsync),
+	OPT("writeback=", K_BOOL01, writeback),
 	OPT("volatile", K_TRUE, volatile_),
 	OPT("timeout=", K_TIMEOUT, timeout),
 	OPT("xattr_permissions=", K_INT012, xattr_permissions),
@@ -116,7 +117,6 @@ static const struct fuse_opt plyfs_opts[] = {
 	OPT_NF("context=", K_DROP),
 	OPT_NF("threaded=", K_DROP),
 	OPT_NF("fast_ino=", K_DROP),
-	OPT_NF("writeback=", K_DROP),
 	OPT_NF("plugins=", K_DROP),
 
 	/* command line flags */
@@ -769,6 +769,8 @@ void params_usage(FILE *out, const char *progname)
 		"  -o index=on|off        hard-link index (default on, as root); off: the names\n"
 		"                         of a lower hard link split at copy-up\n"
 		"  -o fsync=0|1           0: skip fsync of copied-up files (default 1)\n"
+		"  -o writeback=0|1       the kernel's writeback cache: write(2) fills pages,\n"
+		"                         sent in large WRITEs later (default 0)\n"
 		"  -o volatile            never fsync, like overlayfs' volatile\n"
 		"  -o timeout=SECONDS     entry/attribute cache timeout (default %2$g)\n"
 		"  -o xattr_permissions=0|1|2  owner/mode/type in an override_stat xattr\n"
@@ -790,7 +792,7 @@ void params_usage(FILE *out, const char *progname)
 		"                         bits of st_ino (on, auto: default); off: one filesystem\n"
 		"  -o metacopy=off        accepted (metacopy=on is refused)\n"
 		"  -o uuid=null|off|on|auto  kernel overlayfs' meaning (default auto)\n"
-		"  -o context=..., threaded=, fast_ino=, writeback=, plugins=\n"
+		"  -o context=..., threaded=, fast_ino=, plugins=\n"
 		"                         accepted for fuse-overlayfs compatibility, no effect\n"
 		"  -o ro,rw,[no]dev,[no]suid,[no]exec,[no]atime,sync,async,dirsync,allow_other,\n"
 		"     allow_root,fsname=,subtype=,max_read=,blkdev,auto_unmount\n"

@@ -38,13 +38,14 @@ cd "$repo" || exit 2
 build_packages=(libfuse3-dev fuse3 libglib2.0-dev check meson ninja-build pkg-config gcc attr clang
 	libclang-rt-14-dev)
 test_packages=(fuse-overlayfs acl python3 util-linux e2fsprogs passwd # attr is in the list above
-	podman buildah runc debootstrap uidmap)
+	podman buildah runc debootstrap uidmap strace)
 # passwd: useradd/usermod for the rootless users of tests/integration/userns.py and
-# containers_rootless.py; podman ... uidmap: the containers stage (crun cannot run here: runc).
+# containers_rootless.py; podman ... uidmap: the containers stage (crun cannot run here: runc);
+# strace: write_io.py's io/splice_write watches the daemon splice.
 # What the stages run, to tell whether the packages are there when they cannot be installed.
 needed_cmds=(meson ninja pkg-config gcc clang fusermount3 getfattr setfacl fuse-overlayfs python3
 	unshare mkfs.ext4 tune2fs timeout setpriv useradd usermod podman buildah runc debootstrap
-	newuidmap)
+	newuidmap strace)
 needed_pkgconfig=(fuse3 glib-2.0 check)
 
 # Per-stage timeouts in seconds.

@@ -258,9 +258,9 @@ def std_layers():
 
 class WTest:
 	def __init__(self, name, fn, layers, kernel=True, readback=True, debug=False, timeout=60,
-		     oracle_note=None, prepare=None, mount_opts=""):
+		     oracle_note=None, prepare=None, mount_opts="", binary_opts=""):
 		self.name, self.fn, self.layers, self.prepare = name, fn, layers, prepare
-		self.mount_opts = mount_opts
+		self.mount_opts, self.binary_opts = mount_opts, binary_opts
 		self.kernel, self.readback, self.debug = kernel, readback, debug
 		self.timeout, self.oracle_note = timeout, oracle_note
 
@@ -271,7 +271,7 @@ def wtest(name, layers=std_layers, **kw):
 	kernel read-back of the upper; debug: run the binary with -d (trace in env.daemon.log_path);
 	prepare: callable(env) run after the layers are built, before mounting; timeout: seconds
 	for the test body and finish (a watchdog then kills the daemon); mount_opts: more options
-	for both mounts (generic ones: noatime, ...)."""
+	for both mounts (generic ones: noatime, ...); binary_opts: options for the binary only."""
 	def deco(fn):
 		TESTS.append(WTest(name, fn, layers, **kw))
 		return fn
@@ -347,7 +347,7 @@ class Env:
 		self.daemon = cls(self.opts.binary, self.pm, self.lowers(self.p), self.up(),
 				  P(self.p, "work"), logdir=P(self.base, "log"),
 				  sanitizer=self.opts.sanitizer,
-				  extra_opts=[self.test.mount_opts] if self.test.mount_opts else ())
+				  extra_opts=[o for o in (self.test.mount_opts, self.test.binary_opts) if o])
 		self.daemon.start()
 		return self.daemon
 

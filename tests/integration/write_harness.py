@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """write_harness.py - runs the write-path tests (write_ops, write_copyup, write_seed,
-write_stress, write_race) against BINARY; prints PASS/FAIL lines and a closing "N passed,
-N failed" line.
+write_stress, write_race, write_perm, write_posix, write_io) against BINARY; prints PASS/FAIL
+lines and a closing "N passed, N failed" line.
 Started by write.sh, inside a private mount namespace (and a PID namespace where possible)."""
 
 import argparse
@@ -26,6 +26,7 @@ import write_stress  # noqa: E402,F401
 import write_race  # noqa: E402,F401
 import write_perm  # noqa: E402,F401
 import write_posix  # noqa: E402,F401
+import write_io  # noqa: E402,F401
 from mounts import Failure  # noqa: E402
 
 

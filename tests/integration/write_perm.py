@@ -151,6 +151,10 @@ def _append(r, rel, flags):
 		return f.read()
 
 
+# The same with the kernel's writeback cache (writeback=1): an append-only file's writes must
+# not come back in whole pages, and the times the kernel then sends explicitly are a touch.
+@wtest("perm/append_only_upper_writeback", layers=_append_layers,
+       prepare=lambda env: _chattr_ap(env, "+a"), binary_opts="writeback=1")
 @wtest("perm/append_only_upper", layers=_append_layers,
        prepare=lambda env: _chattr_ap(env, "+a"))
 def t_append_only_upper(env):
@@ -247,6 +251,8 @@ def _op(fn):
 		return errno.errorcode[e.errno]
 
 
+@wtest("perm/fileattr_writeback", layers=_fileattr_layers, prepare=_set_lower_flags,
+       binary_opts="writeback=1")
 @wtest("perm/fileattr", layers=_fileattr_layers, prepare=_set_lower_flags)
 def t_fileattr(env):
 	try:
