@@ -5,8 +5,8 @@
  * The layers of the parent are scanned top-down, touching only the name asked for (never the whole
  * directory): a whiteout (0/0 char device, or ".wh.NAME" beside where NAME would be) hides the name
  * in the layers below; a non-directory ends the scan; a directory continues it through the layers
- * below where the name is a directory too, until an opaque one. So file-over-dir shows the file, and
- * dir-over-file shows only the upper directory.
+ * below where the name is a directory too, until an opaque one. So file-over-dir shows the file,
+ * and dir-over-file shows only the upper directory.
  */
 #ifndef PLYFS_NAMEI_H
 #define PLYFS_NAMEI_H
@@ -24,6 +24,12 @@
  */
 int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
 		 struct stat *st);
+
+/* namei_lookup() of a non-directory this request has just made in the upper layer of `parent`
+ * (under parent->lock, so the name is still its): a new inode has no metacopy and no origin, so
+ * neither is read. A directory is looked up as by namei_lookup() (lower parts may merge). */
+int namei_lookup_made(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
+		      struct stat *st);
 
 /* The scan alone: a fresh, unhashed candidate node (node_table_insert_lookup() makes it real, or
  * node_discard() drops it) and the raw stat of its top entry. Same errors as namei_lookup. */

@@ -272,12 +272,19 @@ void node_table_set_upper(struct node_table *t, struct node *n, dev_t dev, ino_t
  * true and *key, or false. */
 bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t type,
 			  struct node_key *key);
-/* Moves n under new_parent as new_name (rename): the pin moves from the old parent to the new one. */
+/* The key of the hashed node of type `type` whose entry is inode (dev, ino) of a layer: by its own
+ * identity, or for an `upper` inode also by its upper inode (above; an upper-only file only once
+ * its key check is known). True and *key, or false. A hashed node's inode is never freed while
+ * it stays hashed (the removal of its last name unhashes it), so the inode is that node's file. */
+bool node_table_known(struct node_table *t, dev_t dev, ino_t ino, mode_t type, bool upper,
+		      struct node_key *key);
+/* Moves n under new_parent as new_name (rename): the pin moves from the old parent to the new one.
+ */
 void node_table_move(struct node_table *t, struct node *n, struct node *new_parent,
 		     const char *new_name);
 
-/* Returns the parent with a reference (NULL for the root) and, if name_out, a g_malloc'd copy of the
- * name, both read consistently under the table lock. */
+/* Returns the parent with a reference (NULL for the root) and, if name_out, a g_malloc'd copy of
+ * the name, both read consistently under the table lock. */
 struct node *node_parent_name(struct node_table *t, struct node *n, char **name_out);
 /* Builds the path of n relative to the root ("" for the root, "a/b/c" otherwise) under the table
  * lock, stopping early at the first ancestor `stop(anc, data)` accepts: then *stop_at gets that
@@ -289,10 +296,10 @@ char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *
 enum node_state node_state(struct node_table *t, struct node *n);
 
 struct node_table_stats {
-	uint64_t live;	  /* nlookup > 0 */
-	uint64_t pinned;  /* nlookup == 0, refcount > 0 */
-	uint64_t total;	  /* nodes in the nodeid map */
-	uint64_t records; /* records of forgotten nodes */
+	uint64_t live;	     /* nlookup > 0 */
+	uint64_t pinned;     /* nlookup == 0, refcount > 0 */
+	uint64_t total;	     /* nodes in the nodeid map */
+	uint64_t records;    /* records of forgotten nodes */
 	uint64_t record_max; /* their bound */
 };
 

@@ -247,9 +247,12 @@ static void record_insert_locked(struct node_table *t, const struct node_record_
 /* What a record of n would say (name borrowed from n). */
 static struct node_record_info info_of(const struct node *n)
 {
-	return (struct node_record_info){.nodeid = n->nodeid, .parent = n->parent->nodeid,
-					 .key = n->key, .type = n->type,
-					 .generation = (uint32_t)n->generation, .name = n->name};
+	return (struct node_record_info){.nodeid = n->nodeid,
+					 .parent = n->parent->nodeid,
+					 .key = n->key,
+					 .type = n->type,
+					 .generation = (uint32_t)n->generation,
+					 .name = n->name};
 }
 
 /* Keeps what is needed to find a forgotten node again: its parent's nodeid, its name and its
@@ -686,6 +689,25 @@ bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t typ
 	return found;
 }
 
+bool node_table_known(struct node_table *t, dev_t dev, ino_t ino, mode_t type, bool upper,
+		      struct node_key *key)
+{
+	struct node_key k = {.dev = dev, .ino = ino};
+	g_mutex_lock(&t->lock);
+	struct node *n = upper ? g_hash_table_lookup(t->by_upper, &k) : NULL;
+	/* An upper inode as its own identity: only once its check is known (nothing to learn). */
+	if (!n) {
+		n = g_hash_table_lookup(t->by_key, &k);
+		if (n && upper && n->key.check == 0)
+			n = NULL;
+	}
+	bool found = n && n->type == (type & S_IFMT);
+	if (found)
+		*key = n->key;
+	g_mutex_unlock(&t->lock);
+	return found;
+}
+
 bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_record_info *out)
 {
 	g_mutex_lock(&t->lock);
@@ -914,8 +936,10 @@ uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn 
 	size_t skip = total > max ? total - max : 0;
 	for (GList *l = t->record_order.head; l; l = l->next) {
 		const struct node_record *rec = l->data;
-		struct node_record_info info = {.nodeid = rec->nodeid, .parent = rec->parent,
-						.key = rec->key, .type = rec->type,
+		struct node_record_info info = {.nodeid = rec->nodeid,
+						.parent = rec->parent,
+						.key = rec->key,
+						.type = rec->type,
 						.generation = rec->generation,
 						.name = (char *)rec->name};
 		if (skip > 0)
