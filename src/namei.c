@@ -281,12 +281,15 @@ static int fix_origin(struct scan *sc, int lower, int layer)
 static bool known_node(struct scan *sc, int layer, const char *name, const struct stat *st)
 {
 	struct node_key key;
+	bool indexed;
 	bool upper = sc->fs->layers[layer].upper;
 	if (!name || (!upper && st->st_nlink > 1) ||
-	    !node_table_known(sc->fs->nodes, st->st_dev, st->st_ino, st->st_mode, upper, &key))
+	    !node_table_known(sc->fs->nodes, st->st_dev, st->st_ino, st->st_mode, upper, &key,
+			      &indexed))
 		return false;
 	scan_add(sc, layer, st, -1, NULL);
 	sc->key = key;
+	sc->indexed = upper && indexed; /* what index_upper_keeps_nlink() found for it */
 	return true;
 }
 

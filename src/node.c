@@ -690,7 +690,7 @@ bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t typ
 }
 
 bool node_table_known(struct node_table *t, dev_t dev, ino_t ino, mode_t type, bool upper,
-		      struct node_key *key)
+		      struct node_key *key, bool *indexed)
 {
 	struct node_key k = {.dev = dev, .ino = ino};
 	g_mutex_lock(&t->lock);
@@ -702,8 +702,10 @@ bool node_table_known(struct node_table *t, dev_t dev, ino_t ino, mode_t type, b
 			n = NULL;
 	}
 	bool found = n && n->type == (type & S_IFMT);
-	if (found)
+	if (found) {
 		*key = n->key;
+		*indexed = __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE);
+	}
 	g_mutex_unlock(&t->lock);
 	return found;
 }
