@@ -5,8 +5,8 @@
  * The layers of the parent are scanned top-down, touching only the name asked for (never the whole
  * directory): a whiteout (0/0 char device, or ".wh.NAME" beside where NAME would be) hides the name
  * in the layers below; a non-directory ends the scan; a directory continues it through the layers
- * below where the name is a directory too, until an opaque one. So file-over-dir shows the file,
- * and dir-over-file shows only the upper directory.
+ * below where the name is a directory too, until an opaque one. So file-over-dir shows the file, and
+ * dir-over-file shows only the upper directory.
  */
 #ifndef PLYFS_NAMEI_H
 #define PLYFS_NAMEI_H

@@ -280,13 +280,12 @@ bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t typ
  * same as one a full lookup makes. */
 bool node_table_known(struct node_table *t, dev_t dev, ino_t ino, mode_t type, bool upper,
 		      struct node_key *key, bool *indexed);
-/* Moves n under new_parent as new_name (rename): the pin moves from the old parent to the new one.
- */
+/* Moves n under new_parent as new_name (rename): the pin moves from the old parent to the new one. */
 void node_table_move(struct node_table *t, struct node *n, struct node *new_parent,
 		     const char *new_name);
 
-/* Returns the parent with a reference (NULL for the root) and, if name_out, a g_malloc'd copy of
- * the name, both read consistently under the table lock. */
+/* Returns the parent with a reference (NULL for the root) and, if name_out, a g_malloc'd copy of the
+ * name, both read consistently under the table lock. */
 struct node *node_parent_name(struct node_table *t, struct node *n, char **name_out);
 /* Builds the path of n relative to the root ("" for the root, "a/b/c" otherwise) under the table
  * lock, stopping early at the first ancestor `stop(anc, data)` accepts: then *stop_at gets that
@@ -298,10 +297,10 @@ char *node_path(struct node_table *t, struct node *n, bool (*stop)(struct node *
 enum node_state node_state(struct node_table *t, struct node *n);
 
 struct node_table_stats {
-	uint64_t live;	     /* nlookup > 0 */
-	uint64_t pinned;     /* nlookup == 0, refcount > 0 */
-	uint64_t total;	     /* nodes in the nodeid map */
-	uint64_t records;    /* records of forgotten nodes */
+	uint64_t live;	  /* nlookup > 0 */
+	uint64_t pinned;  /* nlookup == 0, refcount > 0 */
+	uint64_t total;	  /* nodes in the nodeid map */
+	uint64_t records; /* records of forgotten nodes */
 	uint64_t record_max; /* their bound */
 };
 

@@ -247,12 +247,9 @@ static void record_insert_locked(struct node_table *t, const struct node_record_
 /* What a record of n would say (name borrowed from n). */
 static struct node_record_info info_of(const struct node *n)
 {
-	return (struct node_record_info){.nodeid = n->nodeid,
-					 .parent = n->parent->nodeid,
-					 .key = n->key,
-					 .type = n->type,
-					 .generation = (uint32_t)n->generation,
-					 .name = n->name};
+	return (struct node_record_info){.nodeid = n->nodeid, .parent = n->parent->nodeid,
+					 .key = n->key, .type = n->type,
+					 .generation = (uint32_t)n->generation, .name = n->name};
 }
 
 /* Keeps what is needed to find a forgotten node again: its parent's nodeid, its name and its
@@ -938,10 +935,8 @@ uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn 
 	size_t skip = total > max ? total - max : 0;
 	for (GList *l = t->record_order.head; l; l = l->next) {
 		const struct node_record *rec = l->data;
-		struct node_record_info info = {.nodeid = rec->nodeid,
-						.parent = rec->parent,
-						.key = rec->key,
-						.type = rec->type,
+		struct node_record_info info = {.nodeid = rec->nodeid, .parent = rec->parent,
+						.key = rec->key, .type = rec->type,
 						.generation = rec->generation,
 						.name = (char *)rec->name};
 		if (skip > 0)
