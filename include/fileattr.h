@@ -52,6 +52,10 @@ enum fileattr_use {
 
 /* -EPERM when n's +i/+a flags forbid `use` (the kernel's answer), else 0. */
 int fileattr_check(struct plyfs *fs, struct node *n, enum fileattr_use use);
+/* n is an entry this request has just made in the upper layer: a new inode has neither flag (no
+ * filesystem lets a new inode inherit +i/+a, and it has no protattr), so they are known without
+ * reading them. Nothing changes if they were read already. */
+void fileattr_note_new(struct node *n);
 
 /* During the copy-up of a regular file or directory: reads the flags of the lower entry (`src`,
  * an fd open for reading, or -1: (sdir, sname) is opened) and gives the upper entry being built

@@ -25,6 +25,12 @@
 int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
 		 struct stat *st);
 
+/* namei_lookup() of a non-directory this request has just made in the upper layer of `parent`
+ * (under parent->lock, so the name is still its): a new inode has no metacopy and no origin, so
+ * neither is read. A directory is looked up as by namei_lookup() (lower parts may merge). */
+int namei_lookup_made(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
+		      struct stat *st);
+
 /* The scan alone: a fresh, unhashed candidate node (node_table_insert_lookup() makes it real, or
  * node_discard() drops it) and the raw stat of its top entry. Same errors as namei_lookup. */
 int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct node **fresh,

@@ -282,6 +282,14 @@ void node_table_set_upper(struct node_table *t, struct node *n, dev_t dev, ino_t
  * true and *key, or false. */
 bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t type,
 			  struct node_key *key);
+/* The key of the hashed node of type `type` whose entry is inode (dev, ino) of a layer: by its own
+ * identity, or for an `upper` inode also by its upper inode (above; an upper-only file only once
+ * its key check is known). True, *key and *indexed (the node's), or false. A hashed node's inode
+ * is never freed while it stays hashed (the removal of its last name unhashes it), so the inode
+ * is that node's file; a node made anew from these (the one found was freed meanwhile) is the
+ * same as one a full lookup makes. */
+bool node_table_known(struct node_table *t, dev_t dev, ino_t ino, mode_t type, bool upper,
+		      struct node_key *key, bool *indexed);
 /* Moves n under new_parent as new_name (rename): the pin moves from the old parent to the new one.
  */
 void node_table_move(struct node_table *t, struct node *n, struct node *new_parent,

@@ -230,8 +230,11 @@ int create_entry(struct plyfs *fs, struct node *parent, const char *name,
 	if (r == 0)
 		r = create_in_upper(fs, updir.fd, name, req, node_stack(parent)->n > 1, &fd);
 	if (r == 0)
-		r = namei_lookup(fs, parent, name, out, st);
+		r = S_ISDIR(req->mode) ? namei_lookup(fs, parent, name, out, st)
+				       : namei_lookup_made(fs, parent, name, out, st);
 	g_mutex_unlock(&parent->lock);
+	if (r == 0)
+		fileattr_note_new(*out);
 	if (r == 0 && fd_out)
 		*fd_out = steal_fd(&fd);
 	return r;

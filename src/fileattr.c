@@ -100,6 +100,13 @@ static unsigned node_prot(struct plyfs *fs, struct node *n)
 	return p;
 }
 
+void fileattr_note_new(struct node *n)
+{
+	unsigned unknown = 0;
+	__atomic_compare_exchange_n(&n->prot, &unknown, FILEATTR_KNOWN, false, __ATOMIC_ACQ_REL,
+				    __ATOMIC_ACQUIRE);
+}
+
 int fileattr_check(struct plyfs *fs, struct node *n, enum fileattr_use use)
 {
 	unsigned deny = PROT_FLAGS; /* most uses: either flag forbids them */

@@ -78,11 +78,14 @@ static bool wants_noatime(int flags)
 	return !(flags & (O_PATH | O_CREAT));
 }
 
-static int set_noatime(int fd)
+/* F_SETFL sets all of the status flags it can change: those of the open (known, so no
+ * F_GETFL) plus O_NOATIME. */
+static int set_noatime(int fd, int flags)
 {
-	int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
-	if (fl >= 0 && !(fl & O_NOATIME))
-		fcntl(fd, F_SETFL, fl | O_NOATIME); /* best effort, as for any open */
+	if (fd >= 0)
+		fcntl(fd, F_SETFL,
+		      (flags & (O_APPEND | O_NONBLOCK | O_DIRECT)) |
+			      O_NOATIME); /* best effort, as for any open */
 	return fd;
 }
 
@@ -97,7 +100,7 @@ int layer_openat(int dirfd, const char *name, int flags, mode_t mode)
 	if (r == -EPERM)
 		r = (int)traced(openat(dirfd, name, flags & ~O_NOATIME, mode), "openat", dirfd,
 				name);
-	return flags & O_CREAT ? set_noatime(r) : r;
+	return flags & O_CREAT ? set_noatime(r, flags) : r;
 }
 
 static int openat2_beneath(int dirfd, const char *path, int flags)

@@ -43,6 +43,8 @@ struct scan {
 	char *index_hex; /* its index entry, for a lower name */
 	int lower_nlink;
 	bool split; /* one name of a hard link no index keeps together (index.h) */
+	/* The entry was just made in the upper layer by this request (namei_lookup_made()). */
+	bool made;
 };
 
 static void scan_add(struct scan *sc, int layer, const struct stat *st, int fd, char *path)
@@ -270,6 +272,27 @@ static int fix_origin(struct scan *sc, int lower, int layer)
 	return r < 0 ? r : origin_set_impure(fs, pdir.fd);
 }
 
+/* A non-directory this mount already has a node for (node.h, IDENTITY): what the scan would read
+ * from it (metacopy, origin, the handle check) was read when that node was made, and plyfs
+ * writes none of them on an existing inode; so its identity is the node's, and those syscalls
+ * (up to four, and the origin's verification against the lower layers) are saved on every later
+ * lookup of it: an UNLINK's, a RENAME's, a LINK's. A lower file with several names is left to
+ * the index rules (find_in_index()). */
+static bool known_node(struct scan *sc, int layer, const char *name, const struct stat *st)
+{
+	struct node_key key;
+	bool indexed;
+	bool upper = sc->fs->layers[layer].upper;
+	if (!name || (!upper && st->st_nlink > 1) ||
+	    !node_table_known(sc->fs->nodes, st->st_dev, st->st_ino, st->st_mode, upper, &key,
+			      &indexed))
+		return false;
+	scan_add(sc, layer, st, -1, NULL);
+	sc->key = key;
+	sc->indexed = upper && indexed; /* what index_upper_keeps_nlink() found for it */
+	return true;
+}
+
 enum scan_step { SCAN_NEXT, SCAN_STOP };
 
 /* Examines one layer of the parent. Returns SCAN_NEXT / SCAN_STOP, or -errno. */
@@ -307,6 +330,14 @@ static int scan_layer(struct scan *sc, unsigned slot)
 		return SCAN_STOP;
 	if (sc->stack->len > 0 && !S_ISDIR(st.st_mode))
 		return SCAN_STOP; /* a lower non-directory under a directory: not merged */
+	if (!S_ISDIR(st.st_mode) && known_node(sc, layer, name, &st))
+		return SCAN_STOP;
+	if (!S_ISDIR(st.st_mode) && sc->made && sc->fs->layers[layer].upper && name) {
+		/* A new inode: no metacopy, no origin to read (namei_lookup_made()). */
+		scan_add(sc, layer, &st, -1, NULL);
+		sc->key.check = layer_handle_check(dir.fd, name);
+		return SCAN_STOP;
+	}
 	if (!S_ISDIR(st.st_mode)) {
 		if (S_ISREG(st.st_mode) && (r = check_metacopy(sc, dir.fd, layer, name, path)) < 0)
 			return r;
@@ -402,8 +433,8 @@ static struct node *node_from_scan(struct scan *sc)
 	return n;
 }
 
-int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct node **fresh,
-	       struct stat *st)
+static int scan(struct plyfs *fs, struct node *parent, const char *name, bool made,
+		struct node **fresh, struct stat *st)
 {
 	int r = check_name(name);
 	if (r < 0)
@@ -417,6 +448,7 @@ int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct n
 		.ps = node_stack(parent),
 		.name = name,
 		.stack = g_array_new(FALSE, FALSE, sizeof(struct node_layer)),
+		.made = made,
 	};
 	const struct node_stack *root = node_stack(node_table_root(fs->nodes));
 	for (unsigned slot = 0; slot < sc.ps->n; slot++) {
@@ -445,11 +477,17 @@ int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct n
 	return r;
 }
 
-int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
-		 struct stat *st)
+int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct node **fresh,
+	       struct stat *st)
+{
+	return scan(fs, parent, name, false, fresh, st);
+}
+
+static int lookup(struct plyfs *fs, struct node *parent, const char *name, bool made,
+		  struct node **out, struct stat *st)
 {
 	struct node *fresh;
-	int r = namei_scan(fs, parent, name, &fresh, st);
+	int r = scan(fs, parent, name, made, &fresh, st);
 	if (r < 0)
 		return r;
 	/* `st` is the top entry's, in the layer on top of the stack the scan built. */
@@ -476,6 +514,18 @@ int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct
 	}
 	inode_fill_attr(fs, *out, st, idmapped);
 	return 0;
+}
+
+int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
+		 struct stat *st)
+{
+	return lookup(fs, parent, name, false, out, st);
+}
+
+int namei_lookup_made(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
+		      struct stat *st)
+{
+	return lookup(fs, parent, name, true, out, st);
 }
 
 int namei_lookup_dot(struct plyfs *fs, struct node *dir, const char *name, struct node **out,

@@ -778,6 +778,27 @@ bool node_table_upper_key(struct node_table *t, dev_t dev, ino_t ino, mode_t typ
 	return found;
 }
 
+bool node_table_known(struct node_table *t, dev_t dev, ino_t ino, mode_t type, bool upper,
+		      struct node_key *key, bool *indexed)
+{
+	struct node_key k = {.dev = dev, .ino = ino};
+	read_lock_table(t); /* lookups only */
+	struct node *n = upper ? g_hash_table_lookup(t->by_upper, &k) : NULL;
+	/* An upper inode as its own identity: only once its check is known (nothing to learn). */
+	if (!n) {
+		n = g_hash_table_lookup(t->by_key, &k);
+		if (n && upper && n->key.check == 0)
+			n = NULL;
+	}
+	bool found = n && n->type == (type & S_IFMT);
+	if (found) {
+		*key = n->key;
+		*indexed = __atomic_load_n(&n->indexed, __ATOMIC_ACQUIRE);
+	}
+	read_unlock_table(t);
+	return found;
+}
+
 bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_record_info *out)
 {
 	lock_table(t);

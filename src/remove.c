@@ -125,11 +125,12 @@ int remove_check_empty(struct plyfs *fs, struct node *n)
 static int remove_locked(struct plyfs *fs, struct node *parent, int updir, const char *name,
 			 struct node *c, struct lfd *cloc)
 {
+	/* An entry only in lower layers is positive below by definition: no scan for it. */
+	if (!inode_has_upper(fs, c))
+		return upper_make_whiteout(fs, updir, name);
 	int below = upper_lower_positive(fs, parent, name);
 	if (below < 0)
 		return below;
-	if (!inode_has_upper(fs, c))
-		return upper_make_whiteout(fs, updir, name);
 	if (index_covers(fs, c)) {
 		/* Kernel overlayfs covers a lower name of an indexed file up first, so that the
 		 * merged link count is kept on the upper inode while the name goes. */

@@ -31,6 +31,7 @@ import mounts  # noqa: E402
 import origin  # noqa: E402
 import scenario  # noqa: E402
 import status  # noqa: E402
+import metaops  # noqa: E402
 import userns  # noqa: E402
 import workdir_lock  # noqa: E402
 from mounts import Failure  # noqa: E402
@@ -140,6 +141,7 @@ def main(argv):
 	tests += memory.tests()
 	tests += workdir_lock.tests()
 	tests += status.tests()
+	tests += metaops.tests()
 	tests += hostile.tests()
 	tests += userns.tests()
 	tests += idmapping.tests()
