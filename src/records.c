@@ -30,8 +30,8 @@ G_STATIC_ASSERT(sizeof(struct entry) == RECORDS_ENTRY_SIZE);
 #define MIN_NAMES   4096
 #define EMPTY	    0u /* an index slot holds entry index + 1 */
 
-/* Inserts between two records_release() of a file-backed store: the pages they dirty (~300 KB
- * with short names) stay in the process at most that long. */
+/* Changes between two records_release() of a file-backed store (besides rebuilds and walks):
+ * what their probes and writes mapped in leaves the process at least that often. */
 #define RELEASE_EVERY 4096
 
 struct records {
@@ -360,6 +360,15 @@ static long dev_index(struct records *r, dev_t dev)
 	return (long)r->n_devs++;
 }
 
+/* Every RELEASE_EVERY changes (an insert, or a removal: the probes of both map pages in). */
+static void release_every(struct records *r)
+{
+	if (r->fd >= 0 && ++r->since_release >= RELEASE_EVERY) {
+		r->since_release = 0;
+		records_release(r);
+	}
+}
+
 int records_insert(struct records *r, const struct node_record_info *info)
 {
 	size_t len = strlen(info->name);
@@ -395,10 +404,7 @@ int records_insert(struct records *r, const struct node_record_info *info)
 	index_add(r, r->by_key, r->n);
 	r->n++;
 	r->live++;
-	if (r->fd >= 0 && ++r->since_release >= RELEASE_EVERY) {
-		r->since_release = 0;
-		records_release(r);
-	}
+	release_every(r);
 	return 0;
 }
 
@@ -435,6 +441,7 @@ static void remove_slot(struct records *r, long s)
 	r->names_live -= name_len(x);
 	x->nodeid = 0;
 	r->live--;
+	release_every(r);
 	while (r->first < r->n && r->e[r->first].nodeid == 0)
 		r->first++;
 	/* Memory follows the records: at most a quarter full, it is given back (a failed
