@@ -73,7 +73,9 @@
  * outside malloc's heap (records.h): 40 bytes plus the name and its NUL, plus two 4-byte index
  * slots at most 3/4 full, with a quarter of room to grow: ~72 bytes a record with names of 11
  * bytes (memory.py: 500,000 records in 39 MB of store; the earlier GHashTable store took ~175
- * each). At the default bound (2^20) records take at most ~80 MB with short names. Every node
+ * each). At the default bound (2^20) records take at most ~80 MB with short names; with a work
+ * dir, entries and names are in an unnamed file there, out of the RSS (node_table_records_on_file,
+ * records.h, README "Handles"). Every node
  * carries the generation of the mount that handed its nodeid out (node_table_set_ generation()); a
  * record keeps it, so a node found again answers with its first generation. export_store.h writes
  * the records and the hashed nodes to the workdir while mounted (when node_table_changes() moved)
@@ -317,6 +319,7 @@ struct node_table_stats {
 	uint64_t record_name_bytes; /* of it, their names (without NULs) */
 	uint64_t locks;		    /* exclusive acquisitions of the table lock so far */
 	uint64_t read_locks;	    /* shared ones */
+	bool records_file;	    /* entries and names in a file (records.h), not anonymous */
 };
 
 #define NODE_RECORD_MAX_DEFAULT (1u << 20)
@@ -361,6 +364,8 @@ uint64_t node_table_next_id(struct node_table *t);
 int node_table_reserve_ids(struct node_table *t, uint64_t next_id);
 void node_table_drop_record(struct node_table *t, uint64_t nodeid);
 void node_table_set_record_max(struct node_table *t, size_t max);
+/* Moves the records' entries and names into file `fd` (records_new_on(), which owns it). */
+void node_table_records_on_file(struct node_table *t, int fd);
 void node_table_stats(struct node_table *t, struct node_table_stats *out);
 
 /* Whether a refcount underflow (or another accounting bug of the daemon's own) aborts after it is

@@ -11,7 +11,15 @@
  *   - names, with their NUL, in one character arena;
  *   - two open-addressing indexes (by nodeid, by (dev, ino)) of 4-byte slots, at most 3/4 full.
  * All four are mmap'd directly (page granular, not malloc), so removed records give their memory
- * back to the system. A store that is full is rebuilt (the records copied in order, holes left
+ * back to the system. The entries and names (the bulk: ~60 of ~72 bytes a record) may live in a
+ * file instead of anonymous memory (records_new_on(): the daemon gives an unnamed O_TMPFILE in
+ * the work dir, README "Handles"): one MAP_SHARED mapping, its blocks reserved with fallocate,
+ * whose pages records_release() drops from the process (after a rebuild, every RELEASE_EVERY
+ * inserts, after a walk of all records). The cost: they stay in the page cache of that file (the
+ * machine's memory, not the daemon's RSS), a later touch (a probe that lands on the entry, a
+ * lookup of a forgotten node) is a minor fault, or a read from disk once the kernel wrote them
+ * back and reclaimed them; the file takes disk space on the upper filesystem, sparse where old
+ * areas were; a full disk means records not kept, as -ENOMEM. A store that is full is rebuilt (the records copied in order, holes left
  * by removals closed) with room for a quarter more; one that removals left less than a quarter
  * full is rebuilt to fit. So, as long as no record was removed since the last rebuild (a walk
  * and a cache drop: records only added), the store of n records with names of N bytes takes at
@@ -41,8 +49,16 @@
 #define RECORDS_DEV_MAX	   65535
 struct records;
 
+/* A store in anonymous memory. */
 struct records *records_new(void);
+/* A store whose entries and names live in file `fd` (an empty unnamed file, read-write), which
+ * it owns from now on (closed by records_free); fd < 0: as records_new(). */
+struct records *records_new_on(int fd);
 void records_free(struct records *r);
+/* Drops the file-backed pages of entries and names from the process (they stay in the file);
+ * nothing for an anonymous store. Contents are unchanged, so it may run under a shared lock. */
+void records_release(const struct records *r);
+bool records_file_backed(const struct records *r);
 
 /* Adds a record, newest. -EEXIST when its nodeid or its (dev, ino) has one, -ENAMETOOLONG for a
  * longer name, -EOVERFLOW past RECORDS_DEV_MAX devices or 2^32 - 2 entries, -ENOMEM. */

@@ -15,6 +15,8 @@
  *	nodes N           all nodes in the table
  *	records N         records of forgotten nodes (node.h, FORGOTTEN NODES)
  *	records_max N     their bound (forgotten_records=N)
+ *	records_backing file|memory   where their entries and names live (records.h): an unnamed
+ *	                  file in the work dir, or anonymous memory (no work dir, no O_TMPFILE)
  *	next_nodeid N     the next nodeid to hand out
  *	ops.OP N          requests served, per FUSE operation (request.h names them), every OP listed
  *	copy_ups.done N, copy_ups.failed N   nodes copied up, and copy-ups that failed

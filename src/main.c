@@ -19,6 +19,7 @@
 #include "index.h"
 #include "origin.h"
 #include "inode.h"
+#include "layer.h"
 #include "log.h"
 #include "mount_flags.h"
 #include "ops.h"
@@ -121,6 +122,20 @@ static void choose_xattr_format(struct plyfs *fs)
 	}
 }
 
+/*
+ * The records of forgotten nodes keep their bulk in an unnamed file of W/work (records.h): the
+ * page cache holds them, not the daemon's RSS. Its name never exists, so nothing is left after
+ * an unmount or a crash. Without a work dir, or where O_TMPFILE is refused, anonymous memory.
+ */
+static void records_to_workdir(struct plyfs *fs)
+{
+	if (fs->work_dirfd < 0)
+		return;
+	int fd = layer_open_tmpfile(fs->work_dirfd, 0600);
+	if (fd >= 0)
+		node_table_records_on_file(fs->nodes, fd);
+}
+
 static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 {
 	fs->params = p;
@@ -161,6 +176,7 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 	index_init(fs);
 	origin_mount_init(fs);
 	fs->nodes = node_table_new(inode_destroy);
+	records_to_workdir(fs);
 	node_table_set_record_max(fs->nodes, (size_t)p->forgotten_records);
 	export_store_load(fs);
 	struct node *root = node_table_root(fs->nodes);

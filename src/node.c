@@ -809,10 +809,26 @@ bool node_table_find_record(struct node_table *t, uint64_t nodeid, struct node_r
 	return found;
 }
 
+static void copy_record(const struct node_record_info *info, void *data)
+{
+	records_insert(data, info);
+}
+
 void node_table_drop_record(struct node_table *t, uint64_t nodeid)
 {
 	lock_table(t);
 	record_drop_locked(t, nodeid);
+	unlock_table(t);
+}
+
+void node_table_records_on_file(struct node_table *t, int fd)
+{
+	lock_table(t);
+	struct records *r = records_new_on(fd);
+	/* Copied so that records carried over stay (none yet when called at mount). */
+	records_foreach(t->records, copy_record, r);
+	records_free(t->records);
+	t->records = r;
 	unlock_table(t);
 }
 
@@ -953,6 +969,7 @@ void node_table_stats(struct node_table *t, struct node_table_stats *out)
 	out->records = records_count(t->records);
 	out->record_bytes = records_bytes(t->records);
 	out->record_name_bytes = records_name_bytes(t->records);
+	out->records_file = records_file_backed(t->records);
 	out->locks = __atomic_load_n(&t->locks, __ATOMIC_RELAXED);
 	out->read_locks = __atomic_load_n(&t->read_locks, __ATOMIC_RELAXED);
 	out->record_max = t->record_max;
@@ -1052,6 +1069,7 @@ uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn 
 			fn(&info, data);
 	}
 	uint64_t changes = t->changes;
+	records_release(t->records); /* the walk touched every record: out of the RSS again */
 	unlock_table(t);
 	return changes;
 }

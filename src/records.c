@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* records.c - the compact store of records of forgotten nodes (see records.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 
 #include <glib.h>
 
+#include "layer.h"
 #include "records.h"
 
 /* One record; nodeid 0 marks a hole left by a removal (nodeids start at 2). */
@@ -28,7 +30,16 @@ G_STATIC_ASSERT(sizeof(struct entry) == RECORDS_ENTRY_SIZE);
 #define MIN_NAMES   4096
 #define EMPTY	    0u /* an index slot holds entry index + 1 */
 
+/* Changes between two records_release() of a file-backed store (besides rebuilds and walks):
+ * what their probes and writes mapped in leaves the process at least that often. */
+#define RELEASE_EVERY 4096
+
 struct records {
+	int fd;		 /* the backing file, or -1: anonymous memory */
+	void *area;	 /* one mapping: the entries, then the names */
+	size_t area_len; /* bytes mapped, a page multiple */
+	off_t area_off;	 /* where in the file */
+	size_t since_release;
 	struct entry *e; /* [first, n) in insertion order, with holes */
 	size_t n, cap, first, live;
 	char *names;
@@ -59,6 +70,49 @@ static void unmap(void *p, size_t bytes)
 {
 	if (p)
 		munmap(p, page_round(bytes));
+}
+
+/*
+ * Maps `bytes` for the entries and names of a rebuild while the old area is still mapped. In
+ * the file, the new area goes at offset 0 when it fits before the old one, else right after
+ * it: a store that keeps its size alternates between two places, one that grows moves up
+ * (the file is sparse: what lies before is punched or truncated away by area_retire()).
+ */
+static void *area_new(const struct records *r, size_t bytes, off_t *off)
+{
+	*off = 0;
+	if (r->fd < 0)
+		return map(bytes);
+	if (r->area && (off_t)bytes > r->area_off)
+		*off = r->area_off + (off_t)r->area_len;
+	/* Blocks reserved now: a store never writes into a hole, which on a full disk would be a
+	 * SIGBUS instead of a record not kept (-ENOMEM). */
+	int err = layer_fallocate(r->fd, 0, *off, (off_t)bytes);
+	struct stat st;
+	if (err == -EOPNOTSUPP) /* only ever grows: the old area may lie after the new one */
+		err = fstat(r->fd, &st) < 0 ? -errno
+		      : st.st_size >= *off + (off_t)bytes
+			      ? 0
+			      : layer_ftruncate(r->fd, *off + (off_t)bytes);
+	if (err < 0)
+		return NULL;
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, *off);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Gives the old area back once the new one (at new_off, new_len) holds the records. */
+static void area_retire(const struct records *r, off_t new_off, size_t new_len)
+{
+	if (!r->area)
+		return;
+	munmap(r->area, r->area_len);
+	if (r->fd < 0)
+		return;
+	if (new_off == 0)
+		layer_ftruncate(r->fd, (off_t)new_len); /* the old area lay after: gone */
+	else /* a filesystem without holes keeps the old bytes: disk space, never RSS */
+		layer_fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->area_off,
+				(off_t)r->area_len);
 }
 
 static uint64_t mix(uint64_t h)
@@ -184,17 +238,21 @@ static int rebuild(struct records *r, size_t cap, size_t names_cap, size_t slots
 	cap = page_round(cap * sizeof(struct entry)) / sizeof(struct entry);
 	names_cap = page_round(names_cap);
 	slots = page_round(slots * sizeof(uint32_t)) / sizeof(uint32_t);
-	struct entry *e = map(cap * sizeof(*e));
-	char *names = map(names_cap);
+	size_t e_len = page_round(cap * sizeof(struct entry));
+	size_t area_len = e_len + names_cap; /* page multiples: names_cap too */
+	off_t area_off;
+	void *area = area_new(r, area_len, &area_off);
 	uint32_t *by_id = map(slots * sizeof(uint32_t));
 	uint32_t *by_key = map(slots * sizeof(uint32_t));
-	if (!e || !names || !by_id || !by_key) {
-		unmap(e, cap * sizeof(*e));
-		unmap(names, names_cap);
+	if (!area || !by_id || !by_key) {
+		if (area)
+			munmap(area, area_len);
 		unmap(by_id, slots * sizeof(uint32_t));
 		unmap(by_key, slots * sizeof(uint32_t));
 		return -ENOMEM;
 	}
+	struct entry *e = area;
+	char *names = (char *)area + e_len;
 	size_t n = 0, len = 0;
 	for (size_t i = r->first; i < r->n; i++) {
 		if (r->e[i].nodeid == 0)
@@ -205,11 +263,14 @@ static int rebuild(struct records *r, size_t cap, size_t names_cap, size_t slots
 		e[n++].name_off = (uint32_t)len;
 		len += l;
 	}
-	unmap(r->e, r->cap * sizeof(*r->e));
-	unmap(r->names, r->names_cap);
+	area_retire(r, area_off, area_len);
 	unmap(r->by_id, r->slot_cap * sizeof(uint32_t));
 	unmap(r->by_key, r->slot_cap * sizeof(uint32_t));
-	*r = (struct records){.e = e,
+	*r = (struct records){.fd = r->fd,
+			      .area = area,
+			      .area_len = area_len,
+			      .area_off = area_off,
+			      .e = e,
 			      .n = n,
 			      .cap = cap,
 			      .live = n,
@@ -227,6 +288,7 @@ static int rebuild(struct records *r, size_t cap, size_t names_cap, size_t slots
 		index_add(r, r->by_id, i);
 		index_add(r, r->by_key, i);
 	}
+	records_release(r); /* the copy just touched every page */
 	return 0;
 }
 
@@ -247,19 +309,40 @@ static int resize(struct records *r, size_t extra_name)
 
 struct records *records_new(void)
 {
-	return g_new0(struct records, 1);
+	return records_new_on(-1);
+}
+
+struct records *records_new_on(int fd)
+{
+	struct records *r = g_new0(struct records, 1);
+	r->fd = fd;
+	return r;
 }
 
 void records_free(struct records *r)
 {
 	if (!r)
 		return;
-	unmap(r->e, r->cap * sizeof(*r->e));
-	unmap(r->names, r->names_cap);
+	if (r->area)
+		munmap(r->area, r->area_len);
 	unmap(r->by_id, r->slot_cap * sizeof(uint32_t));
 	unmap(r->by_key, r->slot_cap * sizeof(uint32_t));
+	if (r->fd >= 0)
+		close(r->fd);
 	g_free(r->devs);
 	g_free(r);
+}
+
+void records_release(const struct records *r)
+{
+	/* MADV_DONTNEED on a shared file mapping only unmaps: the data stays in the file. */
+	if (r->fd >= 0 && r->area)
+		madvise(r->area, r->area_len, MADV_DONTNEED);
+}
+
+bool records_file_backed(const struct records *r)
+{
+	return r->fd >= 0;
 }
 
 static long dev_index(struct records *r, dev_t dev)
@@ -275,6 +358,15 @@ static long dev_index(struct records *r, dev_t dev)
 	}
 	r->devs[r->n_devs] = dev;
 	return (long)r->n_devs++;
+}
+
+/* Every RELEASE_EVERY changes (an insert, or a removal: the probes of both map pages in). */
+static void release_every(struct records *r)
+{
+	if (r->fd >= 0 && ++r->since_release >= RELEASE_EVERY) {
+		r->since_release = 0;
+		records_release(r);
+	}
 }
 
 int records_insert(struct records *r, const struct node_record_info *info)
@@ -312,6 +404,7 @@ int records_insert(struct records *r, const struct node_record_info *info)
 	index_add(r, r->by_key, r->n);
 	r->n++;
 	r->live++;
+	release_every(r);
 	return 0;
 }
 
@@ -348,6 +441,7 @@ static void remove_slot(struct records *r, long s)
 	r->names_live -= name_len(x);
 	x->nodeid = 0;
 	r->live--;
+	release_every(r);
 	while (r->first < r->n && r->e[r->first].nodeid == 0)
 		r->first++;
 	/* Memory follows the records: at most a quarter full, it is given back (a failed

@@ -31,6 +31,7 @@ static void put_nodes(GString *out, struct plyfs *fs)
 		(uint64_t)st.record_max, (uint64_t)st.record_bytes, (uint64_t)st.record_name_bytes,
 		(uint64_t)st.locks, (uint64_t)st.read_locks,
 		(uint64_t)node_table_next_id(fs->nodes));
+	put_str(out, "records_backing", st.records_file ? "file" : "memory");
 	export_store_stats(fs, &es);
 	if (es.kept)
 		g_string_append_printf(out,

@@ -678,7 +678,15 @@ def remount_replaced_offline(ctx):
 		unmount_clean(h)
 		old_ino = os.lstat(ctx.path("ext4/u/gone")).st_ino
 		os.unlink(ctx.path("ext4/u/gone"))
-		lifecycle.write(ctx.path("ext4/u/gone"), "a new file\n")
+		# ext4 hands out the lowest free number: one freed at the unmount below old_ino (the
+		# daemon's unnamed records file in the workdir, README "Handles") comes first; a filler
+		# outside the layers takes it.
+		os.makedirs(ctx.path("ext4/fill"), exist_ok=True)
+		for i in range(8):
+			lifecycle.write(ctx.path("ext4/u/gone"), "a new file\n")
+			if os.lstat(ctx.path("ext4/u/gone")).st_ino >= old_ino:
+				break
+			os.rename(ctx.path("ext4/u/gone"), ctx.path("ext4/fill/%d" % i))
 		check_reused(errs, old_ino, os.lstat(ctx.path("ext4/u/gone")).st_ino)
 		daemons.append(mount_on_ext4(ctx))
 		errs += stale_and_control(ctx, gone, "replaced in the upper layer while unmounted",

@@ -10,6 +10,8 @@ again leaves exactly as many records and no more nodes than the first walk (memo
 files, not the walks), the records stay within records_max, and after the drop only a handful of
 nodes stay live. The RSS after each walk is reported, not asserted: it moves with the machine's
 load (a 10% limit failed on a loaded machine), so RSS goals live in the benchmark (bench/).
+walk_500k also checks that the records' entries and names are file-backed (records.h: an
+unnamed file of w/work, open in the daemon, mapped shared) and notes how much of it is resident.
 records_bound: a smaller tree under forgotten_records=N: never more than N records.
 Both check the memory the records take (records_bytes in the status query) against the bound
 records.h computes from the store's structure for that many records and names.
@@ -84,6 +86,54 @@ def rss_kib(pid):
 			if line.startswith("VmRSS:"):
 				return int(line.split()[1])
 	raise Failure("no VmRSS for pid %d" % pid)
+
+
+def status_text(mnt, key):
+	"""One line of the status query as text (status.h), or None."""
+	for line in os.getxattr(mnt, STATUS_XATTR).decode().splitlines():
+		k, _, v = line.partition(" ")
+		if k == key:
+			return v
+	return None
+
+
+def records_file(ctx, pid):
+	"""The records' entries and names live in an unnamed file of w/work (records.h): the status
+	says so, the daemon holds that file open with no name, and maps it shared. Returns
+	(problems, the mapping's Size and Rss in KiB as notes)."""
+	errs = []
+	if status_text(ctx.path("mnt"), "records_backing") != "file":
+		errs.append("records_backing is %r, not file: the records of forgotten nodes are in "
+			    "the daemon's anonymous memory" % status_text(ctx.path("mnt"),
+									   "records_backing"))
+		return errs, None
+	work = os.path.join(ctx.path("w"), "work") + "/"
+	fds = []
+	for fd in os.listdir("/proc/%d/fd" % pid):
+		try:
+			target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+		except OSError:
+			continue
+		if target.startswith(work):
+			fds.append(target)
+	if len(fds) != 1 or not fds[0].endswith(" (deleted)"):
+		errs.append("expected one unnamed file of %s open in the daemon, found %r" % (work, fds))
+		return errs, None
+	size = rss = None
+	with open("/proc/%d/smaps" % pid) as f:
+		inside = False
+		for line in f:
+			fields = line.split()
+			if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
+				inside = line.rstrip("\n").endswith(fds[0]) and fields[1][3] == "s"
+			elif inside and fields[0] in ("Size:", "Rss:"):
+				if fields[0] == "Size:":
+					size = int(fields[1])
+				else:
+					rss = int(fields[1])
+	if size is None:
+		errs.append("no shared mapping of the records file %s" % fds[0])
+	return errs, (size, rss)
 
 
 def walk(mnt):
@@ -202,6 +252,11 @@ def walk_500k(ctx):
 					 st1["records"], st2["records"],
 					 st2["records_bytes"] / max(st2["records"], 1),
 					 st1["nodes"], st2["nodes"]))
+		file_errs, mapped = records_file(ctx, h.proc.pid)
+		errs += file_errs
+		if mapped:
+			ctx.notes.append("# the records file: %d KiB mapped, %d KiB of it in the RSS"
+					 % mapped)
 		errs += lifecycle.settle(h)
 	return errs + h.cleanup()
 

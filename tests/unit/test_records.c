@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* test_records.c - unit tests of the compact store of records of forgotten nodes (records.h):
- * insert, find, remove, order, long names, many records, and the memory bound of records.h. */
+ * insert, find, remove, order, long names, many records, and the memory bound of records.h.
+ * Every test runs twice (a loop test): _i 0 in anonymous memory, _i 1 in an unnamed file. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,22 @@ static struct node_record_info info(uint64_t nodeid, dev_t dev, ino_t ino, const
 		.name = (char *)name};
 }
 
+/* An unnamed file in $TMPDIR (or /tmp), as the daemon's in its work dir. */
+static int tmpfile_fd(void)
+{
+	const char *dir = getenv("TMPDIR");
+	int fd = open(dir && *dir ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	ck_assert_msg(fd >= 0, "O_TMPFILE: %s", strerror(errno));
+	return fd;
+}
+
+static struct records *new_store(int file)
+{
+	struct records *r = file ? records_new_on(tmpfile_fd()) : records_new();
+	ck_assert(records_file_backed(r) == (file != 0));
+	return r;
+}
+
 static void assert_same(const struct node_record_info *got, const struct node_record_info *want)
 {
 	ck_assert_uint_eq(got->nodeid, want->nodeid);
@@ -44,7 +62,7 @@ static void assert_same(const struct node_record_info *got, const struct node_re
 
 START_TEST(test_insert_find_remove)
 {
-	struct records *r = records_new();
+	struct records *r = new_store(_i);
 	struct node_record_info a = info(5, 2049, 100, "alpha"), b = info(6, 66, 100, "b");
 	struct node_record_info got;
 
@@ -77,7 +95,7 @@ END_TEST
 
 START_TEST(test_names)
 {
-	struct records *r = records_new();
+	struct records *r = new_store(_i);
 	char n255[256], n4095[RECORDS_NAME_MAX + 1], n4096[RECORDS_NAME_MAX + 2];
 	memset(n255, 'a', 255);
 	n255[255] = '\0';
@@ -131,7 +149,7 @@ static void check_order(const struct node_record_info *i, void *data)
 /* Random inserts and removals against a GHashTable model: the same contents, oldest first. */
 START_TEST(test_many_against_model)
 {
-	struct records *r = records_new();
+	struct records *r = new_store(_i);
 	GHashTable *model = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
 	char name[32];
 	uint64_t next = 2, oldest = 2;
@@ -197,7 +215,7 @@ static size_t bound(size_t n, size_t names, size_t longest, size_t devs)
 
 START_TEST(test_memory_bound)
 {
-	struct records *r = records_new();
+	struct records *r = new_store(_i);
 	char name[16];
 	size_t names = 0;
 
@@ -218,15 +236,53 @@ START_TEST(test_memory_bound)
 }
 END_TEST
 
+START_TEST(test_file_release)
+{
+	/* Released pages come back from the file with their contents (a private or anonymous
+	 * mapping would read zeros); the file holds about the store, old areas punched away. */
+	int fd = tmpfile_fd(), probe = dup(fd);
+	struct records *r = records_new_on(fd);
+	char name[16];
+	for (uint64_t i = 2; i < 100000; i++) {
+		snprintf(name, sizeof(name), "n%llu", (unsigned long long)i);
+		struct node_record_info x = info(i, 7, i + 1000, name);
+		CHECK(records_insert(r, &x) == 0);
+		if (i % 10007 == 0)
+			records_release(r);
+	}
+	records_release(r);
+	for (uint64_t i = 2; i < 100000; i++) {
+		struct node_record_info got;
+		snprintf(name, sizeof(name), "n%llu", (unsigned long long)i);
+		struct node_record_info want = info(i, 7, i + 1000, name);
+		CHECK(records_find_id(r, i, &got));
+		CHECK(got.key.ino == want.key.ino && strcmp(got.name, name) == 0);
+	}
+	struct stat st;
+	ck_assert_int_eq(fstat(probe, &st), 0);
+	ck_assert_uint_le((size_t)st.st_blocks * 512, 2 * records_bytes(r));
+	/* Emptied: the store shrinks into the start of the file, which is truncated. */
+	while (records_remove_oldest(r))
+		;
+	ck_assert_int_eq(fstat(probe, &st), 0);
+	ck_assert_uint_le((size_t)st.st_size, records_bytes(r));
+	records_free(r);
+	/* The store closed its fd: only the probe holds the file. */
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+	close(probe);
+}
+END_TEST
+
 static Suite *records_suite(void)
 {
 	Suite *s = suite_create("records");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_insert_find_remove);
-	tcase_add_test(tc, test_names);
-	tcase_add_test(tc, test_many_against_model);
-	tcase_add_test(tc, test_memory_bound);
+	tcase_add_loop_test(tc, test_insert_find_remove, 0, 2);
+	tcase_add_loop_test(tc, test_names, 0, 2);
+	tcase_add_loop_test(tc, test_many_against_model, 0, 2);
+	tcase_add_loop_test(tc, test_memory_bound, 0, 2);
+	tcase_add_test(tc, test_file_release);
 	suite_add_tcase(s, tc);
 	return s;
 }
