@@ -140,6 +140,23 @@ class Engine:
 	def podman(self, *args, **kw):
 		return self.run(["podman"] + list(args), **kw)
 
+	def remove(self, *names):
+		"""podman rm of stopped containers. Right after a stop, podman's own cleanup process may
+		still hold the container's shm mount ("userdata/shm: device or resource busy"): tried
+		again for at most 30 s, only for that error."""
+		deadline, retry = time.monotonic() + 30, []
+		while True:
+			# Again with --ignore: those a try removed are gone, not an error.
+			cp = self.podman("rm", *retry, *names, check=False)
+			if cp.returncode == 0:
+				return cp
+			busy = "resource busy" in (cp.stderr or "")
+			if not busy or time.monotonic() > deadline:
+				raise Failure("podman rm %s failed (%d): %s" % (
+					" ".join(names), cp.returncode, (cp.stderr or cp.stdout).strip()[-2000:]))
+			retry = ["--ignore"]
+			time.sleep(0.5)
+
 	def buildah(self, *args, **kw):
 		return self.run(["buildah"] + list(args), **kw)
 

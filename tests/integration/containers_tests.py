@@ -32,7 +32,7 @@ def make_images(e, rootfs):
 	if rc != 0:
 		raise Failure("fixture container exited %d:\n%s" % (rc, e.logs("fixture")))
 	e.podman("commit", "fixture", FIXTURE)
-	e.podman("rm", "fixture")
+	e.remove("fixture")
 
 
 def served_by_plyfs(e, merged):
@@ -52,7 +52,7 @@ def run_checked(e, name, image, script, opts=()):
 	e.start(name, image, script, opts)
 	rc = e.wait_exit(name)
 	out = e.logs(name)
-	e.podman("rm", name)
+	e.remove(name)
 	if rc != 0:
 		raise Failure("container %s exited %d:\n%s" % (name, rc, containers_env.tail(out)))
 	return out
@@ -70,7 +70,7 @@ def podman_commit(ctx):
 	e.stop("changes")
 	errs += sc.check_live(live, ctx.version)
 	e.podman("commit", "changes", "localhost/plyfs-ci/changed")
-	e.podman("rm", "changes")
+	e.remove("changes")
 	committed = run_checked(e, "check", "localhost/plyfs-ci/changed", sc.CHECK)
 	return errs + sc.check_same(live, committed)
 
@@ -238,7 +238,7 @@ def _check_mapped(e, name, uid_base, gid_base):
 	e.stop(name)
 	image = "localhost/plyfs-ci/" + name
 	e.podman("commit", name, image)
-	e.podman("rm", name)
+	e.remove(name)
 	out = run_checked(e, "unmapped", image,
 			  "stat -c '%u:%g %n' /newfile /newdir /newdir/f /fixture/appendme /etc/passwd /"
 			  " && cat /fixture/appendme")
@@ -297,7 +297,7 @@ def userns_auto(ctx):
 	if umap is None or gmap is None or umap[0] != 0 or gmap[0] != 0 or umap[1] == 0 \
 	   or gmap[1] == 0 or min(umap[2], gmap[2]) <= 1000:
 		e.stop("auto")
-		e.podman("rm", "auto")
+		e.remove("auto")
 		return errs + ["not one shifted range from 0 over 1000 ids: uid_map %r gid_map %r" % (
 			umap, gmap)]
 	return errs + _check_mapped(e, "auto", umap[1], gmap[1])
@@ -332,7 +332,7 @@ def ten_detached(ctx):
 		rc = e.wait_exit(n)
 		if rc != 0:
 			errs.append("container %s exited %d" % (n, rc))
-	e.podman("rm", *names)
+	e.remove(*names)
 	left = e.wait_gone(daemons)
 	if left:
 		errs.append("plyfs daemons still running after podman rm: %r" % left)
