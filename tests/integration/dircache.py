@@ -177,7 +177,9 @@ CHANGES = [
 ]
 
 
-def fresh_after_change(ctx):
+def with_both(ctx, seconds, body):
+	"""The same layers under the binary (p) and under kernel overlayfs (k): body(p, k) returns
+	errors, run under a watchdog of `seconds`; both unmounted after, also on failure."""
 	p = build_layers(ctx.path("p"))
 	k = build_layers(ctx.path("k"))
 	km = mounts.KernelMount(k[3], k[0], k[1], k[2])
@@ -185,24 +187,32 @@ def fresh_after_change(ctx):
 	d = mounts.Daemon(ctx.opts.binary, p[3], p[0], p[1], p[2], logdir=ctx.path("log/daemon"),
 			  sanitizer=ctx.opts.sanitizer)
 	errs = []
-	pm, kmnt = p[3], k[3]
 	try:
 		km.mount()
 		d.start()
-		with mounts.Watchdog(t(120), [d]):
-			compare_all(pm, kmnt, errs, "before any change")
-			for label, fn in CHANGES:
-				prime(ctx, pm, errs, "before " + label)
-				a, b = outcome(fn, pm), outcome(fn, kmnt)
-				if a != b:
-					errs.append("%s: binary %s, kernel %s" % (label, a, b))
-				compare_all(pm, kmnt, errs, "after " + label)
+		with mounts.Watchdog(t(seconds), [d]):
+			errs += body(p, k)
 	finally:
 		errs += d.cleanup()
 		msg = km.cleanup()
 		if msg:
 			errs.append("kernel: " + msg)
 	return errs
+
+
+def fresh_after_change(ctx):
+	def body(p, k):
+		errs = []
+		pm, kmnt = p[3], k[3]
+		compare_all(pm, kmnt, errs, "before any change")
+		for label, fn in CHANGES:
+			prime(ctx, pm, errs, "before " + label)
+			a, b = outcome(fn, pm), outcome(fn, kmnt)
+			if a != b:
+				errs.append("%s: binary %s, kernel %s" % (label, a, b))
+			compare_all(pm, kmnt, errs, "after " + label)
+		return errs
+	return with_both(ctx, 120, body)
 
 
 def sent_by_second(ctx, m, fn):
@@ -286,28 +296,15 @@ def atime_like_kernel(ctx):
 	"""A listing the kernel serves from its cache moves no atime: the binary must not let it
 	cache while the atime is due, so that the upper directory's atime moves as under kernel
 	overlayfs."""
-	p = build_layers(ctx.path("p"))
-	k = build_layers(ctx.path("k"))
-	km = mounts.KernelMount(k[3], k[0], k[1], k[2])
-	km.opts += "," + KERNEL_OPTS
-	d = mounts.Daemon(ctx.opts.binary, p[3], p[0], p[1], p[2], logdir=ctx.path("log/daemon"),
-			  sanitizer=ctx.opts.sanitizer)
-	errs = []
-	try:
-		km.mount()
-		d.start()
-		with mounts.Watchdog(t(60), [d]):
-			got, want = atime_steps(p[3], p[1]), atime_steps(k[3], k[1])
+	def body(p, k):
+		errs = []
+		got, want = atime_steps(p[3], p[1]), atime_steps(k[3], k[1])
 		if got != want:
 			errs.append("upper d/ad's atime moved: binary %r, kernel %r" % (got, want))
 		if [moved for _, moved in want] != [True, False, True, False]:
 			errs.append("kernel overlayfs (the oracle): atime moved %r" % want)
-	finally:
-		errs += d.cleanup()
-		msg = km.cleanup()
-		if msg:
-			errs.append("kernel: " + msg)
-	return errs
+		return errs
+	return with_both(ctx, 60, body)
 
 
 def dino_checks(m):

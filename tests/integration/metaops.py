@@ -230,7 +230,7 @@ def identity(ctx):
 			"lowerdir=%s,upperdir=%s,workdir=%s,index=on,redirect_dir=on"
 			% (ctx.path("l0"), ctx.path("u"), ctx.path("w")), km],
 		       check=True, timeout=t(30))
-	ctx.track(KernelMount(km))
+	ctx.track(mounts.BindMount(km))  # any mount we made: umount on cleanup
 	kseen = sorted(os.listdir(os.path.join(km, "low"))), sorted(os.listdir(km))
 	if kseen != seen:
 		errs.append("kernel overlayfs on the upper shows %s, plyfs showed %s" % (kseen, seen))
@@ -238,17 +238,6 @@ def identity(ctx):
 	if kst.st_ino != os.lstat(ctx.path("l0/low/f0")).st_ino:
 		errs.append("kernel overlayfs: low/h0 ino %d, not its lower origin's" % kst.st_ino)
 	return errs
-
-
-class KernelMount:
-	def __init__(self, path):
-		self.path = path
-
-	def cleanup(self):
-		if self in mounts.ACTIVE:
-			mounts.ACTIVE.remove(self)
-		msg = mounts.umount(self.path)
-		return [msg] if msg else []
 
 
 TESTS = [

@@ -326,8 +326,8 @@ def cleanup_all():
 
 
 class BindMount:
-	"""A mount we made with mount --bind: unmounted on cleanup (lazily as a last resort). Register
-	it with ctx.track()."""
+	"""A mount we made (mount --bind, a loop device, kernel overlayfs): unmounted on cleanup
+	(lazily as a last resort). Register it with ctx.track()."""
 
 	def __init__(self, path):
 		self.path = path
