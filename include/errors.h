@@ -58,15 +58,18 @@
  *              record as pending (the count already includes it).
  *   last       EMPTY --first note--> SET --newer note--> SET. Replaced under a try-lock, and only
  *              by a note with a higher sequence number than the record it replaces (so it never
- *              goes back in time). A note that finds the lock taken (another note, or a reader
- *              copying the record) leaves the record as it is and adds 1 to `records_missed`: its
- *              error is still counted and logged; it just is not the record shown.
+ *              goes back in time). A note that finds the lock taken (another note writing the
+ *              record, which it then shows) leaves the record as it is and adds 1 to
+ *              `records_missed`: its error is still counted and logged; it just is not the record
+ *              shown. Readers never take that lock, so a reader stopped mid-copy (preempted)
+ *              makes no note miss: after a quiet moment `last` is the newest note of its kind.
  *   log        at most ERR_LOG_PER_SECOND lines per kind per second; the next line printed says how
  *              many were dropped. One kind's flood does not silence another. (metadata: logged
  *              by its caller, once per entry, see errors_note_metadata().)
  * A reader copies the counts (relaxed loads: each is exact, the set is not a snapshot of one
- * instant), the first record once SET (acquire), and the last record under the same try-lock,
- * waiting for it with sched_yield (a note holds it for one memcpy).
+ * instant), the first record once SET (acquire), and the last record as a seqlock reader: a
+ * version, odd while a note writes the record, says when to copy it again (waiting with
+ * sched_yield while it is odd: a note writes it with one memcpy).
  */
 #ifndef PLYFS_ERRORS_H
 #define PLYFS_ERRORS_H

@@ -20,8 +20,11 @@ struct kind_slot {
 	atomic_ulong count;
 	atomic_int first_state; /* FIRST_*: written by the note that claimed it, once */
 	struct err_record first;
-	atomic_flag last_lock; /* protects `last` and `last_set`; never waited for by a note */
-	bool last_set;
+	atomic_flag last_lock; /* taken by the note writing `last`; never waited for by a note */
+	/* Odd while a note writes `last`, bumped twice per write; 0: `last` never written. Readers
+	 * copy `last` without the lock and copy again when it moved (a seqlock): a reader stopped
+	 * mid-copy (preempted) cannot make every later note miss the record. */
+	atomic_ulong last_ver;
 	struct err_record last;
 	struct log_rate rate;
 };
@@ -279,9 +282,12 @@ static void store_last(struct err_slot *s, struct kind_slot *k, const struct err
 		atomic_fetch_add_explicit(&s->missed, 1, memory_order_relaxed);
 		return;
 	}
-	if (!k->last_set || k->last.seq < rec->seq) {
+	unsigned long v = atomic_load_explicit(&k->last_ver, memory_order_relaxed);
+	if (v == 0 || k->last.seq < rec->seq) {
+		atomic_store_explicit(&k->last_ver, v + 1, memory_order_relaxed);
+		atomic_thread_fence(memory_order_release); /* odd before any byte of the record */
 		k->last = *rec;
-		k->last_set = true;
+		atomic_store_explicit(&k->last_ver, v + 2, memory_order_release);
 	}
 	atomic_flag_clear_explicit(&k->last_lock, memory_order_release);
 }
@@ -361,6 +367,25 @@ void errors_note_copy_up(int err, uint64_t nodeid, const char *name)
 
 /* --- reading --- */
 
+/* Copies `last` as no note was writing it: again while a note wrote meanwhile (the seqlock's read
+ * side; the copy may see a half-written record, which the version check then throws away). */
+static void read_last(struct kind_slot *k, struct err_kind_snapshot *o)
+{
+	for (;;) {
+		unsigned long v = atomic_load_explicit(&k->last_ver, memory_order_acquire);
+		if (v & 1) {
+			sched_yield(); /* a note is copying one record */
+			continue;
+		}
+		o->last_set = v != 0;
+		if (o->last_set)
+			o->last = k->last;
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&k->last_ver, memory_order_relaxed) == v)
+			return;
+	}
+}
+
 void err_slot_read(struct err_slot *slot, struct err_snapshot *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -375,13 +400,7 @@ void err_slot_read(struct err_slot *slot, struct err_snapshot *out)
 			o->first_set = true;
 		}
 		o->first_pending = st == FIRST_WRITING;
-		while (atomic_flag_test_and_set_explicit(&k->last_lock, memory_order_acquire))
-			sched_yield();
-		if (k->last_set) {
-			o->last = k->last;
-			o->last_set = true;
-		}
-		atomic_flag_clear_explicit(&k->last_lock, memory_order_release);
+		read_last(k, o);
 	}
 	out->records_missed = atomic_load_explicit(&slot->missed, memory_order_relaxed);
 }
