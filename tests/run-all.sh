@@ -10,6 +10,7 @@
 #                     -Dfuzz=enabled: the libFuzzer targets); a failure stops here
 #   unit              meson test -C build
 #   unit-asan         meson test -C build-asan (leaks detected, UBSan fatal)
+#                     (for both, the summary names the failed tests and check's failure lines)
 #   integration       tests/integration/run.sh build/plyfs
 #   integration-asan  tests/integration/run.sh build-asan/plyfs --sanitizer
 #   write             tests/integration/write.sh build/plyfs (the write path, vs kernel overlayfs)
@@ -152,6 +153,16 @@ parse_meson() {
 	     END { if (!seen) exit 1; print ok + 0, bad + 0 }' "$1"
 }
 
+# The failed tests of a meson test log, "name name ...", and check's failure lines (at most 5,
+# indented): printed in the summary, the tail of CI's output.
+meson_failures() {
+	awk '/^ *[0-9]+\/[0-9]+ +[^ ]+ +(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)( |$)/ && !seen[$2]++ {
+		names = names (names ? " " : "") $2 }
+	     END { print names ? names : "(no test named)" }' "$1"
+	grep -E '^[^ ]+:[0-9]+:[EF]:[^:]+:[^:]+:[0-9]+:' "$1" | sort -u | head -n 5 | cut -c 1-200 |
+		sed 's/^/    /'
+}
+
 # Counts from an integration log: its last "N passed, N failed" line.
 parse_integration() {
 	awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3; seen = 1 }
@@ -205,7 +216,13 @@ run_stage() {
 	fi
 	# A stage that broke without counting a failure still failed.
 	[[ -n $note && $f -eq 0 ]] && f=1
+	local failures=""
+	[[ $parser == meson && $f -gt 0 ]] && failures=$(meson_failures "$log")
+	[[ -n $failures ]] && note="${note:+$note; }failed: ${failures%%$'\n'*}"
 	record "$name" "$p" "$f" "$note" $((SECONDS - start))
+	if [[ $failures == *$'\n'* ]]; then
+		mapfile -t -O "${#stage_lines[@]}" stage_lines <<<"${failures#*$'\n'}"
+	fi
 }
 
 main() {
