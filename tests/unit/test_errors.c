@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -502,7 +503,7 @@ struct stress {
 	atomic_int running;
 	int id;
 	const char *bad; /* what the reader found wrong, or NULL */
-	long reads;
+	atomic_long reads;
 };
 
 static void *noter(void *arg)
@@ -568,6 +569,10 @@ START_TEST(test_concurrent)
 	struct stress w[THREADS];
 	pthread_t rt, wt[THREADS];
 	ck_assert_int_eq(pthread_create(&rt, NULL, reader, &rd), 0);
+	/* The notes start once the reader reads: on a busy machine it may otherwise first run
+	 * after they all ended. */
+	while (atomic_load(&rd.reads) == 0)
+		sched_yield();
 	for (int t = 0; t < THREADS; t++) {
 		w[t] = (struct stress){.slot = s, .id = t};
 		ck_assert_int_eq(pthread_create(&wt[t], NULL, noter, &w[t]), 0);

@@ -675,10 +675,13 @@ START_TEST(test_saver_thread)
 	export_store_stats(&m.fs, &es);
 	ck_assert(es.kept);
 	ck_assert_uint_eq(es.unsaved, 0);
-	export_store_start(&m.fs);
+	/* The change before the saver starts: with it running, a test stopped for its interval
+	 * between the change and the stats would see it saved already. */
 	uint64_t a = lookup(&m, node_table_root(m.fs.nodes), "a", S_IFREG, 95)->nodeid;
 	export_store_stats(&m.fs, &es);
 	ck_assert_uint_gt(es.unsaved, 0);
+	ck_assert_uint_eq(es.saves, 0);
+	export_store_start(&m.fs);
 	for (int i = 0; i < 600 && (es.unsaved > 0 || es.saves == 0); i++) {
 		g_usleep(50000);
 		export_store_stats(&m.fs, &es);
