@@ -44,5 +44,9 @@ void atime_accessed(struct plyfs *fs, int fd, bool dir);
 /* Whether a read of the upper entry behind `fd` now would move its atime (false without a
  * syscall under noatime, and nodiratime for a directory). */
 bool atime_due(struct plyfs *fs, int fd, bool dir);
+/* Whether no later read of the entry behind `fd` would move its atime while the entry does not
+ * change (mtime and ctime stay): noatime, nodiratime for a directory, or relatime with the atime
+ * not due now. Not relatime's 24 hours: an atime not due now is taken to stay so. */
+bool atime_stays(struct plyfs *fs, int fd, bool dir);
 
 #endif

@@ -34,7 +34,21 @@ int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out, bool *ca
 ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,
 		 off_t off, bool plus);
 void dir_release(struct plyfs *fs, struct dir_handle *dh);
-/* At exit: releases the handles the kernel never released. */
+/*
+ * The same without a handle (the kernel's no-opendir mode: READDIR with fh 0): the listing of
+ * directory n read at offset 0 is kept (bounded, shared by concurrent listings of n, which see
+ * the same positions while n is unchanged) for the READDIRs that continue it, and dropped at its
+ * end or when LISTINGS_MAX newer ones are kept; one asked for then is read again. At the end
+ * (0 returned), *may_cache is false when the kernel must not serve the next listing from its
+ * cache: that listing would move the upper directory's atime (atime_stays()).
+ */
+ssize_t dir_read_node(struct plyfs *fs, fuse_req_t req, struct node *n, char *buf, size_t size,
+		      off_t off, bool plus, bool *may_cache);
+/* In no-opendir mode: drops the kernel's cached listing of every directory it may hold (a
+ * notification per directory node), so that the next listings reach the daemon: the mount's atime
+ * flags changed (a remount), and listings cached under the old ones may be due now. */
+void dir_listings_stale_all(struct plyfs *fs);
+/* At exit: releases the handles the kernel never released, and the cached listings. */
 void dir_release_all(struct plyfs *fs);
 
 #endif

@@ -56,6 +56,11 @@ struct plyfs {
 	GMutex handles_lock; /* protects the two sets only; taken at open and release */
 	GHashTable *open_files;
 	GHashTable *open_dirs;
+	/* Without OPENDIR (no_opendir): listings kept between READDIRs, node* -> dir_handle*, and
+	 * their order (oldest first); protected by handles_lock (dir.h dir_read_node()). */
+	GHashTable *listings;
+	GQueue *listing_order;
+	bool no_opendir; /* OPENDIR answered ENOSYS (ops_opendir()); set at INIT */
 
 	/* Directory fds cached in nodes (struct node_layer.fd): at most fd_budget at once, so the
 	 * daemon stays far below RLIMIT_NOFILE however many directories the kernel keeps. */

@@ -343,6 +343,8 @@ bool node_table_add_record(struct node_table *t, const struct node_record_info *
 /* Every record (oldest first), then every hashed node but the root, as records: a GArray of
  * struct node_record_info with g_malloc'd names, freed with the array. */
 GArray *node_table_snapshot(struct node_table *t);
+/* The nodeids (uint64_t) of every directory node not freed, the root's too (no order). */
+GArray *node_table_dir_ids(struct node_table *t);
 /*
  * The same entries, in the same order, handed to fn one by one under the table lock (no copy:
  * `info` and its name are valid during the call only; fn must not block nor call into the

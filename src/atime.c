@@ -8,6 +8,7 @@
 
 #include "atime.h"
 #include "autofd.h"
+#include "dir.h"
 #include "log.h"
 #include "mount_flags.h"
 
@@ -90,8 +91,10 @@ static gpointer watch(gpointer data)
 		while (read(fd, buf, sizeof(buf)) > 0)
 			;
 		unsigned long fl = read_flags(fs);
-		if (fl && fl != atomic_exchange(&fs->atime_flags, fl))
+		if (fl && fl != atomic_exchange(&fs->atime_flags, fl)) {
 			log_debug("atime flags of the mount now %#lx", fl);
+			dir_listings_stale_all(fs);
+		}
 	}
 }
 
@@ -133,4 +136,14 @@ void atime_accessed(struct plyfs *fs, int fd, bool dir)
 {
 	if (atime_due(fs, fd, dir))
 		layer_touch_atime(fd, dir);
+}
+
+bool atime_stays(struct plyfs *fs, int fd, bool dir)
+{
+	unsigned long fl = atomic_load(&fs->atime_flags);
+	if (fl == 0 || (fl & MS_NOATIME) || (dir && (fl & MS_NODIRATIME)))
+		return true;
+	if (!(fl & MS_RELATIME))
+		return false; /* strictatime: every later read moves it */
+	return !atime_due(fs, fd, dir);
 }

@@ -20,7 +20,14 @@ struct dir_handle {
 	/* Upper only and not impure when the list was read: no entry has an origin or a
 	 * redirect (origin.h), so each entry's d_ino is its own inode's (entry_ino()). */
 	bool pure_upper;
+	gint refs; /* a handle: 1; a cached listing (fh 0): the cache's and each reader's */
 };
+
+/* Listings of directories read without a handle (the kernel's no-opendir mode) kept between the
+ * READDIRs of one listing: at most this many, the oldest dropped first. A listing read to its end
+ * is dropped at once, so only listings left unfinished stay, and memory does not grow with the
+ * directories listed. */
+#define LISTINGS_MAX 64
 
 /* A listing read now would move the atime of n's upper directory (see dir_accessed()). */
 static bool atime_is_due(struct plyfs *fs, struct node *n)
@@ -31,20 +38,39 @@ static bool atime_is_due(struct plyfs *fs, struct node *n)
 	return inode_dirfd(fs, n, 0, &dir) == 0 && atime_due(fs, dir.fd, true);
 }
 
+static struct dir_handle *handle_new(struct plyfs *fs, struct node *n)
+{
+	struct dir_handle *dh = g_new0(struct dir_handle, 1);
+	dh->node = node_ref(fs->nodes, n);
+	g_mutex_init(&dh->lock);
+	dh->refs = 1;
+	return dh;
+}
+
 int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out, bool *cache)
 {
 	if (!S_ISDIR(n->type))
 		return -ENOTDIR;
 	*cache = !atime_is_due(fs, n);
-	struct dir_handle *dh = g_new0(struct dir_handle, 1);
-	dh->node = node_ref(fs->nodes, n);
+	struct dir_handle *dh = handle_new(fs, n);
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_ACQ_REL);
 	g_mutex_lock(&fs->handles_lock);
 	g_hash_table_add(fs->open_dirs, dh);
 	g_mutex_unlock(&fs->handles_lock);
-	g_mutex_init(&dh->lock);
 	*out = dh;
 	return 0;
+}
+
+static void handle_free(struct plyfs *fs, struct dir_handle *dh)
+{
+	if (!g_atomic_int_dec_and_test(&dh->refs))
+		return;
+	if (dh->entries)
+		g_ptr_array_unref(dh->entries);
+	g_free(dh->layers);
+	g_mutex_clear(&dh->lock);
+	node_put(fs->nodes, dh->node);
+	g_free(dh);
 }
 
 void dir_release(struct plyfs *fs, struct dir_handle *dh)
@@ -52,13 +78,8 @@ void dir_release(struct plyfs *fs, struct dir_handle *dh)
 	g_mutex_lock(&fs->handles_lock);
 	g_hash_table_remove(fs->open_dirs, dh);
 	g_mutex_unlock(&fs->handles_lock);
-	if (dh->entries)
-		g_ptr_array_unref(dh->entries);
-	g_free(dh->layers);
-	g_mutex_clear(&dh->lock);
 	__atomic_sub_fetch(&dh->node->open_count, 1, __ATOMIC_ACQ_REL);
-	node_put(fs->nodes, dh->node);
-	g_free(dh);
+	handle_free(fs, dh);
 }
 
 int dir_merged_list(struct plyfs *fs, struct node *n, GPtrArray **list, int **layers)
@@ -259,8 +280,95 @@ ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *
 	return used;
 }
 
+/* The cached listing of n (a new, empty one when there is none), referenced for the caller. */
+static struct dir_handle *listing_get(struct plyfs *fs, struct node *n)
+{
+	struct dir_handle *fresh = NULL;
+	g_mutex_lock(&fs->handles_lock);
+	struct dir_handle *dh = g_hash_table_lookup(fs->listings, n);
+	if (!dh) {
+		g_mutex_unlock(&fs->handles_lock); /* node_ref() takes the table lock */
+		fresh = handle_new(fs, n);
+		g_mutex_lock(&fs->handles_lock);
+		dh = g_hash_table_lookup(fs->listings, n);
+	}
+	if (!dh) {
+		dh = fresh;
+		fresh = NULL;
+		g_hash_table_insert(fs->listings, n, dh);
+		g_queue_push_tail(fs->listing_order, dh);
+	}
+	g_atomic_int_inc(&dh->refs);
+	struct dir_handle *old = NULL;
+	if (fs->listing_order->length > LISTINGS_MAX) {
+		old = g_queue_pop_head(fs->listing_order);
+		g_hash_table_remove(fs->listings, old->node);
+	}
+	g_mutex_unlock(&fs->handles_lock);
+	if (old)
+		handle_free(fs, old);
+	if (fresh)
+		handle_free(fs, fresh);
+	return dh;
+}
+
+/* Drops dh from the cache (if it is still there: a later listing may have replaced it). */
+static void listing_drop(struct plyfs *fs, struct dir_handle *dh)
+{
+	g_mutex_lock(&fs->handles_lock);
+	bool cached = g_hash_table_lookup(fs->listings, dh->node) == dh;
+	if (cached) {
+		g_hash_table_remove(fs->listings, dh->node);
+		g_queue_remove(fs->listing_order, dh);
+	}
+	g_mutex_unlock(&fs->handles_lock);
+	if (cached)
+		handle_free(fs, dh);
+}
+
+/* Whether a later listing of n, the directory unchanged, would move no atime (atime.h). */
+static bool listing_may_cache(struct plyfs *fs, struct node *n)
+{
+	if (!inode_has_upper(fs, n))
+		return true;
+	auto_lfd struct lfd dir = LFD_INIT;
+	return inode_dirfd(fs, n, 0, &dir) < 0 || atime_stays(fs, dir.fd, true);
+}
+
+ssize_t dir_read_node(struct plyfs *fs, fuse_req_t req, struct node *n, char *buf, size_t size,
+		      off_t off, bool plus, bool *may_cache)
+{
+	*may_cache = true;
+	if (!S_ISDIR(n->type))
+		return -ENOTDIR;
+	if (off < 0)
+		return -EINVAL;
+	struct dir_handle *dh = listing_get(fs, n);
+	ssize_t used = dir_read(fs, req, dh, buf, size, off, plus);
+	if (used == 0) {
+		listing_drop(fs, dh);
+		*may_cache = listing_may_cache(fs, n);
+	}
+	handle_free(fs, dh);
+	return used;
+}
+
+void dir_listings_stale_all(struct plyfs *fs)
+{
+	if (!fs->no_opendir || !fs->se)
+		return;
+	g_autoptr(GArray) ids = node_table_dir_ids(fs->nodes);
+	for (guint i = 0; i < ids->len; i++)
+		fuse_lowlevel_notify_inval_inode(fs->se, g_array_index(ids, uint64_t, i), 0, 0);
+}
+
 void dir_release_all(struct plyfs *fs)
 {
+	struct dir_handle *dh;
+	while ((dh = g_queue_pop_head(fs->listing_order))) {
+		g_hash_table_remove(fs->listings, dh->node);
+		handle_free(fs, dh);
+	}
 	GList *all = g_hash_table_get_keys(fs->open_dirs);
 	for (GList *l = all; l; l = l->next)
 		dir_release(fs, l->data);

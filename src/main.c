@@ -160,6 +160,8 @@ static int fs_init(struct plyfs *fs, struct plyfs_params *p, char **err)
 	g_mutex_init(&fs->handles_lock);
 	fs->open_files = g_hash_table_new(NULL, NULL);
 	fs->open_dirs = g_hash_table_new(NULL, NULL);
+	fs->listings = g_hash_table_new(NULL, NULL);
+	fs->listing_order = g_queue_new();
 	if (fs->has_upper) {
 		r = workdir_prepare(fs, err);
 		if (r < 0)
@@ -198,6 +200,8 @@ static void fs_fini(struct plyfs *fs)
 		dir_release_all(fs);
 		g_hash_table_unref(fs->open_files);
 		g_hash_table_unref(fs->open_dirs);
+		g_hash_table_unref(fs->listings);
+		g_queue_free(fs->listing_order);
 	}
 	export_store_close(fs); /* the error paths: the slots opened at load, nothing to save */
 	if (fs->nodes)
@@ -282,8 +286,8 @@ int main(int argc, char **argv)
 	if (status_cmd_wanted(argc, argv))
 		return status_cmd(argc, argv);
 
-	if (params_parse(argc, argv, &p, &err) < 0 || (!p.show_help && !p.show_version &&
-						       params_validate(&p, &err) < 0)) {
+	if (params_parse(argc, argv, &p, &err) < 0 ||
+	    (!p.show_help && !p.show_version && params_validate(&p, &err) < 0)) {
 		fprintf(stderr, "plyfs: %s\n", err);
 		fprintf(stderr, "Try 'plyfs --help' for more information.\n");
 		params_clear(&p);
@@ -307,14 +311,16 @@ int main(int argc, char **argv)
 	idmap_read_overflow(&p.gidmap, "/proc/sys/kernel/overflowgid");
 	/* glibc raises its mmap threshold each time a large block is freed, after which the hash
 	 * tables' bucket arrays (megabytes for a large tree) come from the heap and stay there as
-	 * holes when the tables resize: a fixed threshold keeps them mmapped, so memory goes back to
-	 * the system when the kernel forgets nodes and the RSS does not creep up walk after walk. */
+	 * holes when the tables resize: a fixed threshold keeps them mmapped, so memory goes back
+	 * to the system when the kernel forgets nodes and the RSS does not creep up walk after
+	 * walk. */
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	/* One malloc arena. With glibc's default (8 per core) the worker threads that create nodes
 	 * (LOOKUP) and the ones that turn them into records (FORGET) draw from different arenas, so
 	 * the memory a cache drop frees is not where the records go, and the RSS after walking the
 	 * same tree again came out up to 12% higher at random (memory.py). Small short-lived
-	 * allocations of a request are served by glibc's per-thread cache without the arena lock. */
+	 * allocations of a request are served by glibc's per-thread cache without the arena lock.
+	 */
 	mallopt(M_ARENA_MAX, 1);
 
 	struct plyfs fs = {.work_fd = -1, .work_dirfd = -1, .index_dirfd = -1, .lock_fd = -1};

@@ -1074,6 +1074,22 @@ uint64_t node_table_visit(struct node_table *t, size_t max, node_table_visit_fn 
 	return changes;
 }
 
+GArray *node_table_dir_ids(struct node_table *t)
+{
+	GArray *out = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	read_lock_table(t);
+	GHashTableIter it;
+	gpointer value;
+	g_hash_table_iter_init(&it, t->by_id);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		const struct node *n = value;
+		if (S_ISDIR(n->type))
+			g_array_append_val(out, n->nodeid);
+	}
+	read_unlock_table(t);
+	return out;
+}
+
 GArray *node_table_snapshot(struct node_table *t)
 {
 	GArray *out = g_array_new(FALSE, FALSE, sizeof(struct node_record_info));

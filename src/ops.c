@@ -97,6 +97,8 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	 * one-page WRITE of every aligned 1 MiB write(2). */
 	conn->max_write = 1024 * 1024 - 4096;
 	conn->max_readahead = 1024 * 1024;
+	/* The kernel can list directories without OPENDIR/RELEASEDIR (see ops_opendir()). */
+	fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 	log_debug("init: capable %#x want %#x", conn->capable, conn->want);
 }
 
@@ -382,6 +384,16 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 {
 	SCOPE(OPENDIR, ino);
 	struct plyfs *fs = req_fs(req);
+	/* ENOSYS: the kernel sends no more OPENDIR nor RELEASEDIR on this connection
+	 * (fc->no_opendir), opens every directory itself with keep_cache and cache_readdir, and
+	 * sends READDIR(PLUS) and FSYNCDIR with fh 0: a warm walk of an unchanged tree sends
+	 * nothing (2 round trips per directory less). The listings are then the directory's
+	 * (dir_read_node()); the opens' checks are the kernel's (default_permissions), and a
+	 * stale nodeid is refused by the READDIR. */
+	if (fs->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	struct node *n = req_node(req, ino);
 	if (!n)
 		return;
@@ -409,13 +421,43 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
  * kernel's largest request (FUSE's max_pages, 256 pages). */
 #define READDIR_BUF_MAX (1024 * 1024)
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+/* READDIR(PLUS) without a handle (no-opendir mode): the directory's listing. At its end, when
+ * the next listing must reach us (it would move the atime), the kernel's cached copy is dropped
+ * before the reply: the pages it filled from the earlier replies go, so the cache it marks
+ * complete now is found incomplete and read again next time. */
+static ssize_t readdir_node(fuse_req_t req, fuse_ino_t ino, char *buf, size_t size, off_t off,
+			    bool plus)
+{
+	struct plyfs *fs = req_fs(req);
+	struct node *n = node_table_get(fs->nodes, ino);
+	if (!n)
+		return -ESTALE;
+	bool may_cache;
+	ssize_t used = dir_read_node(fs, req, n, buf, size, off, plus, &may_cache);
+	put(fs, n);
+	if (!may_cache && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+	return used;
+}
+
+/* A directory's ctime moved without a change of its listing (its attributes, xattrs, a rename
+ * of it): under relatime its atime is due again, and in no-opendir mode the kernel would serve
+ * the next listing from its cache, which moves nothing (readdir_node()). */
+static void dir_listing_stale(struct plyfs *fs, struct node *n)
+{
+	if (fs->no_opendir && fs->se && S_ISDIR(n->type))
+		fuse_lowlevel_notify_inval_inode(fs->se, n->nodeid, 0, 0);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
 {
 	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
 	/* A shorter reply is always allowed; the kernel asks for a page or a few. */
 	size = MIN(size, READDIR_BUF_MAX);
 	g_autofree char *buf = g_malloc(size);
-	ssize_t used = dir_read(req_fs(req), req, dh, buf, size, off, plus);
+	ssize_t used = dh ? dir_read(req_fs(req), req, dh, buf, size, off, plus)
+			  : readdir_node(req, ino, buf, size, off, plus);
 	if (used < 0)
 		fuse_reply_err(req, (int)-used);
 	else
@@ -426,14 +468,14 @@ static void ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
 	SCOPE(READDIR, ino);
-	do_readdir(req, size, off, fi, false);
+	do_readdir(req, ino, size, off, fi, false);
 }
 
 static void ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			    struct fuse_file_info *fi)
 {
 	SCOPE(READDIRPLUS, ino);
-	do_readdir(req, size, off, fi, true);
+	do_readdir(req, ino, size, off, fi, true);
 }
 
 static void ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -638,11 +680,13 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 		killed.st_mode = killpriv_mode(req, KILLPRIV_WRITE, st.st_mode, st.st_gid);
 	if (r == 0 && killed.st_mode != st.st_mode)
 		r = setattr_apply(fs, n, of, &killed, FUSE_SET_ATTR_MODE, &st);
-	put(fs, n);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_attr(req, &st, fs->timeout);
+	if (r == 0)
+		dir_listing_stale(fs, n);
+	put(fs, n);
 }
 
 /* Answers a name that no module may see (namei_check_request_name()); true when it did. */
@@ -837,8 +881,10 @@ static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		r = xattr_set(fs, n, name, value, size, flags);
 	if (r == 0 && strcmp(name, "system.posix_acl_access") == 0)
 		r = kill_priv(req, n, NULL, KILLPRIV_ACL);
-	put(fs, n);
 	fuse_reply_err(req, -r);
+	if (r == 0)
+		dir_listing_stale(fs, n);
+	put(fs, n);
 }
 
 static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
@@ -851,8 +897,10 @@ static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	int r = fileattr_check(fs, n, FA_ATTR);
 	if (r == 0)
 		r = xattr_remove(fs, n, name);
-	put(fs, n);
 	fuse_reply_err(req, -r);
+	if (r == 0)
+		dir_listing_stale(fs, n);
+	put(fs, n);
 }
 
 static struct open_file *fh_file(struct fuse_file_info *fi)

@@ -61,7 +61,11 @@ static bool is_recorded_name(struct plyfs *fs, struct node *n, struct node *pare
 void remove_name_gone(struct plyfs *fs, struct node *n, struct lfd *loc, struct node *parent,
 		      const char *name, bool last)
 {
-	bool open = __atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0;
+	/* Without OPENDIR (fs->no_opendir) the daemon does not know whether a directory is open:
+	 * one is kept as if it were, until the kernel forgets it (an fd of the removed directory).
+	 */
+	bool open = __atomic_load_n(&n->open_count, __ATOMIC_ACQUIRE) > 0 ||
+		    (S_ISDIR(n->type) && fs->no_opendir);
 	/* A non-directory keeps its entry reachable until the kernel forgets it, as kernel
 	 * overlayfs' dentry keeps its upper one: a request already on its way (an open, a stat)
 	 * then reaches the file it was sent for, not a whiteout or a file that took the name.

@@ -112,6 +112,8 @@ static void env_init(struct env *e)
 	g_mutex_init(&fs->handles_lock);
 	fs->open_files = g_hash_table_new(NULL, NULL);
 	fs->open_dirs = g_hash_table_new(NULL, NULL);
+	fs->listings = g_hash_table_new(NULL, NULL);
+	fs->listing_order = g_queue_new();
 	inode_set_fs(fs);
 	fs->nodes = node_table_new(inode_destroy);
 	struct node *root = node_table_root(fs->nodes);
@@ -128,6 +130,8 @@ static void env_fini(struct env *e)
 	node_table_free(e->fs.nodes);
 	g_hash_table_unref(e->fs.open_files);
 	g_hash_table_unref(e->fs.open_dirs);
+	g_hash_table_unref(e->fs.listings);
+	g_queue_free(e->fs.listing_order);
 	for (int i = 0; i < 2; i++)
 		close(e->layers[i].root_fd);
 	close(e->fs.work_dirfd);
