@@ -2,8 +2,9 @@
 """dircache.py - directory listings cached by the kernel (cache_readdir and keep_cache on
 OPENDIR, issue 10), with kernel overlayfs as the oracle of what a listing shows.
 
-- warm_listing: a second listing of an unchanged lower-only directory, and a second `find` of a
-  whole tree, send no READDIR or READDIRPLUS to the daemon (counted with `plyfs status --json`);
+- warm_listing: a second listing of an unchanged lower-only directory sends no READDIR or
+  READDIRPLUS, and a second `find` of a whole tree no OPENDIR, RELEASEDIR nor READDIR(PLUS) to
+  the daemon (counted with `plyfs status --json`);
   a directory with an upper part caches too once a listing would not move its atime (relatime:
   the listing that moves it reaches the daemon).
 - fresh_after_change: the same two lowers and upper, built twice; the binary on one copy, kernel
@@ -22,6 +23,12 @@ OPENDIR, issue 10), with kernel overlayfs as the oracle of what a listing shows.
 - atime_like_kernel: listings of a new upper directory, relatime: the first moves its atime,
   the second not, one after a chmod again, as under kernel overlayfs (a listing served from the
   kernel's cache reaches no daemon, so the binary lets it cache only while no atime is due).
+- atime_remount_like_kernel: the same across `mount -o remount,bind,strictatime` and back to
+  relatime (layers on a strictatime tmpfs): a listing cached under relatime is not served under
+  strictatime, where every listing moves the atime.
+- concurrent_listings: 70 big directories listed at once a getdents buffer at a time (more
+  unfinished listings than the daemon keeps without handles), two interleaved listings of one,
+  telldir/seekdir/rewinddir, a listing through /proc/self/fd, fsync of a directory fd.
 
 Run by hand: tests/integration/run.sh build/plyfs -k 'dircache/*' [--sanitizer] -v.
 """
@@ -67,6 +74,15 @@ def build_layers(root):
 def readdir_count(ctx, mnt):
 	ops = status.status_json(ctx, mnt).get("ops", {})
 	return ops.get("readdir", 0) + ops.get("readdirplus", 0)
+
+
+DIR_OPS = ("opendir", "releasedir", "readdir", "readdirplus")
+
+
+def dir_requests(ctx, mnt):
+	"""{op: count} of the requests a listing may send (OPENDIR, RELEASEDIR, READDIR(PLUS))."""
+	ops = status.status_json(ctx, mnt).get("ops", {})
+	return {op: ops.get(op, 0) for op in DIR_OPS}
 
 
 def listing(path):
@@ -177,11 +193,21 @@ CHANGES = [
 ]
 
 
-def with_both(ctx, seconds, body):
+def with_both(ctx, seconds, body, strictatime_fs=False):
 	"""The same layers under the binary (p) and under kernel overlayfs (k): body(p, k) returns
-	errors, run under a watchdog of `seconds`; both unmounted after, also on failure."""
-	p = build_layers(ctx.path("p"))
-	k = build_layers(ctx.path("k"))
+	errors, run under a watchdog of `seconds`; both unmounted after, also on failure.
+	strictatime_fs: the layers on a tmpfs mounted strictatime (unmounted after the test), so that
+	what moves an upper atime is the overlay mount's flags, not the layer filesystem's relatime
+	(kernel overlayfs' private upper mount has no atime flags; the daemon's read has them)."""
+	root = ctx.path("")
+	if strictatime_fs:
+		root = ctx.path("layerfs")
+		os.makedirs(root)
+		mounts.run(["mount", "-t", "tmpfs", "-o", "strictatime,size=64m", "dircache-atime",
+			    root], t(30))
+		mounts.ACTIVE.append(mounts.BindMount(root))
+	p = build_layers(os.path.join(root, "p"))
+	k = build_layers(os.path.join(root, "k"))
 	km = mounts.KernelMount(k[3], k[0], k[1], k[2])
 	km.opts += "," + KERNEL_OPTS
 	d = mounts.Daemon(ctx.opts.binary, p[3], p[0], p[1], p[2], logdir=ctx.path("log/daemon"),
@@ -230,6 +256,24 @@ def sent_by_second(ctx, m, fn):
 	return fewest
 
 
+def walk_requests(ctx, m, fn):
+	"""{op: count} of the directory requests the second of two fn() calls sent (the fewest of 3
+	tries, as in sent_by_second()): a warm walk of an unchanged tree sends no OPENDIR, RELEASEDIR
+	nor READDIR(PLUS) (the kernel's no-opendir mode and its listing cache)."""
+	fewest = None
+	for _ in range(3):
+		fn()
+		before = dir_requests(ctx, m)
+		fn()
+		after = dir_requests(ctx, m)
+		sent = {op: after[op] - before[op] for op in DIR_OPS}
+		if fewest is None or sum(sent.values()) < sum(fewest.values()):
+			fewest = sent
+		if not any(fewest.values()):
+			break
+	return fewest
+
+
 def warm_checks(ctx, m, u):
 	errs = []
 	first = listing(os.path.join(m, "lo"))
@@ -241,11 +285,10 @@ def warm_checks(ctx, m, u):
 		errs.append("/lo listed %r, then %r" % (first, second))
 	find = ["find", os.path.join(m, "tree")]
 	outs = []
-	sent = sent_by_second(ctx, m, lambda: outs.append(
+	sent = walk_requests(ctx, m, lambda: outs.append(
 		subprocess.run(find, capture_output=True, timeout=t(30)).stdout))
-	if sent:
-		errs.append("second find of an unchanged tree of 41 directories sent %d READDIR(PLUS)"
-			    % sent)
+	if any(sent.values()):
+		errs.append("second find of an unchanged tree of 41 directories sent %r" % sent)
 	if len(set(outs)) != 1 or outs[0].count(b"\n") != 61:
 		errs.append("find printed %r lines (expected 61 each time)"
 			    % [o.count(b"\n") for o in outs])
@@ -307,6 +350,170 @@ def atime_like_kernel(ctx):
 	return with_both(ctx, 60, body)
 
 
+def set_atime_flag(p, k, flag):
+	"""mount -o remount,bind,FLAG on both mounts (the mount's own flags only: a remount of the
+	FUSE superblock also drops the kernel's cached listings, and would hide a daemon that does
+	not), then until the binary's mount shows it (bounded) and its daemon's thread has read it."""
+	for m in (k[3], p[3]):
+		mounts.run(["mount", "-o", "remount,bind," + flag, m], t(30))
+	deadline = time.monotonic() + t(10)
+	while time.monotonic() < deadline:
+		with open("/proc/self/mountinfo") as f:
+			opts = [ln.split()[5].split(",") for ln in f if ln.split()[4] == p[3]]
+		shown = "relatime" in opts[-1] if flag == "relatime" else \
+			not {"relatime", "noatime"} & set(opts[-1])
+		if shown:
+			break
+		time.sleep(0.05)
+	time.sleep(0.2)  # the daemon's thread reads mountinfo again (as posix/atime_remount)
+
+
+def remount_steps(p, k):
+	"""[(step, atime of the upper d/rd moved)] under both: relatime listings (the second may be
+	served from a cache), then strictatime after a remount (every listing moves it, also of a
+	directory whose listing was cached under relatime), then relatime again."""
+	out = {"binary": [], "kernel": []}
+	for side, (m, u) in (("binary", (p[3], p[1])), ("kernel", (k[3], k[1]))):
+		os.mkdir(os.path.join(m, "d/rd"))
+	plan = [("list", None), ("list again", None), ("remount strictatime, list", "strictatime"),
+		("list again", None), ("list again", None), ("remount relatime, list", "relatime"),
+		("list again", None)]
+	for step, flag in plan:
+		if flag:
+			set_atime_flag(p, k, flag)
+		time.sleep(0.03)  # a clock tick apart
+		for side, (m, u) in (("binary", (p[3], p[1])), ("kernel", (k[3], k[1]))):
+			up = os.path.join(u, "d/rd")
+			before = os.lstat(up).st_atime_ns
+			os.listdir(os.path.join(m, "d/rd"))
+			out[side].append((step, os.lstat(up).st_atime_ns != before))
+	return out["binary"], out["kernel"]
+
+
+def atime_remount_like_kernel(ctx):
+	"""The kernel serves listings from its cache also after a remount (the binary answers
+	OPENDIR with ENOSYS once, for the whole connection): listings cached under relatime must
+	not be served under strictatime, where each moves the atime."""
+	def body(p, k):
+		errs = []
+		got, want = remount_steps(p, k)
+		if got != want:
+			errs.append("upper d/rd's atime moved: binary %r, kernel %r" % (got, want))
+		if [moved for _, moved in want] != [True, False, True, True, True, False, False]:
+			errs.append("kernel overlayfs (the oracle): atime moved %r" % want)
+		return errs
+	return with_both(ctx, 120, body, strictatime_fs=True)
+
+
+NDIRS, PER_DIR = 70, 300  # more partial listings at once than the daemon keeps (dir.c)
+
+
+def names_of(fd_or_path):
+	with os.scandir(fd_or_path) as it:
+		return sorted(e.name for e in it)
+
+
+def seek_checks(path, errs):
+	"""telldir/seekdir/rewinddir through libc on one big directory."""
+	import ctypes
+	libc = ctypes.CDLL(None, use_errno=True)
+	libc.opendir.restype = ctypes.c_void_p
+	libc.readdir.restype = ctypes.c_void_p
+	libc.readdir.argtypes = [ctypes.c_void_p]
+	libc.telldir.restype = ctypes.c_long
+	libc.telldir.argtypes = [ctypes.c_void_p]
+	libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+	libc.rewinddir.argtypes = [ctypes.c_void_p]
+	libc.closedir.argtypes = [ctypes.c_void_p]
+	name_off = 19  # struct dirent64: d_ino 8, d_off 8, d_reclen 2, d_type 1, d_name
+	d = libc.opendir(path.encode())
+	if not d:
+		errs.append("opendir %s: errno %d" % (path, ctypes.get_errno()))
+		return
+	def read_all():
+		out = []
+		while True:
+			e = libc.readdir(d)
+			if not e:
+				return out
+			out.append(ctypes.string_at(e + name_off).decode())
+	try:
+		full = read_all()
+		libc.rewinddir(d)
+		first = [ctypes.string_at(libc.readdir(d) + name_off).decode() for _ in range(150)]
+		pos = libc.telldir(d)
+		rest = read_all()
+		libc.seekdir(d, pos)
+		again = read_all()
+		if first + rest != full or again != rest:
+			errs.append("%s: rewinddir/telldir/seekdir: %d+%d names, again %d, full %d"
+				    % (path, len(first), len(rest), len(again), len(full)))
+	finally:
+		libc.closedir(d)
+
+
+def concurrent_listings(ctx):
+	"""Listings without per-open state in the daemon: 70 big directories listed at once, each
+	read a buffer at a time in turns (more unfinished listings than the daemon keeps), two
+	interleaved listings of one directory, telldir/seekdir/rewinddir, a listing through
+	/proc/self/fd and fsync of a directory descriptor: every listing complete and exact."""
+	lowers, u, w, m = build_layers(ctx.path("p"))
+	want = {}
+	for i in range(NDIRS):
+		rel = "big/b%02d" % i
+		os.makedirs(os.path.join(lowers[1], rel))
+		names = ["f%04d_%s" % (j, "x" * 20) for j in range(PER_DIR)]
+		for n in names:
+			open(os.path.join(lowers[1], rel, n), "w").close()
+		want[rel] = sorted(names)
+	d = mounts.Daemon(ctx.opts.binary, m, lowers, u, w, logdir=ctx.path("log/daemon"),
+			  sanitizer=ctx.opts.sanitizer)
+	errs = []
+	try:
+		d.start()
+		with mounts.Watchdog(t(120), [d]):
+			for rnd in ("cold", "warm"):
+				its = {rel: os.scandir(os.path.join(m, rel)) for rel in want}
+				got = {rel: [] for rel in want}
+				live = dict(its)
+				while live:  # scandir reads one getdents buffer at a time
+					for rel in list(live):
+						e = next(live[rel], None)
+						if e is None:
+							live.pop(rel).close()
+						else:
+							got[rel].append(e.name)
+				for rel in want:
+					if sorted(got[rel]) != want[rel] or len(got[rel]) != PER_DIR:
+						errs.append("%s listing of %s: %d names, %d distinct, expected %d"
+							    % (rnd, rel, len(got[rel]), len(set(got[rel])), PER_DIR))
+			one = os.path.join(m, "big/b00")
+			a, b = os.scandir(one), os.scandir(one)
+			ga, gb = [], []
+			for ea, eb in zip(a, b):
+				ga.append(ea.name)
+				gb.append(eb.name)
+			ga += [e.name for e in a]
+			gb += [e.name for e in b]
+			a.close()
+			b.close()
+			if sorted(ga) != want["big/b00"] or sorted(gb) != want["big/b00"]:
+				errs.append("two interleaved listings of big/b00: %d and %d names"
+					    % (len(ga), len(gb)))
+			open(os.path.join(one, "added"), "w").close()
+			seek_checks(one, errs)
+			fd = os.open(one, os.O_RDONLY | os.O_DIRECTORY)
+			try:
+				if names_of("/proc/self/fd/%d" % fd) != sorted(want["big/b00"] + ["added"]):
+					errs.append("listing through /proc/self/fd differs")
+				os.fsync(fd)
+			finally:
+				os.close(fd)
+	finally:
+		errs += d.cleanup()
+	return errs
+
+
 def dino_checks(m):
 	"""d_ino == st_ino for every entry of big upper directories read by plain READDIRs too (the
 	kernel asks READDIRPLUS only for its first buffer unless entries are stat'ed): /pure (made
@@ -363,6 +570,8 @@ TESTS = [
 	("dino_plain_readdir", dino_plain_readdir),
 	("fresh_after_change", fresh_after_change),
 	("atime_like_kernel", atime_like_kernel),
+	("atime_remount_like_kernel", atime_remount_like_kernel),
+	("concurrent_listings", concurrent_listings),
 ]
 
 
