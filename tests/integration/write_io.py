@@ -11,6 +11,10 @@
   larger than a page, and the bytes (a pattern, at aligned and unaligned offsets) are in the
   upper file.
 
+- io/write_fstat_once: 300 writes through one fd cost the daemon at most one fstat of the file
+  (the setuid/setgid check, file.h file_nopriv), not one per WRITE; after a chmod through the
+  mount the next write looks again, once (perm/killpriv_after_chmod checks with kernel
+  overlayfs that a bit such a chmod sets is still taken away by an unprivileged write).
 - io/copyup_writebehind: the copy-up of a 40 MiB lower file (fsync on, the default) starts the
   writeback of each 8 MiB window as it is copied and waits for the window two starts older before
   starting the next (sync_file_range, copy_data.h), then fsyncs the copy, and only then links it
@@ -223,6 +227,51 @@ def t_appends_writeback(env):
 		got = read_file(env.up(rel))
 		env.check(got == want, "upper %s: %d bytes, expected %d (or other bytes)"
 			  % (rel, len(got), len(want)))
+
+
+FSTAT_INO_RE = re.compile(r"^\d+\s+(?:fstat\(\d+, |(?:newfstatat|statx)\(\d+, \"\", )"
+			  r"\{[^}]*st_ino=(\d+)", re.M)
+
+
+def _fstats_during(env, name, fn, ino):
+	"""fn() under strace: the daemon's fstat calls of an open fd of inode `ino` (the daemon's
+	other work, such as saving its handle store, fstats other files)."""
+	tr = Strace(env.daemon.pid, P(env.base, name), "fstat,newfstatat,statx", verbose=True)
+	try:
+		fn()
+	finally:
+		trace = tr.stop()
+	return sum(1 for i in FSTAT_INO_RE.findall(trace) if int(i) == ino)
+
+
+@wtest("io/write_fstat_once", layers=io_layers, kernel=False)
+def t_write_fstat_once(env):
+	"""The setuid/setgid check of a WRITE (killpriv.h) looks at the file once per handle, not
+	once per WRITE, until a mode changes."""
+	if not _is_plyfs(env) or not shutil.which("strace"):
+		env.notes.append("not plyfs or no strace: not counted")
+		return
+	fd = os.open(P(env.pm, "f"), WR | os.O_CREAT | os.O_APPEND, 0o644)
+
+	def writes():
+		for i in range(300):
+			os.write(fd, b"%04d" % i)
+
+	def chmod_writes():
+		os.chmod(P(env.pm, "f"), 0o600)  # a SETATTR by name: the next write looks again
+		writes()
+	try:
+		ino = os.stat(env.up("f")).st_ino
+		during = _fstats_during(env, "strace.out", writes, ino)
+		after_chmod = _fstats_during(env, "strace2.out", chmod_writes, ino)
+	finally:
+		os.close(fd)
+	env.check(during <= 1, "fstat calls of the daemon during 300 WRITEs through one fd: %d "
+		  "(expected at most 1)" % during)
+	env.check(1 <= after_chmod <= 2, "fstat calls during a chmod and 300 WRITEs: %d (expected "
+		  "1, the first write's check, or 2)" % after_chmod)
+	want = b"".join(b"%04d" % i for i in range(300)) * 2
+	env.check(read_file(env.up("f")) == want, "upper f differs from what was written")
 
 
 # --- copy-up and the sync it owes ---------------------------------------------------------------
