@@ -11,7 +11,8 @@
  * there) with data, xattrs, owner, mode and times, fsync'ed unless fsync=0/volatile, then linked
  * (or renamed with RENAME_NOREPLACE) into its place in upper: upper never holds a partial file.
  * Other types are built under a temporary name in workdir/work and renamed into place.
- * Data: FICLONE, else copy_file_range, else read/write; holes are kept (SEEK_DATA/SEEK_HOLE).
+ * Data (copy_data.h): FICLONE, else copy_file_range, else read/write; holes are kept
+ * (SEEK_DATA/SEEK_HOLE); with fsync, written behind the copy so the fsync waits for little.
  *
  * Serialisation: per node (node->lock); the state is re-checked under the lock, so concurrent
  * opens of one file copy it once. Afterwards the node's stack starts with the upper layer and

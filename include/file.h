@@ -32,6 +32,9 @@ struct open_file {
 	 * cache in whole pages (the handle is opened direct_io). */
 	bool append_fd;
 	GArray *old_fds;   /* fds replaced by file_fd(), closed at release */
+	/* Atomic: 1 + the mode epoch (fs.h) at which the file was last seen with neither S_ISUID
+	 * nor S_ISGID through `fd`; 0: never. Lets a WRITE skip its fstat (file_nopriv()). */
+	unsigned long nopriv;
 };
 
 int file_open(struct plyfs *fs, struct node *n, int flags, struct open_file **out);
@@ -45,6 +48,19 @@ void file_release_all(struct plyfs *fs);
 int file_fd(struct plyfs *fs, struct open_file *of);
 /* `fd` (file_fd's) was read from: the atime by the mount's policy (atime.h). */
 void file_accessed(struct plyfs *fs, struct open_file *of, int fd);
+
+/* The setuid/setgid check before a write (killpriv.h) costs an fstat of the layer file. Only the
+ * daemon changes modes (layers changed underneath are unsupported), and only SETATTR (chmod,
+ * chown, setattr.c) can give an existing file one of those bits: a handle whose file had neither
+ * needs no new look until a SETATTR somewhere, or a new fd of its own, moves the mode epoch on.
+ * An xattr change (an access ACL) can only take S_ISGID away, and new files are new handles.
+ *
+ * file_nopriv: true when `fd` (file_fd()'s) is known to have neither bit; else *epoch is what to
+ * pass to file_nopriv_seen() once an fstat (made after this call) shows neither. */
+bool file_nopriv(struct plyfs *fs, struct open_file *of, int fd, unsigned long *epoch);
+void file_nopriv_seen(struct open_file *of, int fd, unsigned long epoch);
+/* After a change that may add S_ISUID or S_ISGID to an existing file (SETATTR). */
+void file_modes_changed(struct plyfs *fs);
 
 /* fstat through the handle, in the merged view (st_nlink 0 once unlinked). */
 int file_getattr(struct plyfs *fs, struct open_file *of, struct stat *st);

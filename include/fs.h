@@ -76,6 +76,11 @@ struct plyfs {
 	atomic_ulong copy_ups_done;
 	atomic_ulong copy_ups_failed;
 
+	/* Moved on (atomically, after the change) whenever the daemon may have given a file a
+	 * setuid or setgid bit or a handle another fd: a handle's record that its file has neither
+	 * bit (file.h, `nopriv`) holds only while this is unchanged. */
+	atomic_ulong mode_epoch;
+
 	/* The mount's MS_* atime flags, and what follows them (atime.h): written by its thread. */
 	atomic_ulong atime_flags;
 	int mount_id; /* in /proc/self/mountinfo; -1 when unknown */

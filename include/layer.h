@@ -135,6 +135,9 @@ int layer_fchmod(int fd, mode_t mode);
 int layer_futimens(int fd, const struct timespec ts[2]);
 int layer_ftruncate(int fd, off_t size);
 int layer_fsync(int fd, bool datasync);
+/* sync_file_range(2): starts (SYNC_FILE_RANGE_WRITE) or waits for (WAIT_BEFORE/WAIT_AFTER) the
+ * writeback of a range; no metadata, no device cache flush: never a substitute for fsync. */
+int layer_sync_file_range(int fd, off_t off, off_t len, unsigned flags);
 int layer_fallocate(int fd, int mode, off_t off, off_t len);
 off_t layer_lseek(int fd, off_t off, int whence);
 ssize_t layer_pwrite(int fd, const void *buf, size_t size, off_t off);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "autofd.h"
+#include "copy_data.h"
 #include "copy_up.h"
 #include "errors.h"
 #include "fileattr.h"
@@ -21,63 +22,6 @@
 #include "ovl_xattr.h"
 #include "workdir.h"
 #include "xattr_name.h"
-
-/* --- data --- */
-
-/* Copies [off, off+len) with copy_file_range, or read/write where that is refused. */
-static int copy_range(int src, int dst, off_t off, off_t len)
-{
-	bool plain = false;
-	g_autofree char *buf = NULL;
-	while (len > 0) {
-		size_t chunk = (size_t)MIN(len, (off_t)(1 << 20));
-		ssize_t n;
-		if (!plain) {
-			off_t in = off, out = off;
-			n = layer_copy_file_range(src, &in, dst, &out, chunk);
-			if (n == -EXDEV || n == -EINVAL || n == -ENOSYS || n == -EOPNOTSUPP) {
-				plain = true;
-				continue;
-			}
-		} else {
-			if (!buf)
-				buf = g_malloc(1 << 20);
-			n = layer_pread(src, buf, chunk, off);
-			if (n > 0)
-				n = layer_pwrite(dst, buf, (size_t)n, off);
-		}
-		if (n < 0)
-			return (int)n;
-		if (n == 0)
-			break; /* the source shrank: what is copied is what there is */
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/* Copies the data segments only, so holes stay holes; the size is set at the end. */
-static int copy_data(int src, int dst, off_t size)
-{
-	if (size == 0 || layer_ficlone(dst, src) == 0)
-		return 0;
-	for (off_t pos = 0; pos < size;) {
-		off_t data = layer_lseek(src, pos, SEEK_DATA);
-		if (data == -ENXIO)
-			break; /* only a hole remains */
-		if (data < 0) {
-			data = pos; /* no SEEK_DATA support: copy everything */
-		}
-		off_t hole = layer_lseek(src, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = size;
-		int r = copy_range(src, dst, data, MIN(hole, size) - data);
-		if (r < 0)
-			return r;
-		pos = hole;
-	}
-	return layer_ftruncate(dst, size);
-}
 
 /* --- metadata --- */
 
@@ -248,7 +192,7 @@ static int copy_up_regular(struct cu *c)
 	}
 	if (tmp < 0)
 		return tmp;
-	int r = src >= 0 ? copy_data(src, tmp, c->st.st_size) : 0;
+	int r = src >= 0 ? copy_data(src, tmp, c->st.st_size, want_fsync(c->fs)) : 0;
 	if (r == 0)
 		r = copy_xattrs(c->fs, c->src_dir, c->src_name, tmp, NULL);
 	if (r == 0)

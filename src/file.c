@@ -153,11 +153,32 @@ int file_fd(struct plyfs *fs, struct open_file *of)
 			g_array_append_val(of->old_fds, of->fd);
 			__atomic_store_n(&of->fd, fd, __ATOMIC_RELEASE);
 			__atomic_store_n(&of->gen, loc.gen, __ATOMIC_RELEASE);
+			file_modes_changed(fs); /* after the switch: file_nopriv() */
 		}
 		r = fd;
 	}
 	g_mutex_unlock(&of->lock);
 	return r;
+}
+
+bool file_nopriv(struct plyfs *fs, struct open_file *of, int fd, unsigned long *epoch)
+{
+	*epoch = atomic_load_explicit(&fs->mode_epoch, memory_order_acquire);
+	return __atomic_load_n(&of->nopriv, __ATOMIC_ACQUIRE) == *epoch + 1 &&
+	       __atomic_load_n(&of->fd, __ATOMIC_ACQUIRE) == fd;
+}
+
+void file_nopriv_seen(struct open_file *of, int fd, unsigned long epoch)
+{
+	/* Not for an fd the handle has replaced since (file_fd() moved the epoch on after it):
+	 * only the fd it uses now may be vouched for. */
+	if (__atomic_load_n(&of->fd, __ATOMIC_ACQUIRE) == fd)
+		__atomic_store_n(&of->nopriv, epoch + 1, __ATOMIC_RELEASE);
+}
+
+void file_modes_changed(struct plyfs *fs)
+{
+	atomic_fetch_add_explicit(&fs->mode_epoch, 1, memory_order_acq_rel);
 }
 
 void file_accessed(struct plyfs *fs, struct open_file *of, int fd)

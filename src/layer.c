@@ -340,6 +340,11 @@ int layer_fsync(int fd, bool datasync)
 	return (int)traced(datasync ? fdatasync(fd) : fsync(fd), "fsync", fd, NULL);
 }
 
+int layer_sync_file_range(int fd, off_t off, off_t len, unsigned flags)
+{
+	return (int)traced(sync_file_range(fd, off, len, flags), "sync_file_range", fd, NULL);
+}
+
 int layer_fallocate(int fd, int mode, off_t off, off_t len)
 {
 	return (int)traced(fallocate(fd, mode, off, len), "fallocate", fd, NULL);

@@ -252,14 +252,22 @@ static int kill_priv(fuse_req_t req, struct node *n, struct open_file *of,
 	return r;
 }
 
-/* Before a write through handle `of` whose current fd is `fd`: one fstat, and kill_priv() only
- * when the file has a setuid or setgid bit. */
+/* Before a write through handle `of` whose current fd is `fd`: kill_priv() when the file has a
+ * setuid or setgid bit; one fstat to know, unless the handle saw neither bit since the last mode
+ * change (file_nopriv()). */
 static int kill_priv_write(fuse_req_t req, struct open_file *of, int fd)
 {
+	unsigned long epoch;
+	if (file_nopriv(req_fs(req), of, fd, &epoch))
+		return 0;
 	struct stat st;
 	int r = layer_fstat(fd, &st);
-	if (r < 0 || !(st.st_mode & (S_ISUID | S_ISGID)))
+	if (r < 0)
 		return r;
+	if (!(st.st_mode & (S_ISUID | S_ISGID))) {
+		file_nopriv_seen(of, fd, epoch);
+		return 0;
+	}
 	return kill_priv(req, of->node, of, KILLPRIV_WRITE);
 }
 

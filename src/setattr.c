@@ -134,6 +134,17 @@ static int apply(struct plyfs *fs, const struct target *t, const struct stat *at
 	return r;
 }
 
+static int apply_noting(struct plyfs *fs, const struct target *t, const struct stat *attr,
+			int to_set)
+{
+	int r = apply(fs, t, attr, to_set);
+	/* After the change, failed or not (it may be partly made): a new mode or owner may carry
+	 * a setuid or setgid bit that handles took this file not to have (file.h, file_nopriv). */
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		file_modes_changed(fs);
+	return r;
+}
+
 int setattr_apply(struct plyfs *fs, struct node *n, struct open_file *of, const struct stat *attr,
 		  int to_set, struct stat *out)
 {
@@ -145,7 +156,7 @@ int setattr_apply(struct plyfs *fs, struct node *n, struct open_file *of, const 
 		t.fd = r < 0 ? r : file_fd(fs, of);
 		if (t.fd < 0)
 			return t.fd;
-		r = apply(fs, &t, attr, to_set);
+		r = apply_noting(fs, &t, attr, to_set);
 		return r < 0 ? r : file_getattr(fs, of, out);
 	}
 	auto_lfd struct lfd loc = LFD_INIT;
@@ -159,6 +170,6 @@ int setattr_apply(struct plyfs *fs, struct node *n, struct open_file *of, const 
 		return r;
 	t.dirfd = loc.fd;
 	t.name = loc.name;
-	r = apply(fs, &t, attr, to_set);
+	r = apply_noting(fs, &t, attr, to_set);
 	return r < 0 ? r : inode_stat(fs, n, &loc, out);
 }

@@ -11,6 +11,16 @@
   larger than a page, and the bytes (a pattern, at aligned and unaligned offsets) are in the
   upper file.
 
+- io/write_fstat_once: 300 writes through one fd cost the daemon at most one fstat of the file
+  (the setuid/setgid check, file.h file_nopriv), not one per WRITE; after a chmod through the
+  mount the next write looks again, once (perm/killpriv_after_chmod checks with kernel
+  overlayfs that a bit such a chmod sets is still taken away by an unprivileged write).
+- io/copyup_writebehind: the copy-up of a 40 MiB lower file (fsync on, the default) starts the
+  writeback of each 8 MiB window as it is copied and waits for the window two starts older before
+  starting the next (sync_file_range, copy_data.h), then fsyncs the copy, and only then links it
+  into place; the upper holds the lower's bytes and the append. io/copyup_nosync: with fsync=0
+  none of those syncs happen (kernel overlayfs' volatile).
+
 Request counts and the strace check apply to plyfs only (for another binary: a note); the data
 checks compare with kernel overlayfs on the same layers (write_env.py explains the fixture).
 """
@@ -123,12 +133,14 @@ def _big_writes(r, rel):
 
 
 class Strace:
-	"""strace -f of the daemon's splice(2) and read(2) calls, attached before the workload."""
+	"""strace -f of the daemon's `calls` (splice(2) and read(2) by default), attached before the
+	workload."""
 
-	def __init__(self, pid, out):
+	def __init__(self, pid, out, calls="splice,read", verbose=False):
 		self.out = out
-		self.proc = subprocess.Popen(["strace", "-f", "-e", "trace=splice,read", "-o", out,
-					      "-p", str(pid)], stdin=subprocess.DEVNULL,
+		self.proc = subprocess.Popen(["strace", "-f"] + (["-v"] if verbose else []) +
+					     ["-e", "trace=" + calls, "-o", out, "-p", str(pid)],
+					     stdin=subprocess.DEVNULL,
 					     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 		# Attached to every thread once it said so for each: wait for the first line, then
 		# a moment for the others (bounded).
@@ -215,3 +227,140 @@ def t_appends_writeback(env):
 		got = read_file(env.up(rel))
 		env.check(got == want, "upper %s: %d bytes, expected %d (or other bytes)"
 			  % (rel, len(got), len(want)))
+
+
+FSTAT_INO_RE = re.compile(r"^\d+\s+(?:fstat\(\d+, |(?:newfstatat|statx)\(\d+, \"\", )"
+			  r"\{[^}]*st_ino=(\d+)", re.M)
+
+
+def _fstats_during(env, name, fn, ino):
+	"""fn() under strace: the daemon's fstat calls of an open fd of inode `ino` (the daemon's
+	other work, such as saving its handle store, fstats other files)."""
+	tr = Strace(env.daemon.pid, P(env.base, name), "fstat,newfstatat,statx", verbose=True)
+	try:
+		fn()
+	finally:
+		trace = tr.stop()
+	return sum(1 for i in FSTAT_INO_RE.findall(trace) if int(i) == ino)
+
+
+@wtest("io/write_fstat_once", layers=io_layers, kernel=False)
+def t_write_fstat_once(env):
+	"""The setuid/setgid check of a WRITE (killpriv.h) looks at the file once per handle, not
+	once per WRITE, until a mode changes."""
+	if not _is_plyfs(env) or not shutil.which("strace"):
+		env.notes.append("not plyfs or no strace: not counted")
+		return
+	fd = os.open(P(env.pm, "f"), WR | os.O_CREAT | os.O_APPEND, 0o644)
+
+	def writes():
+		for i in range(300):
+			os.write(fd, b"%04d" % i)
+
+	def chmod_writes():
+		os.chmod(P(env.pm, "f"), 0o600)  # a SETATTR by name: the next write looks again
+		writes()
+	try:
+		ino = os.stat(env.up("f")).st_ino
+		during = _fstats_during(env, "strace.out", writes, ino)
+		after_chmod = _fstats_during(env, "strace2.out", chmod_writes, ino)
+	finally:
+		os.close(fd)
+	env.check(during <= 1, "fstat calls of the daemon during 300 WRITEs through one fd: %d "
+		  "(expected at most 1)" % during)
+	env.check(1 <= after_chmod <= 2, "fstat calls during a chmod and 300 WRITEs: %d (expected "
+		  "1, the first write's check, or 2)" % after_chmod)
+	want = b"".join(b"%04d" % i for i in range(300)) * 2
+	env.check(read_file(env.up("f")) == want, "upper f differs from what was written")
+
+
+# --- copy-up and the sync it owes ---------------------------------------------------------------
+
+CU_MIB = 40
+SYNC_RE = re.compile(r"^\d+\s+(sync_file_range|fsync|fdatasync|linkat|renameat2)\((.*?)"
+		     r"(?:\)\s+=\s+(-?\d+)|\s+<unfinished)", re.M)
+SFR_RE = re.compile(r"^(\d+), (\d+), (\d+), (\S+)$")
+
+
+def _prepare_cu(env):
+	with open(P(env.p, "lower0", "big"), "wb") as f:
+		for i in range(CU_MIB):
+			f.write(PATTERN[i:] + PATTERN[:i])
+
+
+def _copyup_traced(env):
+	"""Appends a byte to the lower file `big` (its copy-up) under strace; the sync calls in
+	order, as (call, args)."""
+	tr = Strace(env.daemon.pid, P(env.base, "strace.out"),
+		    "sync_file_range,fsync,fdatasync,linkat,renameat2")
+	try:
+		fd = os.open(P(env.pm, "big"), WR | os.O_APPEND)
+		try:
+			os.write(fd, b"!")
+		finally:
+			os.close(fd)
+	finally:
+		trace = tr.stop()
+	want = b"".join(PATTERN[i:] + PATTERN[:i] for i in range(CU_MIB)) + b"!"
+	env.check(read_file(env.up("big")) == want, "upper big is not the lower's bytes and the "
+		  "append")
+	return [(c, a) for c, a, _ in SYNC_RE.findall(trace)]
+
+
+def _placed_by(call, args, fd):
+	"""Whether this linkat/renameat2 names the copy `fd` (an O_TMPFILE linked through
+	/proc/self/fd) or a temporary name in the work dir (renamed)."""
+	return (call == "linkat" and '"/proc/self/fd/%s"' % fd in args) or call == "renameat2"
+
+
+@wtest("io/copyup_writebehind", layers=lambda: ([{}], {}), kernel=False, prepare=_prepare_cu,
+       timeout=120)
+def t_copyup_writebehind(env):
+	if not _is_plyfs(env) or not shutil.which("strace"):
+		env.notes.append("not plyfs or no strace: not traced")
+		return
+	calls = _copyup_traced(env)
+	sfr = [SFR_RE.match(a) for c, a in calls if c == "sync_file_range"]
+	env.check(sfr and all(sfr), "sync_file_range calls: %r" % calls[:6])
+	if not (sfr and all(sfr)):
+		return
+	fd = sfr[0].group(1)
+	starts, waits = [], 0
+	for m in sfr:
+		off, length, flags = int(m.group(2)), int(m.group(3)), m.group(4)
+		env.check(m.group(1) == fd, "sync_file_range on two fds: %s, %s" % (fd, m.group(1)))
+		if flags == "SYNC_FILE_RANGE_WRITE":
+			env.check(off == (starts[-1][0] + starts[-1][1] if starts else 0) and
+				  length >= 8 * MIB, "start %d: %d+%d after %r" % (len(starts), off,
+										   length, starts[-1:]))
+			starts.append((off, length))
+		elif flags == "SYNC_FILE_RANGE_WAIT_BEFORE":
+			# the window started two starts ago, before the next start: two in flight
+			env.check(len(starts) >= 2 and (off, length) == starts[len(starts) - 2] and
+				  waits == len(starts) - 2, "wait %d for %d+%d after starts %r"
+				  % (waits, off, length, starts))
+			waits += 1
+		else:
+			env.check(False, "sync_file_range flags %s" % flags)
+	env.check(len(starts) >= CU_MIB // 8 - 1, "writeback started for %d windows of %d MiB "
+		  "(expected at least %d)" % (len(starts), CU_MIB, CU_MIB // 8 - 1))
+	env.check(waits == len(starts) - 2, "waits %d for %d starts" % (waits, len(starts)))
+	# then the copy's fsync, then its name: never a name on data not yet synced
+	last_sfr = max(i for i, (c, _) in enumerate(calls) if c == "sync_file_range")
+	fsyncs = [i for i, (c, a) in enumerate(calls) if c == "fsync" and a == fd]
+	placed = [i for i, (c, a) in enumerate(calls) if _placed_by(c, a, fd)]
+	env.check(fsyncs and placed and last_sfr < fsyncs[0] < placed[0],
+		  "order of the copy's calls: %r" % calls)
+
+
+@wtest("io/copyup_nosync", layers=lambda: ([{}], {}), kernel=False, prepare=_prepare_cu,
+       binary_opts="fsync=0", timeout=120)
+def t_copyup_nosync(env):
+	if not _is_plyfs(env) or not shutil.which("strace"):
+		env.notes.append("not plyfs or no strace: not traced")
+		return
+	calls = _copyup_traced(env)
+	env.check(not [c for c, _ in calls if c in ("sync_file_range", "fsync", "fdatasync")],
+		  "fsync=0: syncs during the copy-up: %r" % calls)
+	env.check([c for c, _ in calls if c in ("linkat", "renameat2")], "no linkat/renameat2 "
+		  "seen: %r" % calls)

@@ -100,6 +100,47 @@ def t_killpriv(env):
 			 pre + "acl")
 
 
+def plain_layers():
+	"""Files of uid 1000, group 100, mode 0664 (no setuid/setgid yet): lower p_NAME, upper
+	u_NAME."""
+	names = ("path", "fchmod", "suid")
+	return ([{"p_" + n: F("data\n", mode=0o664, uid=1000, gid=100) for n in names}],
+		{"u_" + n: F("data\n", mode=0o664, uid=1000, gid=100) for n in names})
+
+
+def _write_chmod_write(r, rel, mode, fchmod):
+	"""root opens rel for appending; uid 1000 (not in the group) writes through it, root gives
+	the file `mode` (chmod of the path, or fchmod of that fd), uid 1000 writes again: the mode
+	after each step."""
+	fd = os.open(P(r, rel), os.O_WRONLY | os.O_APPEND)
+	modes = []
+	try:
+		for step in ("write", "chmod", "write"):
+			if step == "write":
+				_as_user(fd, WRITE)
+			elif fchmod:
+				os.fchmod(fd, mode)
+			else:
+				os.chmod(P(r, rel), mode)
+			modes.append("0%o" % stat.S_IMODE(os.stat(P(r, rel)).st_mode))
+	finally:
+		os.close(fd)
+	return modes
+
+
+@wtest("perm/killpriv_after_chmod", layers=plain_layers)
+def t_killpriv_after_chmod(env):
+	"""A handle that found no setuid/setgid bit (which the daemon remembers, file.h
+	file_nopriv) still loses a bit that a chmod gave the file since."""
+	for pre in ("p_", "u_"):
+		env.same("setgid by chmod, then a write: " + pre + "path", _write_chmod_write,
+			 pre + "path", 0o2664, False)
+		env.same("setgid by fchmod of the fd, then a write: " + pre + "fchmod",
+			 _write_chmod_write, pre + "fchmod", 0o2664, True)
+		env.same("setuid+setgid by chmod, then a write: " + pre + "suid", _write_chmod_write,
+			 pre + "suid", 0o6664, False)
+
+
 def _make_over_whiteout(r, parent, name, dir):
 	"""Under a default ACL on `parent`: removes parent/name (a lower entry: a whiteout stays),
 	makes it again with umask 022; mode and ACL."""
