@@ -71,6 +71,10 @@ struct plyfs {
 	atomic_ulong copy_ups_done;
 	atomic_ulong copy_ups_failed;
 
+	/* Whether READDIRPLUS looks files up (dir.c, "plus advice"): listings that left files out
+	 * the kernel then looked up no name of. A relaxed atomic. */
+	atomic_int plus_unused;
+
 	/* The mount's MS_* atime flags, and what follows them (atime.h): written by its thread. */
 	atomic_ulong atime_flags;
 	int mount_id; /* in /proc/self/mountinfo; -1 when unknown */
