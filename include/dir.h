@@ -23,13 +23,15 @@ int dir_merged_list(struct plyfs *fs, struct node *n, GPtrArray **list, int **la
 
 /* *cache: whether the kernel may serve this open's listing from its cache (ops.c sets
  * cache_readdir): not while a listing now would move the upper directory's atime (atime.h), which
- * only a READDIR reaching the daemon does. */
+ * only a READDIR reaching the daemon does, nor while the kernel wants the attributes of files its
+ * last READDIRPLUS left out (dir.c, "plus advice"). */
 int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out, bool *cache);
 /*
  * Fills `buf` (capacity `size`) with entries from offset `off`, plain or plus. Returns the number
  * of bytes used (0 at the end, and at any offset past it) or -errno (-EINVAL for a negative
- * offset). For plus, each entry that fits is a lookup (nlookup+1),
- * except "." and ".."; an entry that did not fit is not counted.
+ * offset). For plus, each entry that fits and carries attributes is a lookup (nlookup+1): not
+ * "." and "..", nor a file left out as a plain dirent (nodeid 0, dir.c "plus advice"); an entry
+ * that did not fit is not counted.
  */
 ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf, size_t size,
 		 off_t off, bool plus);
@@ -48,6 +50,9 @@ ssize_t dir_read_node(struct plyfs *fs, fuse_req_t req, struct node *n, char *bu
  * notification per directory node), so that the next listings reach the daemon: the mount's atime
  * flags changed (a remount), and listings cached under the old ones may be due now. */
 void dir_listings_stale_all(struct plyfs *fs);
+/* A LOOKUP found a name in directory `parent`: READDIRPLUS learns from it whether files it
+ * leaves out are looked up next (dir.c, "plus advice"). */
+void dir_note_lookup(struct plyfs *fs, struct node *parent);
 /* At exit: releases the handles the kernel never released, and the cached listings. */
 void dir_release_all(struct plyfs *fs);
 

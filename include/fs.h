@@ -80,6 +80,9 @@ struct plyfs {
 	 * setuid or setgid bit or a handle another fd: a handle's record that its file has neither
 	 * bit (file.h, `nopriv`) holds only while this is unchanged. */
 	atomic_ulong mode_epoch;
+	/* Whether READDIRPLUS looks files up (dir.c, "plus advice"): listings that left files out
+	 * the kernel then looked up no name of. A relaxed atomic. */
+	atomic_int plus_unused;
 
 	/* The mount's MS_* atime flags, and what follows them (atime.h): written by its thread. */
 	atomic_ulong atime_flags;

@@ -25,6 +25,20 @@
 int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
 		 struct stat *st);
 
+/* What a merged listing (readdir.h) just read: lower layers `absent[0..n_absent)` of the parent
+ * hold neither the name nor a whiteout of it, nor are opaque (it was listed from a layer below
+ * them). */
+struct namei_listed {
+	const int *absent;
+	unsigned n_absent;
+};
+
+/* namei_lookup() of a name that listing found: the scan skips the layers it says the name is not
+ * in (lower ones only: they do not change while mounted), which saves two syscalls (the name, its
+ * ".wh." form) per layer above the name's. Same contract as namei_lookup(). */
+int namei_lookup_listed(struct plyfs *fs, struct node *parent, const char *name,
+			const struct namei_listed *listed, struct node **out, struct stat *st);
+
 /* namei_lookup() of a non-directory this request has just made in the upper layer of `parent`
  * (under parent->lock, so the name is still its): a new inode has no metacopy and no origin, so
  * neither is read. A directory is looked up as by namei_lookup() (lower parts may merge). */

@@ -197,6 +197,7 @@ struct node {
 	char *index_name;
 	bool pinned_hardlink; /* under `lock`: the extra reference of index_keep_reachable() */
 	bool indexed;	      /* atomic: its upper inode keeps the merged st_nlink (index.h) */
+	unsigned char plus_left; /* atomic: what its last READDIRPLUS left out (dir.c) */
 	/* The name a lookup reached this hard-linked file by last (index.h, index_note_name()),
 	 * as (parent nodeid, name): g_malloc'd, under `lock`; NULL when none. */
 	uint64_t seen_parent;

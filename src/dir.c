@@ -21,6 +21,9 @@ struct dir_handle {
 	 * redirect (origin.h), so each entry's d_ino is its own inode's (entry_ino()). */
 	bool pure_upper;
 	gint refs; /* a handle: 1; a cached listing (fh 0): the cache's and each reader's */
+	/* This listing looks files up (plus_advised()), and it has left one out. */
+	bool fill_files;
+	bool left_out;
 };
 
 /* Listings of directories read without a handle (the kernel's no-opendir mode) kept between the
@@ -28,6 +31,10 @@ struct dir_handle {
  * is dropped at once, so only listings left unfinished stay, and memory does not grow with the
  * directories listed. */
 #define LISTINGS_MAX 64
+
+/* node->plus_left: what the directory's last READDIRPLUS left out ("plus advice" below). */
+enum { PLUS_LEFT_NONE, PLUS_LEFT_PROBE, PLUS_LEFT_FILES };
+static bool plus_advised(struct plyfs *fs);
 
 /* A listing read now would move the atime of n's upper directory (see dir_accessed()). */
 static bool atime_is_due(struct plyfs *fs, struct node *n)
@@ -51,7 +58,10 @@ int dir_open(struct plyfs *fs, struct node *n, struct dir_handle **out, bool *ca
 {
 	if (!S_ISDIR(n->type))
 		return -ENOTDIR;
-	*cache = !atime_is_due(fs, n);
+	/* Not from the kernel's cache: a listing that left every file out while they are wanted. */
+	*cache = !atime_is_due(fs, n) &&
+		 !(__atomic_load_n(&n->plus_left, __ATOMIC_RELAXED) == PLUS_LEFT_FILES &&
+		   plus_advised(fs));
 	struct dir_handle *dh = handle_new(fs, n);
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_ACQ_REL);
 	g_mutex_lock(&fs->handles_lock);
@@ -200,20 +210,94 @@ static size_t add_plain(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh,
 	return fuse_add_direntry(req, buf, size, name, &st, next);
 }
 
-/* Plus entry: a real lookup, undone when the entry does not fit. Returns bytes used; 0 when the
- * entry did not fit; SIZE_MAX when the name vanished meanwhile (skip it). */
+/*
+ * READDIRPLUS advice. A lookup of a file reads its inode in every layer it scans (cold: a disk
+ * read, ~22 us a file here), which kernel overlayfs' readdir never does; `find` and `ls` read
+ * names and d_type only, and the kernel asks READDIRPLUS for every first chunk of a directory
+ * (readdirplus_auto, pos 0). An entry with nodeid 0 is a plain dirent to the kernel
+ * (fuse_direntplus_link(): "did not want to return attributes"): it instantiates nothing, and a
+ * stat of it costs a LOOKUP round trip, as after a plain READDIR. So plyfs looks files up only
+ * while the kernel goes on to look up files it leaves out: a stat-walk (`ls -l`, `du`, `tar c`)
+ * gets the attributes with the listing, a `find` reads no file's inode.
+ * The signal: every listing leaves out at least one file (a probe; all of them while not
+ * advised) and marks its directory (node->plus_left); the first LOOKUP in a marked directory
+ * says the files are wanted. `plus_unused` goes up by 1 per listing that left files out and down
+ * by 2 per such LOOKUP; files are looked up while it is below half its maximum (so a fresh mount
+ * does, and a walk that stops statting stops it within 8 listings). A directory whose files were
+ * all left out is not served from the kernel's listing cache while files are wanted
+ * (dir_open()): its next listing brings them. A stat-walk pays one LOOKUP round trip per
+ * directory (the probe), a `find` the lookups of its first 8 directories.
+ */
+#define PLUS_UNUSED_MAX 16
+
+static void plus_unused_add(struct plyfs *fs, int delta)
+{
+	int old = atomic_load_explicit(&fs->plus_unused, memory_order_relaxed);
+	int new;
+	do
+		new = CLAMP(old + delta, 0, PLUS_UNUSED_MAX);
+	while (!atomic_compare_exchange_weak_explicit(&fs->plus_unused, &old, new,
+						      memory_order_relaxed, memory_order_relaxed));
+}
+
+static bool plus_advised(struct plyfs *fs)
+{
+	return atomic_load_explicit(&fs->plus_unused, memory_order_relaxed) < PLUS_UNUSED_MAX / 2;
+}
+
+/* A listing of dh leaves a file out: noted once per listing. */
+static void plus_leave_out(struct plyfs *fs, struct dir_handle *dh)
+{
+	if (dh->left_out)
+		return;
+	dh->left_out = true;
+	__atomic_store_n(&dh->node->plus_left, dh->fill_files ? PLUS_LEFT_PROBE : PLUS_LEFT_FILES,
+			 __ATOMIC_RELAXED);
+	plus_unused_add(fs, 1);
+}
+
+void dir_note_lookup(struct plyfs *fs, struct node *parent)
+{
+	if (__atomic_load_n(&parent->plus_left, __ATOMIC_RELAXED) != PLUS_LEFT_NONE &&
+	    __atomic_exchange_n(&parent->plus_left, PLUS_LEFT_NONE, __ATOMIC_RELAXED) !=
+		    PLUS_LEFT_NONE)
+		plus_unused_add(fs, -2);
+}
+
+/* Whether a READDIRPLUS entry carries its attributes (a lookup) or goes as a plain dirent:
+ * directories always (a walk opens them next: a LOOKUP saved each), entries of an unknown type,
+ * files this mount has a node for (known_node() in namei.c: a stat, no more); other files when
+ * advised, but for the listing's probe (above). */
+static bool plus_fills(struct plyfs *fs, struct dir_handle *dh, const struct merged_entry *e)
+{
+	if (e->type == DT_DIR || e->type == DT_UNKNOWN || (dh->fill_files && dh->left_out))
+		return true;
+	int layer = dh->layers[e->layer];
+	struct node_key key;
+	bool indexed;
+	if (node_table_known(fs->nodes, fs->layers[layer].dev, e->ino, DTTOIF(e->type),
+			     fs->layers[layer].upper, &key, &indexed))
+		return true;
+	plus_leave_out(fs, dh);
+	return false;
+}
+
+/* Plus entry: a real lookup, undone when the entry does not fit; or the plain dirent, attributes
+ * left out (plus_fills()). Returns bytes used; 0 when the entry did not fit; SIZE_MAX when the
+ * name vanished meanwhile (skip it). */
 static size_t add_plus(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *buf,
-		       size_t size, const char *name, off_t next)
+		       size_t size, const char *name, const struct merged_entry *e, off_t next)
 {
 	struct fuse_entry_param ep = {0};
-	bool dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 	struct node *child = NULL;
-	if (dot) {
-		/* nodeid 0: the kernel neither instantiates nor forgets "." and "..". */
-		ep.attr.st_ino = dot_ino(fs, dh, name);
-		ep.attr.st_mode = S_IFDIR;
+	if (!e || !plus_fills(fs, dh, e)) {
+		/* nodeid 0: the kernel neither instantiates nor forgets it ("." and ".." too). */
+		ep.attr.st_ino = e ? entry_ino(fs, dh, e) : dot_ino(fs, dh, name);
+		ep.attr.st_mode = e ? (mode_t)e->type << 12 : S_IFDIR;
 	} else {
-		int r = namei_lookup(fs, dh->node, name, &child, &ep.attr);
+		/* The layers above the entry's in the listing do not have it. */
+		struct namei_listed listed = {.absent = dh->layers, .n_absent = e->layer};
+		int r = namei_lookup_listed(fs, dh->node, name, &listed, &child, &ep.attr);
 		if (r < 0)
 			return SIZE_MAX;
 		ep.ino = child->nodeid;
@@ -254,6 +338,10 @@ ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *
 			g_mutex_unlock(&dh->lock);
 			return r;
 		}
+		dh->fill_files = plus && plus_advised(fs);
+		dh->left_out = false;
+		if (plus)
+			__atomic_store_n(&dh->node->plus_left, PLUS_LEFT_NONE, __ATOMIC_RELAXED);
 	}
 	size_t total = dh->entries->len + 2;
 	for (size_t pos = (size_t)off; pos < total; pos++) {
@@ -261,7 +349,7 @@ ssize_t dir_read(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh, char *
 		const char *name = e ? e->name : (pos == 0 ? "." : "..");
 		size_t n;
 		if (plus) {
-			n = add_plus(fs, req, dh, buf + used, size - (size_t)used, name,
+			n = add_plus(fs, req, dh, buf + used, size - (size_t)used, name, e,
 				     (off_t)pos + 1);
 			if (n == SIZE_MAX)
 				continue;

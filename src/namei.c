@@ -45,7 +45,22 @@ struct scan {
 	bool split; /* one name of a hard link no index keeps together (index.h) */
 	/* The entry was just made in the upper layer by this request (namei_lookup_made()). */
 	bool made;
+	/* Lower layers a listing just read without the name (namei_lookup_listed()), or NULL. */
+	const struct namei_listed *listed;
 };
+
+/* A lower layer the listing read without the name nor a whiteout of it: lower layers do not
+ * change while mounted, so the scan need not look there again (an upper layer may have changed
+ * since: it is always looked at). Only above the first layer that has the name. */
+static bool listed_absent(const struct scan *sc, int layer)
+{
+	if (!sc->listed || sc->stack->len > 0 || sc->fs->layers[layer].upper)
+		return false;
+	for (unsigned i = 0; i < sc->listed->n_absent; i++)
+		if (sc->listed->absent[i] == layer)
+			return true;
+	return false;
+}
 
 static void scan_add(struct scan *sc, int layer, const struct stat *st, int fd, char *path)
 {
@@ -308,6 +323,8 @@ static int scan_layer(struct scan *sc, unsigned slot)
 	bool layers_below = (size_t)layer + 1 < sc->fs->n_layers;
 	if (sc->redirect_dead)
 		return SCAN_STOP;
+	if (listed_absent(sc, layer))
+		return more_below ? SCAN_NEXT : SCAN_STOP;
 	int r = place_in_layer(sc, layer, &dir, &name, &path);
 	/* A redirect target absent here, or with a symlink or a file on its way, or a name too
 	 * long to exist: not here. */
@@ -434,7 +451,7 @@ static struct node *node_from_scan(struct scan *sc)
 }
 
 static int scan(struct plyfs *fs, struct node *parent, const char *name, bool made,
-		struct node **fresh, struct stat *st)
+		const struct namei_listed *listed, struct node **fresh, struct stat *st)
 {
 	int r = check_name(name);
 	if (r < 0)
@@ -449,6 +466,7 @@ static int scan(struct plyfs *fs, struct node *parent, const char *name, bool ma
 		.name = name,
 		.stack = g_array_new(FALSE, FALSE, sizeof(struct node_layer)),
 		.made = made,
+		.listed = listed,
 	};
 	const struct node_stack *root = node_stack(node_table_root(fs->nodes));
 	for (unsigned slot = 0; slot < sc.ps->n; slot++) {
@@ -480,14 +498,14 @@ static int scan(struct plyfs *fs, struct node *parent, const char *name, bool ma
 int namei_scan(struct plyfs *fs, struct node *parent, const char *name, struct node **fresh,
 	       struct stat *st)
 {
-	return scan(fs, parent, name, false, fresh, st);
+	return scan(fs, parent, name, false, NULL, fresh, st);
 }
 
 static int lookup(struct plyfs *fs, struct node *parent, const char *name, bool made,
-		  struct node **out, struct stat *st)
+		  const struct namei_listed *listed, struct node **out, struct stat *st)
 {
 	struct node *fresh;
-	int r = scan(fs, parent, name, made, &fresh, st);
+	int r = scan(fs, parent, name, made, listed, &fresh, st);
 	if (r < 0)
 		return r;
 	/* `st` is the top entry's, in the layer on top of the stack the scan built. */
@@ -519,13 +537,19 @@ static int lookup(struct plyfs *fs, struct node *parent, const char *name, bool 
 int namei_lookup(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
 		 struct stat *st)
 {
-	return lookup(fs, parent, name, false, out, st);
+	return lookup(fs, parent, name, false, NULL, out, st);
+}
+
+int namei_lookup_listed(struct plyfs *fs, struct node *parent, const char *name,
+			const struct namei_listed *listed, struct node **out, struct stat *st)
+{
+	return lookup(fs, parent, name, false, listed, out, st);
 }
 
 int namei_lookup_made(struct plyfs *fs, struct node *parent, const char *name, struct node **out,
 		      struct stat *st)
 {
-	return lookup(fs, parent, name, true, out, st);
+	return lookup(fs, parent, name, true, NULL, out, st);
 }
 
 int namei_lookup_dot(struct plyfs *fs, struct node *dir, const char *name, struct node **out,

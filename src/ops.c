@@ -138,6 +138,8 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = namei_lookup_dot(fs, dir, name, &n, &st);
 	else
 		r = namei_lookup(fs, dir, name, &n, &st);
+	if (r == 0 && !dot)
+		dir_note_lookup(fs, dir);
 	put(fs, dir);
 	if (r == -ENOENT) {
 		/* A negative entry the kernel may cache as long as positive ones. */

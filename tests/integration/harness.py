@@ -32,6 +32,7 @@ import origin  # noqa: E402
 import scenario  # noqa: E402
 import status  # noqa: E402
 import metaops  # noqa: E402
+import walks  # noqa: E402
 import userns  # noqa: E402
 import workdir_lock  # noqa: E402
 from mounts import Failure  # noqa: E402
@@ -142,6 +143,7 @@ def main(argv):
 	tests += workdir_lock.tests()
 	tests += status.tests()
 	tests += metaops.tests()
+	tests += walks.tests()
 	tests += hostile.tests()
 	tests += userns.tests()
 	tests += idmapping.tests()
