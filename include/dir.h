@@ -51,8 +51,14 @@ ssize_t dir_read_node(struct plyfs *fs, fuse_req_t req, struct node *n, char *bu
  * flags changed (a remount), and listings cached under the old ones may be due now. */
 void dir_listings_stale_all(struct plyfs *fs);
 /* A LOOKUP found a name in directory `parent`: READDIRPLUS learns from it whether files it
- * leaves out are looked up next (dir.c, "plus advice"). */
-void dir_note_lookup(struct plyfs *fs, struct node *parent);
+ * leaves out are looked up next (dir.c, "plus advice"). True when this LOOKUP made files wanted
+ * again: the caller then calls dir_listings_left_out_stale(), after its reply. */
+bool dir_note_lookup(struct plyfs *fs, struct node *parent);
+/* In no-opendir mode the kernel serves a directory's listing from its cache without asking us,
+ * so a listing that left every file out would cost a LOOKUP round trip per file once files are
+ * wanted again: their cached copies are dropped (a notification per such directory), and their
+ * next listings bring the files' attributes. */
+void dir_listings_left_out_stale(struct plyfs *fs);
 /* At exit: releases the handles the kernel never released, and the cached listings. */
 void dir_release_all(struct plyfs *fs);
 

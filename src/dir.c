@@ -225,12 +225,15 @@ static size_t add_plain(struct plyfs *fs, fuse_req_t req, struct dir_handle *dh,
  * by 2 per such LOOKUP; files are looked up while it is below half its maximum (so a fresh mount
  * does, and a walk that stops statting stops it within 8 listings). A directory whose files were
  * all left out is not served from the kernel's listing cache while files are wanted
- * (dir_open()): its next listing brings them. A stat-walk pays one LOOKUP round trip per
+ * (dir_open(); in no-opendir mode, where no open reaches us, the cached copies of such
+ * directories are dropped when files become wanted: dir_listings_left_out_stale()): its next
+ * listing brings them. A stat-walk pays one LOOKUP round trip per
  * directory (the probe), a `find` the lookups of its first 8 directories.
  */
 #define PLUS_UNUSED_MAX 16
 
-static void plus_unused_add(struct plyfs *fs, int delta)
+/* True when this change made files wanted (plus_advised() turned true). */
+static bool plus_unused_add(struct plyfs *fs, int delta)
 {
 	int old = atomic_load_explicit(&fs->plus_unused, memory_order_relaxed);
 	int new;
@@ -238,6 +241,7 @@ static void plus_unused_add(struct plyfs *fs, int delta)
 		new = CLAMP(old + delta, 0, PLUS_UNUSED_MAX);
 	while (!atomic_compare_exchange_weak_explicit(&fs->plus_unused, &old, new,
 						      memory_order_relaxed, memory_order_relaxed));
+	return old >= PLUS_UNUSED_MAX / 2 && new < PLUS_UNUSED_MAX / 2;
 }
 
 static bool plus_advised(struct plyfs *fs)
@@ -256,12 +260,29 @@ static void plus_leave_out(struct plyfs *fs, struct dir_handle *dh)
 	plus_unused_add(fs, 1);
 }
 
-void dir_note_lookup(struct plyfs *fs, struct node *parent)
+bool dir_note_lookup(struct plyfs *fs, struct node *parent)
 {
-	if (__atomic_load_n(&parent->plus_left, __ATOMIC_RELAXED) != PLUS_LEFT_NONE &&
-	    __atomic_exchange_n(&parent->plus_left, PLUS_LEFT_NONE, __ATOMIC_RELAXED) !=
-		    PLUS_LEFT_NONE)
-		plus_unused_add(fs, -2);
+	return __atomic_load_n(&parent->plus_left, __ATOMIC_RELAXED) != PLUS_LEFT_NONE &&
+	       __atomic_exchange_n(&parent->plus_left, PLUS_LEFT_NONE, __ATOMIC_RELAXED) !=
+		       PLUS_LEFT_NONE &&
+	       plus_unused_add(fs, -2);
+}
+
+void dir_listings_left_out_stale(struct plyfs *fs)
+{
+	if (!fs->no_opendir || !fs->se)
+		return;
+	g_autoptr(GArray) ids = node_table_dir_ids(fs->nodes);
+	for (guint i = 0; i < ids->len; i++) {
+		uint64_t id = g_array_index(ids, uint64_t, i);
+		struct node *n = node_table_get(fs->nodes, id);
+		if (!n)
+			continue;
+		bool left = __atomic_load_n(&n->plus_left, __ATOMIC_RELAXED) == PLUS_LEFT_FILES;
+		node_put(fs->nodes, n);
+		if (left)
+			fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
+	}
 }
 
 /* Whether a READDIRPLUS entry carries its attributes (a lookup) or goes as a plain dirent:

@@ -138,8 +138,7 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = namei_lookup_dot(fs, dir, name, &n, &st);
 	else
 		r = namei_lookup(fs, dir, name, &n, &st);
-	if (r == 0 && !dot)
-		dir_note_lookup(fs, dir);
+	bool wanted = r == 0 && !dot && dir_note_lookup(fs, dir);
 	put(fs, dir);
 	if (r == -ENOENT) {
 		/* A negative entry the kernel may cache as long as positive ones. */
@@ -153,6 +152,8 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	reply_entry(req, n, &st);
 	put(fs, n);
+	if (wanted) /* after the reply: the notifications need no lock of ours */
+		dir_listings_left_out_stale(fs);
 }
 
 /*
