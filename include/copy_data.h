@@ -31,6 +31,13 @@
  * caller fsyncs `dst` next (write-behind). 0 or -errno. */
 int copy_data(int src, int dst, off_t size, bool sync);
 
+/* The next extent to copy from `pos` (< size), given what the source's lseek answered:
+ * `data` (SEEK_DATA from pos: -ENXIO only a hole remains, another -errno none supported) and
+ * `hole` (SEEK_HOLE from data, or -errno). Sets [*from, *to) and returns true; false when
+ * nothing is left to copy. Answers that do not move forward (a lower layer on a FUSE filesystem
+ * answers what it likes) count as none: the rest is copied whole, so the copy always ends. */
+bool copy_extent(off_t pos, off_t size, off_t data, off_t hole, off_t *from, off_t *to);
+
 /* --- the write-behind plan, without syscalls (unit-tested) --- */
 
 struct wb_range {

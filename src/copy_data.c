@@ -31,6 +31,19 @@ void writebehind_step(struct writebehind *wb, off_t off, off_t len, struct wb_ra
 	wb->begin = wb->end;
 }
 
+bool copy_extent(off_t pos, off_t size, off_t data, off_t hole, off_t *from, off_t *to)
+{
+	if (data == -ENXIO)
+		return false; /* only a hole remains */
+	if (data < 0 || data < pos || data >= size)
+		data = pos, hole = size; /* no usable answer: the rest, whole */
+	else if (hole <= data)
+		hole = size;
+	*from = data;
+	*to = MIN(hole, size);
+	return true;
+}
+
 /* The syscalls of one step. `fd` -1: write-behind is off (not wanted, or not supported). */
 static int writebehind_copied(struct writebehind *wb, int *fd, off_t off, off_t len)
 {
@@ -91,20 +104,15 @@ int copy_data(int src, int dst, off_t size, bool sync)
 		return 0;
 	struct writebehind wb = {0};
 	int wb_fd = sync ? dst : -1;
-	for (off_t pos = 0; pos < size;) {
+	off_t from, to;
+	for (off_t pos = 0; pos < size; pos = to) {
 		off_t data = layer_lseek(src, pos, SEEK_DATA);
-		if (data == -ENXIO)
-			break; /* only a hole remains */
-		if (data < 0) {
-			data = pos; /* no SEEK_DATA support: copy everything */
-		}
-		off_t hole = layer_lseek(src, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = size;
-		int r = copy_range(src, dst, data, MIN(hole, size) - data, &wb, &wb_fd);
+		off_t hole = data >= 0 ? layer_lseek(src, data, SEEK_HOLE) : -EINVAL;
+		if (!copy_extent(pos, size, data, hole, &from, &to))
+			break;
+		int r = copy_range(src, dst, from, to - from, &wb, &wb_fd);
 		if (r < 0)
 			return r;
-		pos = hole;
 	}
 	return layer_ftruncate(dst, size);
 }

@@ -110,6 +110,34 @@ START_TEST(test_plan_empty_steps)
 }
 END_TEST
 
+/* Every answer of a source's lseek, hostile ones too, gives an extent that moves forward. */
+START_TEST(test_extent_answers)
+{
+	off_t from, to;
+	ck_assert(copy_extent(0, 100, 10, 40, &from, &to) && from == 10 && to == 40);
+	ck_assert(copy_extent(40, 100, 60, 200, &from, &to) && from == 60 && to == 100);
+	ck_assert(!copy_extent(40, 100, -ENXIO, -EINVAL, &from, &to));
+	ck_assert(copy_extent(0, 100, -EINVAL, -EINVAL, &from, &to) && from == 0 && to == 100);
+	ck_assert(copy_extent(30, 100, 30, -EIO, &from, &to) && from == 30 && to == 100);
+	/* Answers that do not move forward: the rest, whole. */
+	ck_assert(copy_extent(30, 100, 30, 30, &from, &to) && from == 30 && to == 100);
+	ck_assert(copy_extent(30, 100, 50, 20, &from, &to) && from == 50 && to == 100);
+	ck_assert(copy_extent(30, 100, 10, 50, &from, &to) && from == 30 && to == 100);
+	ck_assert(copy_extent(30, 100, 150, 160, &from, &to) && from == 30 && to == 100);
+	/* Whatever the answers, a loop of extents from 0 ends within size steps. */
+	const off_t answers[][2] = {{0, 0}, {5, 5}, {-1, -1}, {3, 2}, {99, 99}, {7, 1000}};
+	for (size_t a = 0; a < G_N_ELEMENTS(answers); a++) {
+		unsigned steps = 0;
+		for (off_t pos = 0;
+		     pos < 100 && copy_extent(pos, 100, answers[a][0], answers[a][1], &from, &to);
+		     pos = to) {
+			ck_assert_int_gt(to, pos);
+			ck_assert_uint_lt(++steps, 100);
+		}
+	}
+}
+END_TEST
+
 /* --- real copies --- */
 
 static int make_file(const char *name)
@@ -204,6 +232,7 @@ static Suite *copy_data_suite(void)
 	tcase_add_test(plan, test_plan_short_copy_starts_nothing);
 	tcase_add_test(plan, test_plan_sparse);
 	tcase_add_test(plan, test_plan_empty_steps);
+	tcase_add_test(plan, test_extent_answers);
 	suite_add_tcase(s, plan);
 	TCase *copy = tcase_create("copy");
 	tcase_set_timeout(copy, 60);
